@@ -1,0 +1,199 @@
+//! Storage ports of the system and their embedded adapters.
+//!
+//! * [`EventLog`]: the source of truth, shaped after Kafka — topics split into partitions,
+//!   records keyed by aggregate id (same key → same partition → ordered), offsets, reads
+//!   from any offset, consumer groups with committed offsets, tailing. No transactions.
+//! * [`ReadStore`]: where projections keep read models, shaped after ScyllaDB — rows
+//!   addressed by (table, partition key, clustering key), version-guarded upserts and
+//!   deletes (the higher version wins, like a cell's write timestamp), projector
+//!   checkpoints written with the rows they cover.
+//!
+//! Every adapter runs the same [`conformance`] suite.
+
+pub mod conformance;
+pub mod embedded;
+mod error;
+mod partitioner;
+
+pub use error::StorageError;
+pub use partitioner::partition_for;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Bound;
+use std::time::Duration;
+
+pub type Offset = u64;
+
+/// A topic and how many partitions it has (fixed once created).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+}
+
+/// A record to append. Its partition is `partition_for(key, partitions)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecord {
+    pub topic: String,
+    pub key: String,
+    pub value: Bytes,
+}
+
+/// Where an appended record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub partition: u32,
+    pub offset: Offset,
+}
+
+/// A record read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: Offset,
+    pub key: String,
+    pub value: Bytes,
+    /// Append time, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Creates the topics that do not exist yet; existing ones are left as they are.
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), StorageError>;
+
+    /// Number of partitions of a topic (`UnknownTopic` if it does not exist).
+    async fn partitions(&self, topic: &str) -> Result<u32, StorageError>;
+
+    /// Appends records; returns once all are durable, in the order given. Records with the
+    /// same topic and key keep their order. Adapters batch concurrent appends into one
+    /// durable write (group commit). Whether a batch spanning partitions is all-or-nothing
+    /// is the adapter's (`atomic_batches`); callers that need it order their records so a
+    /// prefix can be completed later.
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, StorageError>;
+
+    /// True when `append` of several records is all-or-nothing.
+    fn atomic_batches(&self) -> bool;
+
+    /// Up to `max` records of one partition starting at offset `from`.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, StorageError>;
+
+    /// The offset the next record of the partition will get (Kafka's high watermark).
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError>;
+
+    /// Waits until the partition's end offset is beyond `offset` or `timeout` passes;
+    /// returns the end offset then. This is how consumers tail the log without polling.
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset, StorageError>;
+
+    /// Commits a consumer group's position (the next offset it will read).
+    async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: Offset,
+    ) -> Result<(), StorageError>;
+
+    /// The position a consumer group committed last, if any.
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError>;
+}
+
+/// A row of a read-model table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub clustering: String,
+    pub value: Bytes,
+    pub version: u64,
+}
+
+/// A version-guarded change: it takes effect unless the row holds a higher version
+/// already (a delete wins over a put of the same version, as in ScyllaDB). Applying the
+/// same change twice is therefore harmless, which is what makes projections idempotent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Put {
+        table: String,
+        partition: String,
+        clustering: String,
+        value: Bytes,
+        version: u64,
+    },
+    Delete {
+        table: String,
+        partition: String,
+        clustering: String,
+        version: u64,
+    },
+}
+
+/// A projection's position in one log partition: the next offset it will apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub projection: String,
+    pub topic: String,
+    pub partition: u32,
+    pub next: Offset,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// A slice of one partition, by clustering key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub from: Bound<String>,
+    pub to: Bound<String>,
+    pub order: Order,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait ReadStore: Send + Sync + 'static {
+    /// Applies the writes and the checkpoints together. The embedded adapter does it
+    /// atomically; others rely on the version guard (re-applying is harmless) and write
+    /// checkpoints last.
+    async fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>)
+    -> Result<(), StorageError>;
+
+    /// One row, if it exists and is not deleted.
+    async fn get(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+    ) -> Result<Option<Row>, StorageError>;
+
+    /// Live rows of one partition within the scan's clustering range.
+    async fn scan(&self, table: &str, partition: &str, scan: Scan)
+    -> Result<Vec<Row>, StorageError>;
+
+    /// A projection's checkpoint for one log partition.
+    async fn checkpoint(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError>;
+}
