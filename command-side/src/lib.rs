@@ -1,1 +1,15 @@
-//! placeholder
+//! The command side: every command endpoint of SPEC §5. It owns the write model (the
+//! aggregates folded from the log, see `state`), turns requests into domain decisions and
+//! appends the resulting events durably before answering.
+
+pub mod http;
+mod error;
+mod metrics;
+mod service;
+mod state;
+
+pub use error::CommandError;
+pub use metrics::CommandMetrics;
+pub use service::{
+    Accepted, CommandContext, CommandService, Reading, ScheduleDelivery, idempotency_key_of,
+};

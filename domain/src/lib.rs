@@ -1,1 +1,60 @@
-//! placeholder
+//! The business rules of drone delivery, and nothing else.
+//!
+//! This crate owns the four aggregates of SPEC §3 (`Account`, `Drone`, `Package`,
+//! `Delivery`) and the value objects their commands take. It is pure: no I/O, no async,
+//! no clock (the time of a command is passed in). Each aggregate is a state struct that
+//! folds events with `apply` and decides with methods that return the new events or a
+//! [`DomainError`]. Versions, metadata and streams belong to the caller (the command
+//! side), which wraps the returned events and appends them.
+//!
+//! Values are parsed once at the edge ("parse, don't validate"): a [`RegisterDrone`],
+//! a [`DeliveryPlan`] or a [`Location`] from [`location`] cannot hold an invalid value,
+//! so the aggregates never check shapes, only business facts.
+//!
+//! ```
+//! use chrono::Utc;
+//! use domain::{Account, Aggregate, Delivery, DeliveryPlan, Drone, RegisterAccount, RegisterDrone, location};
+//! use schemas::events::ConfirmationType;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let home = location(47.6062, -122.3321, 0.0)?;
+//! let account = Account::replay(&Account::default().register(&RegisterAccount::new("Contoso", "ops@contoso.example")?)?);
+//! let drone = Drone::replay(&Drone::default().register(&RegisterDrone::new("X1", 5.0, 40.0, 15.0, home)?)?);
+//!
+//! let plan = DeliveryPlan::new(location(47.6205, -122.3493, 0.0)?, location(47.6606, -122.3123, 0.0)?, None, None)?;
+//! let created = Delivery::default().schedule("account-1", &account, &plan, false, ConfirmationType::None, "package-1", 1.2)?;
+//! let delivery = Delivery::replay(&created);
+//!
+//! // One command, two streams: the caller appends `changes.delivery` to the delivery's
+//! // stream and `changes.drone` to the stream of `changes.drone_id`.
+//! let changes = delivery.assign_drone("delivery-1", "drone-1", &drone, Utc::now())?;
+//! assert_eq!(changes.delivery, changes.drone);
+//! # Ok(())
+//! # }
+//! ```
+
+mod account;
+mod aggregate;
+mod delivery;
+mod drone;
+mod error;
+mod location;
+mod package;
+mod stage;
+mod values;
+
+pub use account::{Account, AccountStatus};
+pub use aggregate::Aggregate;
+pub use delivery::{Changes, Delivery};
+pub use drone::{Drone, DroneStatus};
+pub use error::{DomainError, ErrorKind};
+pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};
+pub use package::Package;
+pub use stage::Stage;
+pub use values::{
+    Confirmation, DeliveryPlan, PackageInfo, RegisterAccount, RegisterDrone, Reschedule, Telemetry,
+    ValueError,
+};
+
+// The wire types the aggregates speak, re-exported so callers need one import path.
+pub use schemas::events::{ConfirmationType, Event, Location, PackageSize};

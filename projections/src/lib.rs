@@ -1,1 +1,53 @@
-//! placeholder
+//! The read side's builders: projections that fold events from the log into the read
+//! models of SPEC §5, and the projector worker that runs them. Each projection owns its
+//! tables (see [`tables`]) and writes rows with the version of the event that produced
+//! them, so a batch applied twice changes nothing; the projector writes each batch with
+//! its checkpoint in one `ReadStore::apply`.
+
+mod accounts;
+mod deliveries;
+mod drones;
+mod error;
+mod invoices;
+mod metrics;
+mod projection;
+mod projector;
+pub mod tables;
+pub mod views;
+
+pub use accounts::AccountsProjection;
+pub use deliveries::DeliveriesProjection;
+pub use drones::DronesProjection;
+pub use error::ProjectionError;
+pub use invoices::InvoicesProjection;
+pub use metrics::ProjectorMetrics;
+pub use projection::{Projection, Source, Staged};
+pub use projector::{Projector, caught_up};
+
+use std::sync::Arc;
+
+/// Every projection, by name.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(AccountsProjection),
+        Arc::new(DeliveriesProjection),
+        Arc::new(InvoicesProjection),
+        Arc::new(DronesProjection),
+    ]
+}
+
+/// The projections named in `names` (all when empty); unknown names are an error.
+pub fn select(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, ProjectionError> {
+    if names.is_empty() {
+        return Ok(all());
+    }
+    names
+        .iter()
+        .map(|name| {
+            all()
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| ProjectionError::UnknownProjection(name.clone()))
+        })
+        .collect()
+}

@@ -174,8 +174,11 @@ pub trait ReadStore: Send + Sync + 'static {
     /// Applies the writes and the checkpoints together. The embedded adapter does it
     /// atomically; others rely on the version guard (re-applying is harmless) and write
     /// checkpoints last.
-    async fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>)
-    -> Result<(), StorageError>;
+    async fn apply(
+        &self,
+        writes: Vec<Write>,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Result<(), StorageError>;
 
     /// One row, if it exists and is not deleted.
     async fn get(
@@ -186,8 +189,12 @@ pub trait ReadStore: Send + Sync + 'static {
     ) -> Result<Option<Row>, StorageError>;
 
     /// Live rows of one partition within the scan's clustering range.
-    async fn scan(&self, table: &str, partition: &str, scan: Scan)
-    -> Result<Vec<Row>, StorageError>;
+    async fn scan(
+        &self,
+        table: &str,
+        partition: &str,
+        scan: Scan,
+    ) -> Result<Vec<Row>, StorageError>;
 
     /// A projection's checkpoint for one log partition.
     async fn checkpoint(

@@ -1,0 +1,10 @@
+//! The HTTP contract shared by the command and query sides: problem details
+//! (RFC 9457), consistency tokens for read-your-writes, and the request-body limit.
+
+mod body;
+mod problem;
+mod token;
+
+pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, limited_body};
+pub use problem::Problem;
+pub use token::{ConsistencyToken, Position, TOKEN_HEADER};

@@ -1,0 +1,72 @@
+use api::Problem;
+use domain::{DomainError, ErrorKind};
+use storage::StorageError;
+use warp::http::StatusCode;
+
+/// Why a command was not carried out. `problem` is the one place these become HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: &'static str, id: String },
+    #[error("expected version {expected} but {kind} {id} is at version {actual}")]
+    VersionConflict {
+        kind: &'static str,
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the event log cannot take the write: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<domain::ValueError> for CommandError {
+    fn from(e: domain::ValueError) -> Self {
+        CommandError::Invalid(e.to_string())
+    }
+}
+
+impl From<StorageError> for CommandError {
+    fn from(e: StorageError) -> Self {
+        // Whatever the cause, the events were not (known to be) durably appended.
+        CommandError::Unavailable(e.to_string())
+    }
+}
+
+impl CommandError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+            CommandError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CommandError::VersionConflict { .. } => StatusCode::CONFLICT,
+            CommandError::Domain(e) => match e.kind() {
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Rule => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Label for the `outcome` of the commands metric.
+    pub fn outcome(&self) -> &'static str {
+        match self.status() {
+            StatusCode::BAD_REQUEST => "invalid",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::UNPROCESSABLE_ENTITY => "rule_violated",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.status(), self.to_string())
+    }
+}

@@ -1,0 +1,231 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use schemas::events::{
+    DroneGrounded, DronePositionReported, DroneRegistered, DroneReturned, Event, Location,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Aggregate;
+use crate::error::DomainError;
+use crate::values::{RegisterDrone, Telemetry, ValueError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DroneStatus {
+    Idle,
+    Assigned,
+    EnRouteToPickup,
+    EnRouteToDropoff,
+    Returning,
+    Charging,
+    Grounded,
+}
+
+impl DroneStatus {
+    pub const ALL: [DroneStatus; 7] = [
+        DroneStatus::Idle,
+        DroneStatus::Assigned,
+        DroneStatus::EnRouteToPickup,
+        DroneStatus::EnRouteToDropoff,
+        DroneStatus::Returning,
+        DroneStatus::Charging,
+        DroneStatus::Grounded,
+    ];
+
+    /// The JSON name (`GET /drones?status=` takes the same).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DroneStatus::Idle => "idle",
+            DroneStatus::Assigned => "assigned",
+            DroneStatus::EnRouteToPickup => "enRouteToPickup",
+            DroneStatus::EnRouteToDropoff => "enRouteToDropoff",
+            DroneStatus::Returning => "returning",
+            DroneStatus::Charging => "charging",
+            DroneStatus::Grounded => "grounded",
+        }
+    }
+}
+
+impl fmt::Display for DroneStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DroneStatus {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DroneStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| ValueError(format!("unknown drone status {s:?}")))
+    }
+}
+
+/// A drone of the fleet. `Default` is a drone not registered yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drone {
+    pub model: String,
+    pub payload_kg: f64,
+    pub range_km: f64,
+    pub speed_mps: f64,
+    pub home: Location,
+    /// `None` until registered.
+    pub status: Option<DroneStatus>,
+    /// The delivery the drone carries, from assignment until it is completed or released.
+    pub delivery_id: Option<String>,
+    pub position: Option<Location>,
+    pub battery_pct: Option<f64>,
+    pub position_at: Option<DateTime<Utc>>,
+}
+
+impl Default for Drone {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            payload_kg: 0.0,
+            range_km: 0.0,
+            speed_mps: 0.0,
+            // Meaningless until registered; `exists()` says so.
+            home: Location {
+                latitude: 0.0,
+                longitude: 0.0,
+                altitude: 0.0,
+            },
+            status: None,
+            delivery_id: None,
+            position: None,
+            battery_pct: None,
+            position_at: None,
+        }
+    }
+}
+
+impl Drone {
+    pub fn exists(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Free to take a delivery.
+    pub fn is_idle(&self) -> bool {
+        self.status == Some(DroneStatus::Idle) && self.delivery_id.is_none()
+    }
+
+    /// Where the drone is now as far as we know: its last report, else its home base.
+    pub fn current_location(&self) -> Location {
+        self.position.unwrap_or(self.home)
+    }
+
+    pub fn register(&self, cmd: &RegisterDrone) -> Result<Vec<Event>, DomainError> {
+        if self.exists() {
+            return Err(DomainError::DroneAlreadyRegistered);
+        }
+        Ok(vec![Event::DroneRegistered(DroneRegistered {
+            model: cmd.model().to_owned(),
+            payload_kg: cmd.payload_kg(),
+            range_km: cmd.range_km(),
+            speed_mps: cmd.speed_mps(),
+            home: cmd.home(),
+        })])
+    }
+
+    /// Telemetry is an observation, accepted in any status.
+    pub fn report_position(&self, telemetry: &Telemetry) -> Result<Vec<Event>, DomainError> {
+        if !self.exists() {
+            return Err(DomainError::DroneNotFound);
+        }
+        Ok(vec![Event::DronePositionReported(DronePositionReported {
+            position: telemetry.position(),
+            battery_pct: telemetry.battery_pct(),
+            at: telemetry.at(),
+        })])
+    }
+
+    /// Takes the drone out of service; a delivery it carries is handled by the workflow
+    /// (released before pickup, failed after).
+    pub fn ground(&self, reason: Option<String>) -> Result<Vec<Event>, DomainError> {
+        match self.status {
+            None => Err(DomainError::DroneNotFound),
+            Some(DroneStatus::Grounded) => Err(DomainError::DroneAlreadyGrounded),
+            Some(_) => Ok(vec![Event::DroneGrounded(DroneGrounded { reason })]),
+        }
+    }
+
+    /// Back at base and ready for work: from returning, charging or grounded, and only
+    /// once no delivery is attached (so a drone never silently drops a package).
+    pub fn return_to_service(&self) -> Result<Vec<Event>, DomainError> {
+        let status = self.status.ok_or(DomainError::DroneNotFound)?;
+        if !matches!(
+            status,
+            DroneStatus::Returning | DroneStatus::Charging | DroneStatus::Grounded
+        ) {
+            return Err(DomainError::DroneCannotReturn { status });
+        }
+        if let Some(delivery_id) = &self.delivery_id {
+            return Err(DomainError::DroneStillCarriesDelivery {
+                delivery_id: delivery_id.clone(),
+            });
+        }
+        Ok(vec![Event::DroneReturned(DroneReturned {})])
+    }
+
+    fn carries(&self, delivery_id: &str) -> bool {
+        self.delivery_id.as_deref() == Some(delivery_id)
+    }
+
+    /// Moves to `status` unless grounded: grounding is an operator hold that only
+    /// `DroneReturned` lifts.
+    fn move_to(&mut self, status: DroneStatus) {
+        if self.status != Some(DroneStatus::Grounded) {
+            self.status = Some(status);
+        }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::DroneRegistered(e) => {
+                self.model.clone_from(&e.model);
+                self.payload_kg = e.payload_kg;
+                self.range_km = e.range_km;
+                self.speed_mps = e.speed_mps;
+                self.home = e.home;
+                self.status = Some(DroneStatus::Idle);
+            }
+            Event::DroneAssigned(e) => {
+                self.status = Some(DroneStatus::Assigned);
+                self.delivery_id = Some(e.delivery_id.clone());
+            }
+            // Delivery events on the drone's stream only move it for the delivery it
+            // carries, so a stale compensation cannot free a drone busy with another.
+            Event::DeliveryPickedUp(e) if self.carries(&e.delivery_id) => {
+                self.move_to(DroneStatus::EnRouteToDropoff);
+            }
+            Event::DeliveryCompleted(e) if self.carries(&e.delivery_id) => {
+                self.delivery_id = None;
+                self.move_to(DroneStatus::Returning);
+            }
+            Event::DroneUnassigned(e) if self.carries(&e.delivery_id) => {
+                self.delivery_id = None;
+                self.move_to(DroneStatus::Idle);
+            }
+            Event::DroneGrounded(_) => self.status = Some(DroneStatus::Grounded),
+            Event::DroneReturned(_) => self.status = Some(DroneStatus::Idle),
+            // Reports may arrive out of order; the newest observation wins.
+            Event::DronePositionReported(e) if self.position_at.is_none_or(|seen| e.at >= seen) => {
+                self.position = Some(e.position);
+                self.battery_pct = Some(e.battery_pct);
+                self.position_at = Some(e.at);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Aggregate for Drone {
+    fn apply(&mut self, event: &Event) {
+        Drone::apply(self, event);
+    }
+}

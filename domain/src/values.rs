@@ -1,0 +1,369 @@
+//! Validated inputs of the commands. Each is built once at the edge with `new`, which
+//! refuses malformed values (HTTP 400); the fields are private so nothing else can
+//! build an invalid one, and the aggregates only check business facts.
+
+use chrono::{DateTime, Utc};
+use schemas::events::{ConfirmationType, Location, PackageSize};
+
+use crate::location::check_location;
+
+/// A malformed value (HTTP 400); the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_EMAIL_CHARS: usize = 254; // RFC 5321 path limit
+const MAX_TAG_CHARS: usize = 200;
+
+fn required_text(field: &str, value: &str, max_chars: usize) -> Result<String, ValueError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ValueError(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max_chars {
+        return Err(ValueError(format!(
+            "{field} must be at most {max_chars} characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn positive(field: &str, value: f64) -> Result<f64, ValueError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(ValueError(format!(
+            "{field} must be a finite number > 0, got {value}"
+        )))
+    }
+}
+
+fn email(value: &str) -> Result<String, ValueError> {
+    let value = value.trim();
+    if value.chars().count() > MAX_EMAIL_CHARS {
+        return Err(ValueError(format!(
+            "email must be at most {MAX_EMAIL_CHARS} characters"
+        )));
+    }
+    let valid = match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !value.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(ValueError(format!(
+            "email must look like name@domain, got {value:?}"
+        )))
+    }
+}
+
+/// Deadlines are promises about the pickup: one at or before the pickup time is void.
+fn deadline_after_pickup_time(
+    pickup_time: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
+) -> bool {
+    match (pickup_time, deadline) {
+        (Some(pickup_time), Some(deadline)) => deadline > pickup_time,
+        _ => true,
+    }
+}
+
+const DEADLINE_MESSAGE: &str = "deadline must be after the pickup time";
+
+/// Who registers an account: a name and a contact email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterAccount {
+    name: String,
+    email: String,
+}
+
+impl RegisterAccount {
+    /// Name non-empty and at most 200 characters; email `local@domain`, at most 254.
+    /// Surrounding whitespace is dropped.
+    pub fn new(name: &str, email_address: &str) -> Result<Self, ValueError> {
+        Ok(Self {
+            name: required_text("name", name, MAX_NAME_CHARS)?,
+            email: email(email_address)?,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+/// A drone's specification: what it can carry, how far and how fast, and where it lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterDrone {
+    model: String,
+    payload_kg: f64,
+    range_km: f64,
+    speed_mps: f64,
+    home: Location,
+}
+
+impl RegisterDrone {
+    /// Model non-empty; payload, range and speed finite and > 0; home a valid location.
+    pub fn new(
+        model: &str,
+        payload_kg: f64,
+        range_km: f64,
+        speed_mps: f64,
+        home: Location,
+    ) -> Result<Self, ValueError> {
+        Ok(Self {
+            model: required_text("model", model, MAX_NAME_CHARS)?,
+            payload_kg: positive("payloadKg", payload_kg)?,
+            range_km: positive("rangeKm", range_km)?,
+            speed_mps: positive("speedMps", speed_mps)?,
+            home: check_location(&home)?,
+        })
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn payload_kg(&self) -> f64 {
+        self.payload_kg
+    }
+
+    pub fn range_km(&self) -> f64 {
+        self.range_km
+    }
+
+    pub fn speed_mps(&self) -> f64 {
+        self.speed_mps
+    }
+
+    pub fn home(&self) -> Location {
+        self.home
+    }
+}
+
+/// One telemetry report: where the drone is, how much battery is left, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    position: Location,
+    battery_pct: f64,
+    at: DateTime<Utc>,
+}
+
+impl Telemetry {
+    /// Position a valid location; battery a percentage in [0, 100].
+    pub fn new(
+        position: Location,
+        battery_pct: f64,
+        at: DateTime<Utc>,
+    ) -> Result<Self, ValueError> {
+        if !battery_pct.is_finite() || !(0.0..=100.0).contains(&battery_pct) {
+            return Err(ValueError(format!(
+                "batteryPct must be between 0 and 100, got {battery_pct}"
+            )));
+        }
+        Ok(Self {
+            position: check_location(&position)?,
+            battery_pct,
+            at,
+        })
+    }
+
+    pub fn position(&self) -> Location {
+        self.position
+    }
+
+    pub fn battery_pct(&self) -> f64 {
+        self.battery_pct
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+/// The package a delivery carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageInfo {
+    size: PackageSize,
+    weight_kg: f64,
+    tag: Option<String>,
+}
+
+impl PackageInfo {
+    /// Weight finite and > 0; tag at most 200 characters.
+    pub fn new(size: PackageSize, weight_kg: f64, tag: Option<String>) -> Result<Self, ValueError> {
+        if let Some(tag) = &tag
+            && tag.chars().count() > MAX_TAG_CHARS
+        {
+            return Err(ValueError(format!(
+                "tag must be at most {MAX_TAG_CHARS} characters"
+            )));
+        }
+        Ok(Self {
+            size,
+            weight_kg: positive("weight", weight_kg)?,
+            tag,
+        })
+    }
+
+    pub fn size(&self) -> PackageSize {
+        self.size
+    }
+
+    pub fn weight_kg(&self) -> f64 {
+        self.weight_kg
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+}
+
+/// Where and when a delivery goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPlan {
+    pickup: Location,
+    dropoff: Location,
+    pickup_time: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
+}
+
+impl DeliveryPlan {
+    /// Valid locations; when both times are given the deadline is after the pickup time.
+    pub fn new(
+        pickup: Location,
+        dropoff: Location,
+        pickup_time: Option<DateTime<Utc>>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Self, ValueError> {
+        if !deadline_after_pickup_time(pickup_time, deadline) {
+            return Err(ValueError(DEADLINE_MESSAGE.to_owned()));
+        }
+        Ok(Self {
+            pickup: check_location(&pickup)?,
+            dropoff: check_location(&dropoff)?,
+            pickup_time,
+            deadline,
+        })
+    }
+
+    pub fn pickup(&self) -> Location {
+        self.pickup
+    }
+
+    pub fn dropoff(&self) -> Location {
+        self.dropoff
+    }
+
+    pub fn pickup_time(&self) -> Option<DateTime<Utc>> {
+        self.pickup_time
+    }
+
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline
+    }
+}
+
+/// A change of plan: the fields given replace the delivery's, the others stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reschedule {
+    pickup: Option<Location>,
+    dropoff: Option<Location>,
+    pickup_time: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
+}
+
+impl Reschedule {
+    /// At least one field; valid locations; deadline after pickup time when both given
+    /// (the merged plan is checked again against the delivery by `Delivery::reschedule`).
+    pub fn new(
+        pickup: Option<Location>,
+        dropoff: Option<Location>,
+        pickup_time: Option<DateTime<Utc>>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Self, ValueError> {
+        if pickup.is_none() && dropoff.is_none() && pickup_time.is_none() && deadline.is_none() {
+            return Err(ValueError(
+                "nothing to reschedule: give pickup, dropoff, pickupTime or deadline".to_owned(),
+            ));
+        }
+        if !deadline_after_pickup_time(pickup_time, deadline) {
+            return Err(ValueError(DEADLINE_MESSAGE.to_owned()));
+        }
+        Ok(Self {
+            pickup: pickup.as_ref().map(check_location).transpose()?,
+            dropoff: dropoff.as_ref().map(check_location).transpose()?,
+            pickup_time,
+            deadline,
+        })
+    }
+
+    pub fn pickup(&self) -> Option<Location> {
+        self.pickup
+    }
+
+    pub fn dropoff(&self) -> Option<Location> {
+        self.dropoff
+    }
+
+    pub fn pickup_time(&self) -> Option<DateTime<Utc>> {
+        self.pickup_time
+    }
+
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline
+    }
+}
+
+/// Proof of delivery handed over at the drop-off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    confirmation_type: ConfirmationType,
+    location: Location,
+    at: DateTime<Utc>,
+    blob: Option<String>,
+}
+
+impl Confirmation {
+    /// A valid location; the blob (picture, voice, fingerprint data) is opaque here.
+    pub fn new(
+        confirmation_type: ConfirmationType,
+        location: Location,
+        at: DateTime<Utc>,
+        blob: Option<String>,
+    ) -> Result<Self, ValueError> {
+        Ok(Self {
+            confirmation_type,
+            location: check_location(&location)?,
+            at,
+            blob,
+        })
+    }
+
+    pub fn confirmation_type(&self) -> ConfirmationType {
+        self.confirmation_type
+    }
+
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    pub fn blob(&self) -> Option<&str> {
+        self.blob.as_deref()
+    }
+}

@@ -1,0 +1,10 @@
+//! The business rules of SPEC §3, one test per rule, written given/when/then.
+//! All files compile as one test binary.
+
+mod accounts;
+mod deliveries;
+mod drones;
+mod fixtures;
+mod framework;
+mod packages;
+mod values;

@@ -1,0 +1,57 @@
+use crate::error::ProjectionError;
+use crate::projection::{Projection, Source, Staged};
+use crate::tables::{ACCOUNTS, SINGLE_ROW};
+use crate::views::AccountView;
+use async_trait::async_trait;
+use schemas::events::{Envelope, Event, Topic};
+
+/// Accounts and their status (the query side uses it to tell unknown accounts).
+pub struct AccountsProjection;
+
+#[async_trait]
+impl Projection for AccountsProjection {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::Accounts]
+    }
+
+    async fn project(
+        &self,
+        envelope: &Envelope,
+        _source: Source,
+        staged: &mut Staged<'_>,
+    ) -> Result<(), ProjectionError> {
+        let meta = &envelope.metadata;
+        let current: Option<(AccountView, u64)> =
+            staged.view(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW).await?;
+        if current.as_ref().is_some_and(|(_, v)| *v >= meta.aggregate_version) {
+            return Ok(()); // applied already
+        }
+        let mut view = match (&envelope.event, current) {
+            (Event::AccountRegistered(e), _) => AccountView {
+                account_id: meta.aggregate_id.clone(),
+                name: e.name.clone(),
+                email: e.email.clone(),
+                status: "active".into(),
+                version: 0,
+                updated_at: meta.occurred_at,
+            },
+            (Event::AccountSuspended(_), Some((view, _))) => AccountView {
+                status: "suspended".into(),
+                ..view
+            },
+            (Event::AccountReactivated(_), Some((view, _))) => AccountView {
+                status: "active".into(),
+                ..view
+            },
+            _ => return Ok(()),
+        };
+        view.version = meta.aggregate_version;
+        view.updated_at = meta.occurred_at;
+        staged.put(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW, &view, view.version);
+        Ok(())
+    }
+}

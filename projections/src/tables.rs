@@ -1,0 +1,42 @@
+//! Read-model tables and their keys. Partition keys follow the queries (SPEC §4):
+//! one delivery, one account's history, one account-month's invoice, one fleet status.
+
+/// `deliveries`: partition = delivery id, one row → [`crate::views::DeliveryView`].
+pub const DELIVERIES: &str = "deliveries";
+/// `delivery_timeline`: partition = delivery id, clustering = zero-padded version.
+pub const DELIVERY_TIMELINE: &str = "delivery_timeline";
+/// `account_deliveries`: partition = account id, clustering = [`history_key`].
+pub const ACCOUNT_DELIVERIES: &str = "account_deliveries";
+/// `accounts`: partition = account id, one row → [`crate::views::AccountView`].
+pub const ACCOUNTS: &str = "accounts";
+/// `invoice_trips` (private to the invoices projection): partition = delivery id.
+pub const INVOICE_TRIPS: &str = "invoice_trips";
+/// `invoice_lines`: partition = [`invoice_partition`], clustering = delivery id.
+pub const INVOICE_LINES: &str = "invoice_lines";
+/// `drones`: partition = drone id, one row → [`crate::views::DroneView`].
+pub const DRONES: &str = "drones";
+/// `drone_positions`: partition = drone id, one row, version = telemetry offset + 1.
+pub const DRONE_POSITIONS: &str = "drone_positions";
+/// `fleet`: partition = drone status, clustering = drone id.
+pub const FLEET: &str = "fleet";
+
+/// Clustering key of tables with one row per partition.
+pub const SINGLE_ROW: &str = "";
+
+pub fn timeline_key(version: u64) -> String {
+    format!("{version:020}")
+}
+
+/// Orders an account's deliveries by creation time, then id.
+pub fn history_key(created_at: chrono::DateTime<chrono::Utc>, delivery_id: &str) -> String {
+    format!("{}/{delivery_id}", time_key(created_at))
+}
+
+/// A sortable text form of a time: microseconds since the epoch, zero-padded.
+pub fn time_key(at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{:020}", at.timestamp_micros().max(0))
+}
+
+pub fn invoice_partition(account_id: &str, year: i32, month: u32) -> String {
+    format!("{account_id}/{year:04}-{month:02}")
+}

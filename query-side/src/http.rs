@@ -1,0 +1,232 @@
+//! The query endpoints of SPEC §5. Query parameters are parsed here; every failure is
+//! rendered by `QueryError::problem`.
+
+use crate::error::QueryError;
+use crate::service::{Freshness, HistoryFilter, QueryService};
+use api::{ConsistencyToken, TOKEN_HEADER};
+use chrono::{DateTime, Utc};
+use domain::{DroneStatus, Stage};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use warp::filters::BoxedFilter;
+use warp::http::header::{ETAG, HeaderValue};
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+/// Set to `false` on answers that did not reach the asked-for freshness in time.
+const FRESH_HEADER: &str = "x-consistency-reached";
+
+type Params = HashMap<String, String>;
+type Svc = Arc<QueryService>;
+
+fn param<T: std::str::FromStr>(params: &Params, name: &str) -> Result<Option<T>, QueryError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| QueryError::Invalid(format!("query parameter {name}={v:?} is not valid")))
+        })
+        .transpose()
+}
+
+fn freshness(params: &Params, headers: &HeaderMap) -> Result<Freshness, QueryError> {
+    let header = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let token = match params.get("consistencyToken").map(String::as_str).or(header) {
+        Some(t) => Some(t.parse::<ConsistencyToken>().map_err(QueryError::Invalid)?),
+        None => None,
+    };
+    Ok(Freshness {
+        token,
+        min_version: param(params, "minVersion")?,
+    })
+}
+
+fn limit(params: &Params) -> Result<usize, QueryError> {
+    match param::<usize>(params, "limit")? {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(QueryError::Invalid(format!(
+            "limit {n} is outside 1..={MAX_PAGE}"
+        ))),
+    }
+}
+
+fn time(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, QueryError> {
+    params
+        .get(name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| QueryError::Invalid(format!("{name}={v:?} is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+fn render<T: Serialize>(
+    svc: &QueryService,
+    query: &str,
+    result: Result<(T, bool), QueryError>,
+    version: Option<u64>,
+) -> Response {
+    let response = match result {
+        Ok((body, fresh)) => {
+            let mut response = warp::reply::json(&body).into_response();
+            let headers = response.headers_mut();
+            if !fresh {
+                headers.insert(FRESH_HEADER, HeaderValue::from_static("false"));
+            }
+            if let Some(v) = version.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok())
+            {
+                headers.insert(ETAG, v);
+            }
+            response
+        }
+        Err(e) => e.problem().into_response(),
+    };
+    svc.metrics
+        .queries
+        .with_label_values(&[query, response.status().as_str()])
+        .inc();
+    response
+}
+
+fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clone {
+    warp::any().map(move || service.clone())
+}
+
+/// All query routes under `/api/v1`.
+pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
+    let api = || warp::path("api").and(warp::path("v1"));
+    let common = move || {
+        warp::get()
+            .and(with(service.clone()))
+            .and(warp::query::<Params>())
+            .and(warp::header::headers_cloned())
+    };
+
+    let delivery = api()
+        .and(warp::path!("deliveries" / String))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async { svc.delivery(&id, &freshness(&q, &h)?).await }.await;
+            let version = result.as_ref().ok().map(|(v, _)| v.version);
+            render(&svc, "delivery", result, version)
+        })
+        .boxed();
+
+    let status = api()
+        .and(warp::path!("deliveries" / String / "status"))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async { svc.delivery_status(&id, &freshness(&q, &h)?).await }.await;
+            let version = result.as_ref().ok().map(|(v, _)| v.version);
+            render(&svc, "delivery-status", result, version)
+        })
+        .boxed();
+
+    let timeline = api()
+        .and(warp::path!("deliveries" / String / "events"))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async {
+                let (events, fresh) = svc.timeline(&id, &freshness(&q, &h)?).await?;
+                Ok((serde_json::json!({"deliveryId": id, "events": events}), fresh))
+            }
+            .await;
+            render(&svc, "delivery-events", result, None)
+        })
+        .boxed();
+
+    let history = api()
+        .and(warp::path!("accounts" / String / "deliveries"))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async {
+                let stage = match q.get("stage") {
+                    Some(s) => Some(Stage::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(
+                        || QueryError::Invalid(format!("stage {s:?} is not a delivery stage")),
+                    )?),
+                    None => None,
+                };
+                let filter = HistoryFilter {
+                    stage,
+                    from: time(&q, "from")?,
+                    to: time(&q, "to")?,
+                    cursor: q.get("cursor").cloned(),
+                    limit: limit(&q)?,
+                };
+                svc.history(&id, &filter, &freshness(&q, &h)?).await
+            }
+            .await;
+            render(&svc, "account-deliveries", result, None)
+        })
+        .boxed();
+
+    let invoice = api()
+        .and(warp::path!("accounts" / String / "invoice"))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async {
+                let year = param::<i32>(&q, "year")?
+                    .filter(|y| (1970..=9999).contains(y))
+                    .ok_or_else(|| QueryError::Invalid("year (1970-9999) is required".into()))?;
+                let month = param::<u32>(&q, "month")?
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(|| QueryError::Invalid("month (1-12) is required".into()))?;
+                svc.invoice(&id, year, month, &freshness(&q, &h)?).await
+            }
+            .await;
+            render(&svc, "invoice", result, None)
+        })
+        .boxed();
+
+    let drone = api()
+        .and(warp::path!("drones" / String))
+        .and(common())
+        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async { svc.drone(&id, &freshness(&q, &h)?).await }.await;
+            let version = result.as_ref().ok().map(|(v, _)| v.version);
+            render(&svc, "drone", result, version)
+        })
+        .boxed();
+
+    let fleet = api()
+        .and(warp::path!("drones"))
+        .and(common())
+        .then(|svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async {
+                let status = match q.get("status").filter(|s| !s.is_empty()) {
+                    Some(s) => Some(
+                        s.parse::<DroneStatus>()
+                            .map_err(|e| QueryError::Invalid(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let cursor = q.get("cursor").map(String::as_str);
+                svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?).await
+            }
+            .await;
+            render(&svc, "fleet", result, None)
+        })
+        .boxed();
+
+    delivery
+        .or(status)
+        .unify()
+        .or(timeline)
+        .unify()
+        .or(history)
+        .unify()
+        .or(invoice)
+        .unify()
+        .or(drone)
+        .unify()
+        .or(fleet)
+        .unify()
+        .boxed()
+}

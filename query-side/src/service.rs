@@ -1,0 +1,477 @@
+//! Reads of the read models, shaped for the API. Every read is by partition key.
+
+use crate::error::QueryError;
+use crate::metrics::QueryMetrics;
+use api::ConsistencyToken;
+use chrono::{DateTime, Duration as Span, Utc};
+use domain::{DroneStatus, Stage, distance_km};
+use projections::tables::{
+    ACCOUNT_DELIVERIES, ACCOUNTS, DELIVERIES, DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET,
+    INVOICE_LINES, SINGLE_ROW, invoice_partition, time_key,
+};
+use projections::views::{
+    AccountView, DeliverySummary, DeliveryView, DronePosition, DroneView, FleetEntry, InvoiceLine,
+    TimelineEntry,
+};
+use projections::{
+    AccountsProjection, DeliveriesProjection, DronesProjection, InvoicesProjection, Projection,
+};
+use schemas::events::Location;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage::{Order, ReadStore, Row, Scan};
+
+/// What the caller has seen and wants reflected (read-your-writes).
+#[derive(Clone, Debug, Default)]
+pub struct Freshness {
+    pub token: Option<ConsistencyToken>,
+    /// For single-aggregate reads: the aggregate version the answer must include.
+    pub min_version: Option<u64>,
+}
+
+/// `GET /deliveries/{id}/status`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatus {
+    pub delivery_id: String,
+    pub stage: Stage,
+    pub drone_id: Option<String>,
+    pub last_known_location: Option<Location>,
+    pub pickup_eta: Option<DateTime<Utc>>,
+    pub delivery_eta: Option<DateTime<Utc>>,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /drones/{id}` and the items of `GET /drones`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DroneDetails {
+    pub drone_id: String,
+    pub status: DroneStatus,
+    pub position: Option<Location>,
+    pub battery_pct: Option<f64>,
+    pub position_at: Option<DateTime<Utc>>,
+    pub delivery_id: Option<String>,
+    pub model: String,
+    pub payload_kg: f64,
+    pub range_km: f64,
+    pub speed_mps: f64,
+    pub home: Location,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub stage: Option<Stage>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+/// `GET /accounts/{id}/invoice`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invoice {
+    pub account_id: String,
+    pub year: i32,
+    pub month: u32,
+    pub deliveries: usize,
+    pub total_weight_kg: f64,
+    pub drone_km: f64,
+    pub drone_hours: f64,
+    pub lines: Vec<InvoiceLine>,
+}
+
+pub struct QueryService {
+    store: Arc<dyn ReadStore>,
+    max_wait: Duration,
+    pub metrics: QueryMetrics,
+}
+
+fn decode<T: DeserializeOwned>(table: &str, row: &Row) -> Result<T, QueryError> {
+    serde_json::from_slice(&row.value)
+        .map_err(|e| QueryError::Unavailable(format!("{table} row is not readable: {e}")))
+}
+
+impl QueryService {
+    pub fn new(store: Arc<dyn ReadStore>, max_wait: Duration, metrics: QueryMetrics) -> Self {
+        QueryService {
+            store,
+            max_wait,
+            metrics,
+        }
+    }
+
+    /// Waits (up to `max_wait`) until `projection` reached the token and the row at
+    /// (`table`, `partition`) reached `min_version`; false when it gave up waiting.
+    async fn wait(
+        &self,
+        projection: &dyn Projection,
+        freshness: &Freshness,
+        row: Option<(&str, &str)>,
+    ) -> Result<bool, QueryError> {
+        if freshness.token.is_none() && freshness.min_version.is_none() {
+            return Ok(true);
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let token_ok = match &freshness.token {
+                Some(token) => {
+                    projections::caught_up(self.store.as_ref(), projection, token).await?
+                }
+                None => true,
+            };
+            let version_ok = match (freshness.min_version, row) {
+                (Some(min), Some((table, partition))) => self
+                    .store
+                    .get(table, partition, SINGLE_ROW)
+                    .await?
+                    .is_some_and(|r| r.version >= min),
+                _ => true,
+            };
+            if token_ok && version_ok {
+                self.metrics
+                    .consistency_wait
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(true);
+            }
+            if started.elapsed() >= self.max_wait {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    async fn one<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<T, QueryError> {
+        let row = self
+            .store
+            .get(table, id, SINGLE_ROW)
+            .await?
+            .ok_or_else(|| QueryError::NotFound {
+                kind,
+                id: id.to_string(),
+            })?;
+        decode(table, &row)
+    }
+
+    /// `GET /deliveries/{id}`; the flag says whether the freshness asked for was reached.
+    pub async fn delivery(
+        &self,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryView, bool), QueryError> {
+        let fresh = self
+            .wait(&DeliveriesProjection, freshness, Some((DELIVERIES, id)))
+            .await?;
+        Ok((self.one(DELIVERIES, "delivery", id).await?, fresh))
+    }
+
+    /// `GET /deliveries/{id}/status`: the stage, the drone's last position and ETAs
+    /// recomputed from it, so they move with every telemetry report.
+    pub async fn delivery_status(
+        &self,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryStatus, bool), QueryError> {
+        let (view, fresh) = self.delivery(id, freshness).await?;
+        let drone_fresh = self.wait(&DronesProjection, freshness, None).await?;
+        let active = matches!(view.stage, Stage::HeadedToPickup | Stage::HeadedToDropoff);
+        let mut status = DeliveryStatus {
+            delivery_id: view.delivery_id.clone(),
+            stage: view.stage,
+            drone_id: view.drone_id.clone(),
+            last_known_location: view.completed_at_location,
+            pickup_eta: view.pickup_eta,
+            delivery_eta: view.delivery_eta,
+            version: view.version,
+            updated_at: view.updated_at,
+        };
+        if let (true, Some(drone_id)) = (active, &view.drone_id) {
+            let drone: Option<DroneView> = self.optional(DRONES, drone_id).await?;
+            let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, drone_id).await?;
+            if let Some(p) = &position {
+                status.last_known_location = Some(p.position);
+            }
+            if let (Some(drone), Some(p)) = (drone, position)
+                && view.assigned_at.is_none_or(|assigned| p.at >= assigned)
+                && drone.speed_mps > 0.0
+            {
+                let travel = |km: f64| Span::milliseconds((km * 1000.0 / drone.speed_mps * 1000.0) as i64);
+                if view.stage == Stage::HeadedToPickup {
+                    let pickup_eta = p.at + travel(distance_km(&p.position, &view.pickup));
+                    status.pickup_eta = Some(pickup_eta);
+                    status.delivery_eta =
+                        Some(pickup_eta + travel(distance_km(&view.pickup, &view.dropoff)));
+                } else {
+                    status.delivery_eta = Some(p.at + travel(distance_km(&p.position, &view.dropoff)));
+                }
+            }
+        }
+        Ok((status, fresh && drone_fresh))
+    }
+
+    async fn optional<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        id: &str,
+    ) -> Result<Option<T>, QueryError> {
+        match self.store.get(table, id, SINGLE_ROW).await? {
+            Some(row) => Ok(Some(decode(table, &row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `GET /deliveries/{id}/events`: the timeline, oldest first.
+    pub async fn timeline(
+        &self,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(Vec<TimelineEntry>, bool), QueryError> {
+        let (_, fresh) = self.delivery(id, freshness).await?;
+        let rows = self
+            .store
+            .scan(
+                DELIVERY_TIMELINE,
+                id,
+                Scan {
+                    from: Bound::Unbounded,
+                    to: Bound::Unbounded,
+                    order: Order::Ascending,
+                    limit: 10_000,
+                },
+            )
+            .await?;
+        let entries = rows
+            .iter()
+            .map(|r| decode(DELIVERY_TIMELINE, r))
+            .collect::<Result<_, _>>()?;
+        Ok((entries, fresh))
+    }
+
+    async fn account(&self, id: &str, freshness: &Freshness) -> Result<bool, QueryError> {
+        let fresh = self.wait(&AccountsProjection, freshness, None).await?;
+        let _: AccountView = self.one(ACCOUNTS, "account", id).await?;
+        Ok(fresh)
+    }
+
+    /// `GET /accounts/{id}/deliveries`: newest first, filtered by stage and creation time.
+    pub async fn history(
+        &self,
+        account_id: &str,
+        filter: &HistoryFilter,
+        freshness: &Freshness,
+    ) -> Result<(Page<DeliverySummary>, bool), QueryError> {
+        let fresh = self.account(account_id, freshness).await?
+            && self.wait(&DeliveriesProjection, freshness, None).await?;
+        let from = match filter.from {
+            Some(t) => Bound::Included(time_key(t)),
+            None => Bound::Unbounded,
+        };
+        // Keys are `<time>/<id>`: everything of the `to` instant sorts below `<time>0`.
+        let mut to = match filter.to {
+            Some(t) => Bound::Excluded(format!("{}0", time_key(t + Span::microseconds(1)))),
+            None => Bound::Unbounded,
+        };
+        if let Some(cursor) = &filter.cursor {
+            to = Bound::Excluded(cursor.clone());
+        }
+        let mut items = Vec::new();
+        let mut next_cursor = None;
+        'pages: loop {
+            let batch = filter.limit.max(1) * 2;
+            let rows = self
+                .store
+                .scan(
+                    ACCOUNT_DELIVERIES,
+                    account_id,
+                    Scan {
+                        from: from.clone(),
+                        to: to.clone(),
+                        order: Order::Descending,
+                        limit: batch,
+                    },
+                )
+                .await?;
+            let exhausted = rows.len() < batch;
+            for row in rows {
+                to = Bound::Excluded(row.clustering.clone());
+                let summary: DeliverySummary = decode(ACCOUNT_DELIVERIES, &row)?;
+                if filter.stage.is_some_and(|s| s != summary.stage) {
+                    continue;
+                }
+                items.push(summary);
+                if items.len() == filter.limit {
+                    next_cursor = Some(row.clustering);
+                    break 'pages;
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok((Page { items, next_cursor }, fresh))
+    }
+
+    /// `GET /accounts/{id}/invoice?year=&month=`.
+    pub async fn invoice(
+        &self,
+        account_id: &str,
+        year: i32,
+        month: u32,
+        freshness: &Freshness,
+    ) -> Result<(Invoice, bool), QueryError> {
+        let fresh = self.account(account_id, freshness).await?
+            && self.wait(&InvoicesProjection, freshness, None).await?;
+        let rows = self
+            .store
+            .scan(
+                INVOICE_LINES,
+                &invoice_partition(account_id, year, month),
+                Scan {
+                    from: Bound::Unbounded,
+                    to: Bound::Unbounded,
+                    order: Order::Ascending,
+                    limit: usize::MAX,
+                },
+            )
+            .await?;
+        let lines: Vec<InvoiceLine> = rows
+            .iter()
+            .map(|r| decode(INVOICE_LINES, r))
+            .collect::<Result<_, _>>()?;
+        let invoice = Invoice {
+            account_id: account_id.to_string(),
+            year,
+            month,
+            deliveries: lines.len(),
+            total_weight_kg: lines.iter().map(|l| l.weight_kg).sum(),
+            drone_km: lines.iter().map(|l| l.drone_km).sum(),
+            drone_hours: lines.iter().map(|l| l.drone_hours).sum(),
+            lines,
+        };
+        Ok((invoice, fresh))
+    }
+
+    /// `GET /drones/{id}`.
+    pub async fn drone(
+        &self,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(DroneDetails, bool), QueryError> {
+        let fresh = self
+            .wait(&DronesProjection, freshness, Some((DRONES, id)))
+            .await?;
+        let view: DroneView = self.one(DRONES, "drone", id).await?;
+        let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, id).await?;
+        Ok((details(view, position), fresh))
+    }
+
+    /// `GET /drones?status=`: the fleet, by status (all statuses when none is given),
+    /// in drone id order.
+    pub async fn fleet(
+        &self,
+        status: Option<DroneStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+        freshness: &Freshness,
+    ) -> Result<(Page<DroneDetails>, bool), QueryError> {
+        let fresh = self.wait(&DronesProjection, freshness, None).await?;
+        let statuses: Vec<DroneStatus> = match status {
+            Some(s) => vec![s],
+            None => DroneStatus::ALL.to_vec(),
+        };
+        // The cursor is `<status>/<drone id>` of the last item served.
+        let (after_status, after_id) = match cursor.and_then(|c| c.split_once('/')) {
+            Some((s, id)) => (Some(s.to_string()), Some(id.to_string())),
+            None if cursor.is_some() => {
+                return Err(QueryError::Invalid("malformed cursor".into()));
+            }
+            None => (None, None),
+        };
+        // One item more than asked tells whether another page follows.
+        let mut items: Vec<DroneDetails> = Vec::new();
+        let mut skipping = after_status.is_some();
+        for s in statuses {
+            let from = if skipping {
+                if Some(s.as_str()) != after_status.as_deref() {
+                    continue;
+                }
+                skipping = false;
+                after_id.clone().map_or(Bound::Unbounded, Bound::Excluded)
+            } else {
+                Bound::Unbounded
+            };
+            let rows = self
+                .store
+                .scan(
+                    FLEET,
+                    s.as_str(),
+                    Scan {
+                        from,
+                        to: Bound::Unbounded,
+                        order: Order::Ascending,
+                        limit: limit + 1 - items.len(),
+                    },
+                )
+                .await?;
+            for row in rows {
+                let entry: FleetEntry = decode(FLEET, &row)?;
+                if let Some(view) = self.optional::<DroneView>(DRONES, &entry.drone_id).await? {
+                    let position = self.optional(DRONE_POSITIONS, &entry.drone_id).await?;
+                    items.push(details(view, position));
+                }
+            }
+            if items.len() > limit {
+                break;
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|d| format!("{}/{}", d.status.as_str(), d.drone_id))
+        } else {
+            None
+        };
+        Ok((Page { items, next_cursor }, fresh))
+    }
+}
+
+fn details(view: DroneView, position: Option<DronePosition>) -> DroneDetails {
+    DroneDetails {
+        drone_id: view.drone_id,
+        status: view.status,
+        position: position.as_ref().map(|p| p.position),
+        battery_pct: position.as_ref().map(|p| p.battery_pct),
+        position_at: position.as_ref().map(|p| p.at),
+        delivery_id: view.delivery_id,
+        model: view.model,
+        payload_kg: view.payload_kg,
+        range_km: view.range_km,
+        speed_mps: view.speed_mps,
+        home: view.home,
+        version: view.version,
+        updated_at: view.updated_at,
+    }
+}

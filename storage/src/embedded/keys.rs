@@ -1,0 +1,254 @@
+//! Byte encodings of the keys and values the embedded adapters store in fjall.
+//!
+//! Strings inside keys are length-prefixed (u16, big-endian), so a key decodes one way
+//! only and two different (topic, partition) or (table, partition) pairs can never
+//! produce keys that are prefixes of each other. Integers are big-endian so fjall's
+//! byte order is their numeric order.
+
+use crate::{Offset, StorageError};
+
+/// fjall's journal stores a key's length as a u16.
+pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+/// Appends `s` with its u16 length in front; `Invalid` if it is too long for a key.
+pub(crate) fn push_str(buf: &mut Vec<u8>, s: &str) -> Result<(), StorageError> {
+    let len = u16::try_from(s.len()).map_err(|_| {
+        StorageError::Invalid(format!("a key part of {} bytes is too long", s.len()))
+    })?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Fails with `Invalid` when a key is too long for fjall.
+pub(crate) fn check_key_len(key: &[u8]) -> Result<(), StorageError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(StorageError::Invalid(format!(
+            "a key of {} bytes is longer than the {MAX_KEY_LEN} bytes the engine stores",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+// ---- event log ------------------------------------------------------------------------
+
+/// `len topic | partition (u32 BE)`: the prefix of every record of one partition.
+pub(crate) fn partition_prefix(topic: &str, partition: u32) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(2 + topic.len() + 4 + 8);
+    push_str(&mut key, topic)?;
+    key.extend_from_slice(&partition.to_be_bytes());
+    Ok(key)
+}
+
+/// `len topic | partition (u32 BE) | offset (u64 BE)`: records of a partition sort by
+/// offset.
+pub(crate) fn record_key(prefix: &[u8], offset: Offset) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// A record key whose offset is still to be assigned (8 zero bytes at the end).
+pub(crate) fn unassigned_record_key(prefix: &[u8]) -> Vec<u8> {
+    record_key(prefix, 0)
+}
+
+/// Writes the offset into the last 8 bytes of a record key built by
+/// [`unassigned_record_key`].
+pub(crate) fn set_record_offset(key: &mut [u8], offset: Offset) {
+    if let Some(tail) = key.split_last_chunk_mut::<8>() {
+        *tail.1 = offset.to_be_bytes();
+    }
+}
+
+/// The offset at the end of a record key.
+pub(crate) fn record_offset(key: &[u8]) -> Result<Offset, StorageError> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|start| key.get(start..))
+        .and_then(|tail| <[u8; 8]>::try_from(tail).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt(format!("record key of {} bytes", key.len())))
+}
+
+/// Record value: `timestamp_ms (i64 BE) | key length (u32 BE) | key | value`.
+pub(crate) fn encode_record_value(
+    timestamp_ms: i64,
+    key: &str,
+    value: &[u8],
+) -> Result<Vec<u8>, StorageError> {
+    let key_len = u32::try_from(key.len())
+        .map_err(|_| StorageError::Invalid(format!("a record key of {} bytes", key.len())))?;
+    let mut out = Vec::with_capacity(12 + key.len() + value.len());
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&key_len.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(value);
+    Ok(out)
+}
+
+/// The parts of a stored record value: timestamp, key, value.
+pub(crate) fn decode_record_value(raw: &[u8]) -> Result<(i64, &str, &[u8]), StorageError> {
+    let corrupt = || StorageError::Corrupt(format!("record value of {} bytes", raw.len()));
+    let (timestamp, rest) = raw.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (key_len, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let key_len = usize::try_from(u32::from_be_bytes(*key_len)).map_err(|_| corrupt())?;
+    if rest.len() < key_len {
+        return Err(corrupt());
+    }
+    let (key, value) = rest.split_at(key_len);
+    let key = std::str::from_utf8(key).map_err(|_| corrupt())?;
+    Ok((i64::from_be_bytes(*timestamp), key, value))
+}
+
+/// `len group | len topic | partition (u32 BE)`.
+pub(crate) fn group_key(group: &str, topic: &str, partition: u32) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(4 + group.len() + topic.len() + 4);
+    push_str(&mut key, group)?;
+    push_str(&mut key, topic)?;
+    key.extend_from_slice(&partition.to_be_bytes());
+    check_key_len(&key)?;
+    Ok(key)
+}
+
+pub(crate) fn decode_u64(raw: &[u8], what: &str) -> Result<u64, StorageError> {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt(format!("{what} of {} bytes", raw.len())))
+}
+
+pub(crate) fn decode_u32(raw: &[u8], what: &str) -> Result<u32, StorageError> {
+    <[u8; 4]>::try_from(raw)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt(format!("{what} of {} bytes", raw.len())))
+}
+
+// ---- read store -----------------------------------------------------------------------
+
+/// `len table | len partition`: the prefix of every row of one partition; the row key
+/// is this prefix followed by the clustering key's raw bytes, so rows of a partition
+/// sort by clustering key exactly as Rust's `String` order (UTF-8 byte order).
+pub(crate) fn row_prefix(table: &str, partition: &str) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(4 + table.len() + partition.len() + 16);
+    push_str(&mut key, table)?;
+    push_str(&mut key, partition)?;
+    Ok(key)
+}
+
+pub(crate) fn row_key(prefix: &[u8], clustering: &str) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(prefix.len() + clustering.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(clustering.as_bytes());
+    check_key_len(&key)?;
+    Ok(key)
+}
+
+/// The smallest key greater than every key starting with `prefix`, if there is one.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A row's stored state: its version and whether it is a tombstone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowMeta {
+    pub version: u64,
+    pub deleted: bool,
+}
+
+const LIVE: u8 = 0;
+const TOMBSTONE: u8 = 1;
+
+/// Row value: `version (u64 BE) | flag (0 live, 1 tombstone) | value bytes`.
+pub(crate) fn encode_row_value(meta: RowMeta, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + value.len());
+    out.extend_from_slice(&meta.version.to_be_bytes());
+    out.push(if meta.deleted { TOMBSTONE } else { LIVE });
+    out.extend_from_slice(value);
+    out
+}
+
+pub(crate) fn decode_row_value(raw: &[u8]) -> Result<(RowMeta, &[u8]), StorageError> {
+    let corrupt = || StorageError::Corrupt(format!("row value of {} bytes", raw.len()));
+    let (version, rest) = raw.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (flag, value) = rest.split_first().ok_or_else(corrupt)?;
+    let deleted = match *flag {
+        LIVE => false,
+        TOMBSTONE => true,
+        _ => return Err(corrupt()),
+    };
+    let meta = RowMeta {
+        version: u64::from_be_bytes(*version),
+        deleted,
+    };
+    Ok((meta, value))
+}
+
+/// `len projection | len topic | partition (u32 BE)`.
+pub(crate) fn checkpoint_key(
+    projection: &str,
+    topic: &str,
+    partition: u32,
+) -> Result<Vec<u8>, StorageError> {
+    // Same shape as a consumer group's key; kept apart for readability.
+    group_key(projection, topic, partition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_values_round_trip() -> Result<(), StorageError> {
+        let raw = encode_record_value(-5, "drone-1", b"payload")?;
+        assert_eq!(decode_record_value(&raw)?, (-5, "drone-1", &b"payload"[..]));
+        assert!(decode_record_value(&raw[..10]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn record_keys_sort_by_offset_and_keep_topics_apart() -> Result<(), StorageError> {
+        let p = partition_prefix("t", 1)?;
+        assert!(record_key(&p, 255) < record_key(&p, 256));
+        assert_eq!(record_offset(&record_key(&p, 42))?, 42);
+        // A topic named like another topic's prefix does not share its key range.
+        let other = partition_prefix("t\0\0\0\u{1}", 0)?;
+        assert!(!other.starts_with(&p));
+        Ok(())
+    }
+
+    #[test]
+    fn row_keys_cannot_collide_across_tables_and_partitions() -> Result<(), StorageError> {
+        let a = row_key(&row_prefix("ab", "c")?, "d")?;
+        let b = row_key(&row_prefix("a", "bc")?, "d")?;
+        assert_ne!(a, b);
+        assert!(!row_key(&row_prefix("t", "p2")?, "")?.starts_with(&row_prefix("t", "p")?));
+        Ok(())
+    }
+
+    #[test]
+    fn row_values_round_trip() -> Result<(), StorageError> {
+        let meta = RowMeta {
+            version: 7,
+            deleted: true,
+        };
+        let raw = encode_row_value(meta, b"x");
+        assert_eq!(decode_row_value(&raw)?, (meta, &b"x"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn prefix_end_skips_trailing_ff() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}

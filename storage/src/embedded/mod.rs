@@ -1,0 +1,47 @@
+//! Embedded adapters on [fjall](https://docs.rs/fjall): the default deployment keeps the
+//! event log and the read models in one data directory, without servers.
+//!
+//! Layout the application is expected to use (each fjall database locks its own
+//! directory, so the log and the read store need one each):
+//!
+//! ```text
+//! <data-dir>/LOCK    DataDirLock: one process per data directory
+//! <data-dir>/log     EmbeddedLog
+//! <data-dir>/read    EmbeddedReadStore
+//! ```
+//!
+//! Async methods call fjall directly when they touch one key (a point lookup is a
+//! memtable or block-cache hit, at worst one small read) and go through
+//! `spawn_blocking` when they scan or read-modify-write several keys.
+
+mod keys;
+mod lock;
+mod log;
+mod read_store;
+
+pub use lock::DataDirLock;
+pub use log::EmbeddedLog;
+pub use read_store::EmbeddedReadStore;
+
+use crate::StorageError;
+use std::path::Path;
+
+/// Opens (creating if needed) the fjall database in `dir`.
+fn open_database(dir: &Path) -> Result<fjall::Database, StorageError> {
+    std::fs::create_dir_all(dir)?;
+    fjall::Database::builder(dir).open().map_err(|e| match e {
+        fjall::Error::Locked => StorageError::Locked(dir.to_path_buf()),
+        other => other.into(),
+    })
+}
+
+/// Runs blocking engine work off the async worker threads.
+async fn blocking<T, F>(work: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Engine(format!("storage task failed: {e}")))?
+}

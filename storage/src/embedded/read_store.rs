@@ -1,0 +1,268 @@
+//! [`EmbeddedReadStore`]: read-model rows and projector checkpoints in a fjall database.
+//!
+//! Keyspaces:
+//! * `rows`: `len table | len partition | clustering bytes` →
+//!   `version (u64 BE) | flag (0 live, 1 tombstone) | value`. Deleted rows stay as
+//!   tombstones so a late, older put cannot bring them back (like ScyllaDB's tombstones,
+//!   but never purged).
+//! * `checkpoints`: `len projection | len topic | partition (u32 BE)` → next (u64 BE).
+
+use super::keys::{self, RowMeta};
+use super::{blocking, open_database};
+use crate::{Checkpoint, Offset, Order, ReadStore, Row, Scan, StorageError, Write};
+use async_trait::async_trait;
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+const ROWS: &str = "rows";
+const CHECKPOINTS: &str = "checkpoints";
+
+/// The read store of the embedded deployment. See the module docs for the layout.
+#[derive(Clone)]
+pub struct EmbeddedReadStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    rows: Keyspace,
+    checkpoints: Keyspace,
+    /// Serializes `apply` so its read-compare-write of versions is not interleaved.
+    apply_lock: Mutex<()>,
+}
+
+impl EmbeddedReadStore {
+    /// Opens the store in `dir` (created if missing).
+    pub fn open(dir: &Path) -> Result<EmbeddedReadStore, StorageError> {
+        let db = open_database(dir)?;
+        let rows = db.keyspace(ROWS, KeyspaceCreateOptions::default)?;
+        let checkpoints = db.keyspace(CHECKPOINTS, KeyspaceCreateOptions::default)?;
+        Ok(EmbeddedReadStore {
+            inner: Arc::new(Inner {
+                db,
+                rows,
+                checkpoints,
+                apply_lock: Mutex::new(()),
+            }),
+        })
+    }
+}
+
+/// Whether a change with `new` replaces a row holding `current`: the higher version
+/// wins; on a tie a delete wins, and a put replaces a put.
+fn wins(new: RowMeta, current: RowMeta) -> bool {
+    new.version > current.version
+        || (new.version == current.version && (new.deleted || !current.deleted))
+}
+
+impl Inner {
+    fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>) -> Result<(), StorageError> {
+        // Encode the checkpoints first so bad input fails before anything is read.
+        let mut positions: HashMap<Vec<u8>, Offset> = HashMap::with_capacity(checkpoints.len());
+        for checkpoint in checkpoints {
+            let key = keys::checkpoint_key(
+                &checkpoint.projection,
+                &checkpoint.topic,
+                checkpoint.partition,
+            )?;
+            positions.insert(key, checkpoint.next);
+        }
+
+        let _serialized = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The winning change per row. Several writes to one row in one call are merged
+        // here because a fjall batch must not hold one key twice (same sequence number).
+        let mut winners: HashMap<Vec<u8>, (RowMeta, Bytes)> = HashMap::with_capacity(writes.len());
+        for write in writes {
+            let (table, partition, clustering, meta, value) = match write {
+                Write::Put {
+                    table,
+                    partition,
+                    clustering,
+                    value,
+                    version,
+                } => (
+                    table,
+                    partition,
+                    clustering,
+                    RowMeta {
+                        version,
+                        deleted: false,
+                    },
+                    value,
+                ),
+                Write::Delete {
+                    table,
+                    partition,
+                    clustering,
+                    version,
+                } => (
+                    table,
+                    partition,
+                    clustering,
+                    RowMeta {
+                        version,
+                        deleted: true,
+                    },
+                    Bytes::new(),
+                ),
+            };
+            let key = keys::row_key(&keys::row_prefix(&table, &partition)?, &clustering)?;
+            let current = match winners.get(&key) {
+                Some((meta, _)) => Some(*meta),
+                None => self
+                    .rows
+                    .get(&key)?
+                    .map(|raw| keys::decode_row_value(&raw).map(|(meta, _)| meta))
+                    .transpose()?,
+            };
+            if current.is_none_or(|current| wins(meta, current)) {
+                winners.insert(key, (meta, value));
+            }
+        }
+
+        // No fsync: the log is the source of truth and the checkpoints travel in the
+        // same atomic batch, so a crash only makes the projector replay from the last
+        // checkpoint that reached the journal.
+        let mut batch = self.db.batch();
+        for (key, (meta, value)) in winners {
+            batch.insert(&self.rows, key, keys::encode_row_value(meta, &value));
+        }
+        for (key, next) in positions {
+            batch.insert(&self.checkpoints, key, next.to_be_bytes().to_vec());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8], scan: &Scan) -> Result<Vec<Row>, StorageError> {
+        if scan.limit == 0 || range_is_empty(&scan.from, &scan.to) {
+            return Ok(Vec::new());
+        }
+        let key = |clustering: &String| [prefix, clustering.as_bytes()].concat();
+        let lower = match &scan.from {
+            Bound::Included(c) => Bound::Included(key(c)),
+            Bound::Excluded(c) => Bound::Excluded(key(c)),
+            Bound::Unbounded => Bound::Included(prefix.to_vec()),
+        };
+        let upper = match &scan.to {
+            Bound::Included(c) => Bound::Included(key(c)),
+            Bound::Excluded(c) => Bound::Excluded(key(c)),
+            Bound::Unbounded => keys::prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded),
+        };
+        let range = self.rows.range((lower, upper));
+        let entries: Box<dyn Iterator<Item = fjall::Guard>> = match scan.order {
+            Order::Ascending => Box::new(range),
+            Order::Descending => Box::new(range.rev()),
+        };
+        let mut rows = Vec::new();
+        for entry in entries {
+            let (key, raw) = entry.into_inner()?;
+            let (meta, value) = keys::decode_row_value(&raw)?;
+            if meta.deleted {
+                continue;
+            }
+            rows.push(Row {
+                clustering: clustering_of(&key, prefix)?,
+                value: Bytes::copy_from_slice(value),
+                version: meta.version,
+            });
+            if rows.len() == scan.limit {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// True when no clustering key can lie between the bounds (a reversed range would
+/// otherwise reach the engine).
+fn range_is_empty(from: &Bound<String>, to: &Bound<String>) -> bool {
+    match (from, to) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    }
+}
+
+fn clustering_of(key: &[u8], prefix: &[u8]) -> Result<String, StorageError> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| String::from_utf8(rest.to_vec()).ok())
+        .ok_or_else(|| {
+            StorageError::Corrupt("row key does not hold a UTF-8 clustering key".to_owned())
+        })
+}
+
+#[async_trait]
+impl ReadStore for EmbeddedReadStore {
+    async fn apply(
+        &self,
+        writes: Vec<Write>,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Result<(), StorageError> {
+        if writes.is_empty() && checkpoints.is_empty() {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.apply(writes, checkpoints)).await
+    }
+
+    async fn get(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+    ) -> Result<Option<Row>, StorageError> {
+        let Ok(key) =
+            keys::row_prefix(table, partition).and_then(|p| keys::row_key(&p, clustering))
+        else {
+            // Too long to have been stored.
+            return Ok(None);
+        };
+        let Some(raw) = self.inner.rows.get(&key)? else {
+            return Ok(None);
+        };
+        let (meta, value) = keys::decode_row_value(&raw)?;
+        Ok((!meta.deleted).then(|| Row {
+            clustering: clustering.to_owned(),
+            value: Bytes::copy_from_slice(value),
+            version: meta.version,
+        }))
+    }
+
+    async fn scan(
+        &self,
+        table: &str,
+        partition: &str,
+        scan: Scan,
+    ) -> Result<Vec<Row>, StorageError> {
+        let Ok(prefix) = keys::row_prefix(table, partition) else {
+            return Ok(Vec::new());
+        };
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.scan(&prefix, &scan)).await
+    }
+
+    async fn checkpoint(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError> {
+        let Ok(key) = keys::checkpoint_key(projection, topic, partition) else {
+            return Ok(None);
+        };
+        self.inner
+            .checkpoints
+            .get(key)?
+            .map(|raw| keys::decode_u64(&raw, "checkpoint"))
+            .transpose()
+    }
+}
