@@ -1,1 +1,76 @@
-fn main() {}
+//! `drone-delivery`: one binary, several roles (SPEC §2). `serve` runs them all in one
+//! process on the embedded default and is what runs when no role is named.
+
+use clap::{Parser, Subcommand};
+use drone_delivery::{App, Settings, telemetry};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Event-sourced CQRS backend for drone delivery",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+    /// With no role named, `serve` runs with these.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Runs every role in one process: command and query APIs on one address,
+    /// projectors, on the embedded event log and read store in `--data-dir`.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the embedded event log and read models.
+    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let cli = Cli::parse();
+    let args = match cli.role {
+        Some(Role::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let app = App::start(Settings::new(args.listen, args.data_dir.clone())).await?;
+    // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
+    println!("drone-delivery listening on http://{}", app.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    app.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -3,8 +3,10 @@
 
 mod body;
 mod problem;
+mod recover;
 mod token;
 
 pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, limited_body};
 pub use problem::Problem;
+pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};

@@ -80,14 +80,21 @@ mod tests {
 
     #[test]
     fn token_round_trips_and_keeps_the_highest_offset_per_partition() {
-        let token: ConsistencyToken = "deliveries:3:5,drones:0:9,deliveries:3:7".parse().expect("parses");
+        let token: ConsistencyToken = "deliveries:3:5,drones:0:9,deliveries:3:7"
+            .parse()
+            .expect("parses");
         assert_eq!(token.to_string(), "drones:0:9,deliveries:3:7");
         assert_eq!(token.to_string().parse::<ConsistencyToken>(), Ok(token));
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["deliveries:3", "nope:1:2", "deliveries:x:1", "deliveries:1:2:3"] {
+        for bad in [
+            "deliveries:3",
+            "nope:1:2",
+            "deliveries:x:1",
+            "deliveries:1:2:3",
+        ] {
             assert!(bad.parse::<ConsistencyToken>().is_err(), "{bad}");
         }
     }

@@ -8,8 +8,7 @@ use api::{BODY_LIMIT_BYTES, TOKEN_HEADER, limited_body};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use domain::{
-    Confirmation, DeliveryPlan, PackageInfo, RegisterAccount, RegisterDrone, Reschedule,
-    Telemetry,
+    Confirmation, DeliveryPlan, PackageInfo, RegisterAccount, RegisterDrone, Reschedule, Telemetry,
 };
 use schemas::events::{ConfirmationType, Location, PackageSize};
 use serde::Deserialize;
@@ -18,8 +17,8 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
-use warp::http::header::{ETAG, HeaderMap, HeaderValue, LOCATION};
 use warp::http::StatusCode;
+use warp::http::header::{ETAG, HeaderMap, HeaderValue, LOCATION};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -149,7 +148,8 @@ struct NotifyBody {
 }
 
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, CommandError> {
-    serde_json::from_slice(body).map_err(|e| CommandError::Invalid(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| CommandError::Invalid(format!("invalid JSON body: {e}")))
 }
 
 /// Like `json_body`, but an empty body means the default.
@@ -232,8 +232,8 @@ fn render(result: Result<Accepted, CommandError>, shape: Reply201) -> Response {
                 "consistencyToken": token,
             });
             // A replayed creation answers as the first request did.
-            let mut response = warp::reply::with_status(warp::reply::json(&body), shape.status)
-                .into_response();
+            let mut response =
+                warp::reply::with_status(warp::reply::json(&body), shape.status).into_response();
             let headers = response.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", accepted.version)) {
                 headers.insert(ETAG, v);
@@ -294,7 +294,10 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                 svc.register_account(&ctx, &cmd).await
             };
             let result = run.await;
-            let location = result.as_ref().ok().map(|a| format!("/api/v1/accounts/{}", a.id));
+            let location = result
+                .as_ref()
+                .ok()
+                .map(|a| format!("/api/v1/accounts/{}", a.id));
             render(
                 result,
                 Reply201 {
@@ -312,24 +315,26 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(with(service.clone()))
         .and(headers())
         .and(body())
-        .then(|id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("account", &id)?;
-                match action.as_str() {
-                    "suspend" => {
-                        let req: ReasonBody = optional_body(&b)?;
-                        svc.suspend_account(&ctx, &id, req.reason).await
+        .then(
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("account", &id)?;
+                    match action.as_str() {
+                        "suspend" => {
+                            let req: ReasonBody = optional_body(&b)?;
+                            svc.suspend_account(&ctx, &id, req.reason).await
+                        }
+                        "reactivate" => svc.reactivate_account(&ctx, &id).await,
+                        _ => Err(CommandError::NotFound {
+                            kind: "account action",
+                            id: action.clone(),
+                        }),
                     }
-                    "reactivate" => svc.reactivate_account(&ctx, &id).await,
-                    _ => Err(CommandError::NotFound {
-                        kind: "account action",
-                        id: action.clone(),
-                    }),
-                }
-            };
-            render(run.await, ok("accountId"))
-        })
+                };
+                render(run.await, ok("accountId"))
+            },
+        )
         .boxed();
 
     let register_drone = api()
@@ -357,7 +362,10 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                 Ok(a) if a.replayed => StatusCode::OK,
                 _ => StatusCode::CREATED,
             };
-            let location = result.as_ref().ok().map(|a| format!("/api/v1/drones/{}", a.id));
+            let location = result
+                .as_ref()
+                .ok()
+                .map(|a| format!("/api/v1/drones/{}", a.id));
             render(
                 result,
                 Reply201 {
@@ -375,46 +383,49 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(with(service.clone()))
         .and(headers())
         .and(body())
-        .then(|id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let mut status = StatusCode::OK;
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("drone", &id)?;
-                match action.as_str() {
-                    "telemetry" => {
-                        let req: TelemetryBody = json_body(&b)?;
-                        let reading = Reading {
-                            drone_id: id,
-                            telemetry: Telemetry::new(
-                                req.position.parse()?,
-                                req.battery_pct,
-                                req.at,
-                            )?,
-                        };
-                        status = StatusCode::ACCEPTED;
-                        svc.report_telemetry(&ctx, std::slice::from_ref(&reading)).await
+        .then(
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
+                let mut status = StatusCode::OK;
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("drone", &id)?;
+                    match action.as_str() {
+                        "telemetry" => {
+                            let req: TelemetryBody = json_body(&b)?;
+                            let reading = Reading {
+                                drone_id: id,
+                                telemetry: Telemetry::new(
+                                    req.position.parse()?,
+                                    req.battery_pct,
+                                    req.at,
+                                )?,
+                            };
+                            status = StatusCode::ACCEPTED;
+                            svc.report_telemetry(&ctx, std::slice::from_ref(&reading))
+                                .await
+                        }
+                        "ground" => {
+                            let req: ReasonBody = optional_body(&b)?;
+                            svc.ground_drone(&ctx, &id, req.reason).await
+                        }
+                        "return" => svc.return_drone(&ctx, &id).await,
+                        _ => Err(CommandError::NotFound {
+                            kind: "drone action",
+                            id: action.clone(),
+                        }),
                     }
-                    "ground" => {
-                        let req: ReasonBody = optional_body(&b)?;
-                        svc.ground_drone(&ctx, &id, req.reason).await
-                    }
-                    "return" => svc.return_drone(&ctx, &id).await,
-                    _ => Err(CommandError::NotFound {
-                        kind: "drone action",
-                        id: action.clone(),
-                    }),
-                }
-            };
-            let result = run.await;
-            render(
-                result,
-                Reply201 {
-                    status,
-                    id_field: "droneId",
-                    location: None,
-                },
-            )
-        })
+                };
+                let result = run.await;
+                render(
+                    result,
+                    Reply201 {
+                        status,
+                        id_field: "droneId",
+                        location: None,
+                    },
+                )
+            },
+        )
         .boxed();
 
     let telemetry_batch = api()
@@ -446,7 +457,9 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                     })
                     .collect::<Result<Vec<_>, CommandError>>()?;
                 let count = readings.len();
-                svc.report_telemetry(&ctx, &readings).await.map(|a| (a, count))
+                svc.report_telemetry(&ctx, &readings)
+                    .await
+                    .map(|a| (a, count))
             };
             match run.await {
                 Ok((accepted, count)) => {
@@ -516,40 +529,42 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(with(service.clone()))
         .and(headers())
         .and(body())
-        .then(|id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("delivery", &id)?;
-                match action.as_str() {
-                    "assign-drone" => {
-                        let req: AssignBody = json_body(&b)?;
-                        let drone_id = parse_id("drone", &req.drone_id)?;
-                        svc.assign_drone(&ctx, &id, &drone_id).await
+        .then(
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("delivery", &id)?;
+                    match action.as_str() {
+                        "assign-drone" => {
+                            let req: AssignBody = json_body(&b)?;
+                            let drone_id = parse_id("drone", &req.drone_id)?;
+                            svc.assign_drone(&ctx, &id, &drone_id).await
+                        }
+                        "pickup" => svc.pick_up(&ctx, &id).await,
+                        "confirmations" => {
+                            let req: ConfirmationBody = json_body(&b)?;
+                            let confirmation = Confirmation::new(
+                                req.confirmation_type,
+                                req.location.parse()?,
+                                req.at,
+                                req.blob,
+                            )?;
+                            svc.complete(&ctx, &id, &confirmation).await
+                        }
+                        "notify-me" => {
+                            let req: NotifyBody = json_body(&b)?;
+                            svc.request_notifications(&ctx, &id, req.email, req.sms)
+                                .await
+                        }
+                        _ => Err(CommandError::NotFound {
+                            kind: "delivery action",
+                            id: action.clone(),
+                        }),
                     }
-                    "pickup" => svc.pick_up(&ctx, &id).await,
-                    "confirmations" => {
-                        let req: ConfirmationBody = json_body(&b)?;
-                        let confirmation = Confirmation::new(
-                            req.confirmation_type,
-                            req.location.parse()?,
-                            req.at,
-                            req.blob,
-                        )?;
-                        svc.complete(&ctx, &id, &confirmation).await
-                    }
-                    "notify-me" => {
-                        let req: NotifyBody = json_body(&b)?;
-                        svc.request_notifications(&ctx, &id, req.email, req.sms)
-                            .await
-                    }
-                    _ => Err(CommandError::NotFound {
-                        kind: "delivery action",
-                        id: action.clone(),
-                    }),
-                }
-            };
-            render(run.await, ok("deliveryId"))
-        })
+                };
+                render(run.await, ok("deliveryId"))
+            },
+        )
         .boxed();
 
     let reschedule = api()

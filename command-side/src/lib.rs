@@ -2,8 +2,8 @@
 //! aggregates folded from the log, see `state`), turns requests into domain decisions and
 //! appends the resulting events durably before answering.
 
-pub mod http;
 mod error;
+pub mod http;
 mod metrics;
 mod service;
 mod state;

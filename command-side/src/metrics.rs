@@ -37,7 +37,10 @@ impl CommandMetrics {
             ]),
         )?;
         let events = IntCounterVec::new(
-            Opts::new("events_appended_total", "Events appended to the log, by topic"),
+            Opts::new(
+                "events_appended_total",
+                "Events appended to the log, by topic",
+            ),
             &["topic"],
         )?;
         registry.register(Box::new(commands.clone()))?;

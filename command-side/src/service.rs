@@ -241,12 +241,30 @@ impl CommandService {
         }
         for (topic, id, key, outcome) in keyed.into_outcomes() {
             match topic {
-                Topic::Accounts => self.accounts.lock(&id).await.entry(&id).remember(key, outcome),
-                Topic::Drones => self.drones.lock(&id).await.entry(&id).remember(key, outcome),
-                Topic::Packages => self.packages.lock(&id).await.entry(&id).remember(key, outcome),
-                Topic::Deliveries => {
-                    self.deliveries.lock(&id).await.entry(&id).remember(key, outcome)
-                }
+                Topic::Accounts => self
+                    .accounts
+                    .lock(&id)
+                    .await
+                    .entry(&id)
+                    .remember(key, outcome),
+                Topic::Drones => self
+                    .drones
+                    .lock(&id)
+                    .await
+                    .entry(&id)
+                    .remember(key, outcome),
+                Topic::Packages => self
+                    .packages
+                    .lock(&id)
+                    .await
+                    .entry(&id)
+                    .remember(key, outcome),
+                Topic::Deliveries => self
+                    .deliveries
+                    .lock(&id)
+                    .await
+                    .entry(&id)
+                    .remember(key, outcome),
                 Topic::DroneTelemetry => {}
             }
         }
@@ -530,9 +548,7 @@ impl CommandService {
                         })
                     });
                 };
-                let events = stream
-                    .state
-                    .report_position(&r.telemetry)?;
+                let events = stream.state.report_position(&r.telemetry)?;
                 draft.add(Topic::DroneTelemetry, &r.drone_id, stream.version, events);
             }
             let token = self.append("report-telemetry", &draft).await?;
@@ -605,7 +621,12 @@ impl CommandService {
             )?;
             let mut draft = Draft::new(ctx);
             let package_version = package.map_or(0, |s| s.version);
-            draft.add(Topic::Packages, &package_id, package_version, package_events);
+            draft.add(
+                Topic::Packages,
+                &package_id,
+                package_version,
+                package_events,
+            );
             let version = draft.add(Topic::Deliveries, &id, 0, delivery_events);
             let token = self.append("schedule-delivery", &draft).await?;
             packages
@@ -640,10 +661,16 @@ impl CommandService {
         let now = Utc::now();
         self.counted(
             "assign-drone",
-            self.with_drone(ctx, id, Some(drone_id), "assign-drone", |delivery, drone| {
-                let unknown = Drone::default();
-                Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown), now)?)
-            }),
+            self.with_drone(
+                ctx,
+                id,
+                Some(drone_id),
+                "assign-drone",
+                |delivery, drone| {
+                    let unknown = Drone::default();
+                    Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown), now)?)
+                },
+            ),
         )
         .await
     }

@@ -154,8 +154,7 @@ pub struct KeyedCommands {
 
 impl KeyedCommands {
     pub fn note(&mut self, topic: Topic, envelope: &Envelope, position: Position) {
-        let Some(key) = crate::service::idempotency_key_of(&envelope.metadata.causation_id)
-        else {
+        let Some(key) = crate::service::idempotency_key_of(&envelope.metadata.causation_id) else {
             return;
         };
         self.positions

@@ -25,9 +25,13 @@ impl Projection for AccountsProjection {
         staged: &mut Staged<'_>,
     ) -> Result<(), ProjectionError> {
         let meta = &envelope.metadata;
-        let current: Option<(AccountView, u64)> =
-            staged.view(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW).await?;
-        if current.as_ref().is_some_and(|(_, v)| *v >= meta.aggregate_version) {
+        let current: Option<(AccountView, u64)> = staged
+            .view(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW)
+            .await?;
+        if current
+            .as_ref()
+            .is_some_and(|(_, v)| *v >= meta.aggregate_version)
+        {
             return Ok(()); // applied already
         }
         let mut view = match (&envelope.event, current) {
@@ -51,7 +55,13 @@ impl Projection for AccountsProjection {
         };
         view.version = meta.aggregate_version;
         view.updated_at = meta.occurred_at;
-        staged.put(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW, &view, view.version);
+        staged.put(
+            ACCOUNTS,
+            &meta.aggregate_id,
+            SINGLE_ROW,
+            &view,
+            view.version,
+        );
         Ok(())
     }
 }

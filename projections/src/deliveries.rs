@@ -30,7 +30,10 @@ impl Projection for DeliveriesProjection {
         let meta = &envelope.metadata;
         let id = &meta.aggregate_id;
         let current: Option<(DeliveryView, u64)> = staged.view(DELIVERIES, id, SINGLE_ROW).await?;
-        if current.as_ref().is_some_and(|(_, v)| *v >= meta.aggregate_version) {
+        if current
+            .as_ref()
+            .is_some_and(|(_, v)| *v >= meta.aggregate_version)
+        {
             return Ok(()); // applied already
         }
         let Some(mut view) = fold(current.map(|(v, _)| v), envelope) else {
@@ -55,7 +58,13 @@ impl Projection for DeliveriesProjection {
             correlation_id: meta.correlation_id.clone(),
             data,
         };
-        staged.put(DELIVERY_TIMELINE, id, &timeline_key(version), &entry, version);
+        staged.put(
+            DELIVERY_TIMELINE,
+            id,
+            &timeline_key(version),
+            &entry,
+            version,
+        );
         let summary = DeliverySummary {
             delivery_id: view.delivery_id.clone(),
             stage: view.stage,
@@ -119,6 +128,15 @@ fn fold(view: Option<DeliveryView>, envelope: &Envelope) -> Option<DeliveryView>
             view.dropoff = e.dropoff;
             view.pickup_time = e.pickup_time;
             view.deadline = e.deadline;
+            view.drone_id = None;
+            view.route_km = None;
+            view.pickup_eta = None;
+            view.delivery_eta = None;
+            view.assigned_at = None;
+        }
+        Event::DroneUnassigned(_) => {
+            // The drone was released before pickup; the delivery waits for another.
+            view.stage = Stage::Created;
             view.drone_id = None;
             view.route_km = None;
             view.pickup_eta = None;

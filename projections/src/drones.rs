@@ -34,11 +34,20 @@ impl Projection for DronesProjection {
                 battery_pct: e.battery_pct,
                 at: e.at,
             };
-            staged.put(DRONE_POSITIONS, id, SINGLE_ROW, &position, source.offset + 1);
+            staged.put(
+                DRONE_POSITIONS,
+                id,
+                SINGLE_ROW,
+                &position,
+                source.offset + 1,
+            );
             return Ok(());
         }
         let current: Option<(DroneView, u64)> = staged.view(DRONES, id, SINGLE_ROW).await?;
-        if current.as_ref().is_some_and(|(_, v)| *v >= meta.aggregate_version) {
+        if current
+            .as_ref()
+            .is_some_and(|(_, v)| *v >= meta.aggregate_version)
+        {
             return Ok(()); // applied already
         }
         let before = current.map(|(view, _)| view);

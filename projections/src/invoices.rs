@@ -38,8 +38,9 @@ impl Projection for InvoicesProjection {
             staged.put(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
             return Ok(());
         }
-        let Some((mut trip, trip_version)) =
-            staged.view::<InvoiceTrip>(INVOICE_TRIPS, id, SINGLE_ROW).await?
+        let Some((mut trip, trip_version)) = staged
+            .view::<InvoiceTrip>(INVOICE_TRIPS, id, SINGLE_ROW)
+            .await?
         else {
             return Ok(());
         };
@@ -51,7 +52,7 @@ impl Projection for InvoicesProjection {
                 trip.route_km = Some(e.route_km);
                 trip.assigned_at = Some(meta.occurred_at);
             }
-            Event::DeliveryRescheduled(_) => {
+            Event::DeliveryRescheduled(_) | Event::DroneUnassigned(_) => {
                 trip.route_km = None;
                 trip.assigned_at = None;
             }

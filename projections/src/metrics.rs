@@ -14,7 +14,10 @@ pub struct ProjectorMetrics {
 impl ProjectorMetrics {
     pub fn new(registry: &Registry) -> Result<ProjectorMetrics, prometheus::Error> {
         let lag = IntGaugeVec::new(
-            Opts::new("projector_lag_events", "Log records not yet applied, by projection"),
+            Opts::new(
+                "projector_lag_events",
+                "Log records not yet applied, by projection",
+            ),
             &["projection"],
         )?;
         let events = IntCounterVec::new(
@@ -22,7 +25,10 @@ impl ProjectorMetrics {
             &["projection"],
         )?;
         let errors = IntCounterVec::new(
-            Opts::new("projector_errors_total", "Failed projector batches, by projection"),
+            Opts::new(
+                "projector_errors_total",
+                "Failed projector batches, by projection",
+            ),
             &["projection"],
         )?;
         registry.register(Box::new(lag.clone()))?;

@@ -209,7 +209,9 @@ impl PartitionWorker {
             partition: self.partition,
             next: after,
         };
-        p.store.apply(staged.into_writes(), vec![checkpoint]).await?;
+        p.store
+            .apply(staged.into_writes(), vec![checkpoint])
+            .await?;
         p.metrics
             .events
             .with_label_values(&[self.projection.name()])

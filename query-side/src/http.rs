@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
-use warp::http::header::{ETAG, HeaderValue};
 use warp::http::HeaderMap;
+use warp::http::header::{ETAG, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -28,15 +28,20 @@ fn param<T: std::str::FromStr>(params: &Params, name: &str) -> Result<Option<T>,
     params
         .get(name)
         .map(|v| {
-            v.parse::<T>()
-                .map_err(|_| QueryError::Invalid(format!("query parameter {name}={v:?} is not valid")))
+            v.parse::<T>().map_err(|_| {
+                QueryError::Invalid(format!("query parameter {name}={v:?} is not valid"))
+            })
         })
         .transpose()
 }
 
 fn freshness(params: &Params, headers: &HeaderMap) -> Result<Freshness, QueryError> {
     let header = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    let token = match params.get("consistencyToken").map(String::as_str).or(header) {
+    let token = match params
+        .get("consistencyToken")
+        .map(String::as_str)
+        .or(header)
+    {
         Some(t) => Some(t.parse::<ConsistencyToken>().map_err(QueryError::Invalid)?),
         None => None,
     };
@@ -80,8 +85,7 @@ fn render<T: Serialize>(
             if !fresh {
                 headers.insert(FRESH_HEADER, HeaderValue::from_static("false"));
             }
-            if let Some(v) = version.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok())
-            {
+            if let Some(v) = version.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
                 headers.insert(ETAG, v);
             }
             response
@@ -135,7 +139,10 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
             let result = async {
                 let (events, fresh) = svc.timeline(&id, &freshness(&q, &h)?).await?;
-                Ok((serde_json::json!({"deliveryId": id, "events": events}), fresh))
+                Ok((
+                    serde_json::json!({"deliveryId": id, "events": events}),
+                    fresh,
+                ))
             }
             .await;
             render(&svc, "delivery-events", result, None)
@@ -148,9 +155,14 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
             let result = async {
                 let stage = match q.get("stage") {
-                    Some(s) => Some(Stage::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(
-                        || QueryError::Invalid(format!("stage {s:?} is not a delivery stage")),
-                    )?),
+                    Some(s) => Some(
+                        Stage::ALL
+                            .into_iter()
+                            .find(|x| x.as_str() == s)
+                            .ok_or_else(|| {
+                                QueryError::Invalid(format!("stage {s:?} is not a delivery stage"))
+                            })?,
+                    ),
                     None => None,
                 };
                 let filter = HistoryFilter {
@@ -208,7 +220,8 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                     None => None,
                 };
                 let cursor = q.get("cursor").map(String::as_str);
-                svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?).await
+                svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?)
+                    .await
             }
             .await;
             render(&svc, "fleet", result, None)

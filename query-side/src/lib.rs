@@ -9,4 +9,6 @@ mod service;
 
 pub use error::QueryError;
 pub use metrics::QueryMetrics;
-pub use service::{DeliveryStatus, DroneDetails, Freshness, HistoryFilter, Invoice, Page, QueryService};
+pub use service::{
+    DeliveryStatus, DroneDetails, Freshness, HistoryFilter, Invoice, Page, QueryService,
+};

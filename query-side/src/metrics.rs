@@ -19,7 +19,9 @@ impl QueryMetrics {
                 "query_consistency_wait_seconds",
                 "Time queries waited for read-your-writes",
             )
-            .buckets(vec![0.0, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0]),
+            .buckets(vec![
+                0.0, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0,
+            ]),
         )?;
         registry.register(Box::new(queries.clone()))?;
         registry.register(Box::new(consistency_wait.clone()))?;

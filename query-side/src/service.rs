@@ -217,14 +217,16 @@ impl QueryService {
                 && view.assigned_at.is_none_or(|assigned| p.at >= assigned)
                 && drone.speed_mps > 0.0
             {
-                let travel = |km: f64| Span::milliseconds((km * 1000.0 / drone.speed_mps * 1000.0) as i64);
+                let travel =
+                    |km: f64| Span::milliseconds((km * 1000.0 / drone.speed_mps * 1000.0) as i64);
                 if view.stage == Stage::HeadedToPickup {
                     let pickup_eta = p.at + travel(distance_km(&p.position, &view.pickup));
                     status.pickup_eta = Some(pickup_eta);
                     status.delivery_eta =
                         Some(pickup_eta + travel(distance_km(&view.pickup, &view.dropoff)));
                 } else {
-                    status.delivery_eta = Some(p.at + travel(distance_km(&p.position, &view.dropoff)));
+                    status.delivery_eta =
+                        Some(p.at + travel(distance_km(&p.position, &view.dropoff)));
                 }
             }
         }

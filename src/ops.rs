@@ -1,0 +1,80 @@
+//! Operations endpoints: liveness, readiness, metrics and the API description.
+
+use api::Problem;
+use prometheus::{Encoder, Registry, TextEncoder};
+use schemas::events::Topic;
+use std::sync::Arc;
+use storage::{EventLog, ReadStore};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::http::header::{CONTENT_TYPE, HeaderValue};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ReadStore>,
+    registry: Registry,
+) -> BoxedFilter<(Response,)> {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+
+    let readyz = warp::path!("readyz").and(warp::get()).then(move || {
+        let (log, store) = (log.clone(), store.clone());
+        async move {
+            // Ready when both stores answer.
+            let log_ok = log.end_offset(Topic::Deliveries.name(), 0).await;
+            let store_ok = store
+                .checkpoint("deliveries", Topic::Deliveries.name(), 0)
+                .await;
+            match (log_ok, store_ok) {
+                (Ok(_), Ok(_)) => {
+                    warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}"))
+                        .into_response()
+                }
+            }
+        }
+    });
+
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        let mut body = Vec::new();
+        let encoder = TextEncoder::new();
+        match encoder.encode(&registry.gather(), &mut body) {
+            Ok(()) => {
+                let mut response = Response::new(body.into());
+                if let Ok(v) = HeaderValue::from_str(encoder.format_type()) {
+                    response.headers_mut().insert(CONTENT_TYPE, v);
+                }
+                response
+            }
+            Err(e) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+            }
+        }
+    });
+
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| {
+            let mut response = Response::new(OPENAPI.into());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        });
+
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(openapi)
+        .unify()
+        .boxed()
+}

@@ -1,0 +1,138 @@
+//! Start-up: opens the stores, makes sure the topics exist, folds the write model, starts
+//! the projectors and serves the command, query and operations endpoints on one address.
+
+use crate::Settings;
+use crate::ops;
+use anyhow::Context;
+use command_side::{CommandMetrics, CommandService};
+use projections::{Projector, ProjectorMetrics};
+use prometheus::Registry;
+use query_side::{QueryMetrics, QueryService};
+use schemas::Codec;
+use schemas::events::Topic;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use storage::embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
+use storage::{EventLog, ReadStore, TopicSpec};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use warp::Filter;
+
+/// Partitions each topic is created with. Telemetry gets more: it is the busiest.
+pub fn topic_specs() -> Vec<TopicSpec> {
+    Topic::ALL
+        .into_iter()
+        .map(|topic| TopicSpec {
+            name: topic.name().to_string(),
+            partitions: match topic {
+                Topic::DroneTelemetry => 16,
+                _ => 8,
+            },
+        })
+        .collect()
+}
+
+/// The running system: all roles in this process.
+pub struct App {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    // Held for as long as the app runs: a second process on the directory fails fast.
+    _lock: Option<DataDirLock>,
+}
+
+impl App {
+    /// Starts on the embedded default: log and read models in `settings.data_dir`.
+    pub async fn start(settings: Settings) -> anyhow::Result<App> {
+        let lock = DataDirLock::acquire(&settings.data_dir)?;
+        let log = EmbeddedLog::open(&settings.data_dir.join("log"))
+            .context("cannot open the event log")?;
+        let store = EmbeddedReadStore::open(&settings.data_dir.join("views"))
+            .context("cannot open the read store")?;
+        let mut app = App::start_with(settings, Arc::new(log), Arc::new(store)).await?;
+        app._lock = Some(lock);
+        Ok(app)
+    }
+
+    /// Starts on the given stores (other adapters, or tests that inject faults).
+    pub async fn start_with(
+        settings: Settings,
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ReadStore>,
+    ) -> anyhow::Result<App> {
+        let registry = Registry::new();
+        let codec = Codec::new()?;
+        log.create_topics(&topic_specs())
+            .await
+            .context("cannot create the topics")?;
+
+        let commands =
+            CommandService::open(log.clone(), codec.clone(), CommandMetrics::new(&registry)?)
+                .await
+                .context("cannot fold the event log")?;
+        let queries = QueryService::new(
+            store.clone(),
+            settings.max_consistency_wait,
+            QueryMetrics::new(&registry)?,
+        );
+        let projector = Projector::new(
+            log.clone(),
+            store.clone(),
+            codec,
+            ProjectorMetrics::new(&registry)?,
+        );
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = projector.spawn(&projections::all(), stop.clone()).await?;
+
+        let routes = command_side::http::routes(Arc::new(commands))
+            .or(query_side::http::routes(Arc::new(queries)))
+            .unify()
+            .or(ops::routes(log, store, registry))
+            .unify()
+            .recover(api::recover)
+            .unify()
+            .with(warp::trace::request());
+
+        let listener = listen(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let mut stop_server = stop;
+        tasks.push(tokio::spawn(async move {
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async move {
+                    let _ = stop_server.wait_for(|stopped| *stopped).await;
+                })
+                .run()
+                .await;
+        }));
+        tracing::info!(%addr, "serving");
+        Ok(App {
+            addr,
+            shutdown,
+            tasks,
+            _lock: None,
+        })
+    }
+
+    /// Stops serving and the projectors, and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A listener whose accepted connections have Nagle's algorithm off (Linux passes
+/// `TCP_NODELAY` on to accepted sockets): request/response latency matters here.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
