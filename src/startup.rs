@@ -90,8 +90,7 @@ impl App {
             .or(ops::routes(log, store, registry))
             .unify()
             .recover(api::recover)
-            .unify()
-            .with(warp::trace::request());
+            .unify();
 
         let listener = listen(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

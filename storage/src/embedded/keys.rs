@@ -33,34 +33,23 @@ pub(crate) fn check_key_len(key: &[u8]) -> Result<(), StorageError> {
 
 // ---- event log ------------------------------------------------------------------------
 
-/// `len topic | partition (u32 BE)`: the prefix of every record of one partition.
-pub(crate) fn partition_prefix(topic: &str, partition: u32) -> Result<Vec<u8>, StorageError> {
-    let mut key = Vec::with_capacity(2 + topic.len() + 4 + 8);
-    push_str(&mut key, topic)?;
-    key.extend_from_slice(&partition.to_be_bytes());
-    Ok(key)
+/// `topic id (u32 BE) | partition (u32 BE)`: the prefix of every record of one
+/// partition. Topics are numbered at creation so record keys stay 16 bytes: fjall keeps
+/// keys that short inline (no allocation) and compares them quickly.
+pub(crate) fn partition_prefix(topic_id: u32, partition: u32) -> [u8; 8] {
+    let mut prefix = [0; 8];
+    prefix[..4].copy_from_slice(&topic_id.to_be_bytes());
+    prefix[4..].copy_from_slice(&partition.to_be_bytes());
+    prefix
 }
 
-/// `len topic | partition (u32 BE) | offset (u64 BE)`: records of a partition sort by
-/// offset.
-pub(crate) fn record_key(prefix: &[u8], offset: Offset) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 8);
-    key.extend_from_slice(prefix);
-    key.extend_from_slice(&offset.to_be_bytes());
+/// `topic id (u32 BE) | partition (u32 BE) | offset (u64 BE)`: a partition's records
+/// are one contiguous key range in offset order.
+pub(crate) fn record_key(topic_id: u32, partition: u32, offset: Offset) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&partition_prefix(topic_id, partition));
+    key[8..].copy_from_slice(&offset.to_be_bytes());
     key
-}
-
-/// A record key whose offset is still to be assigned (8 zero bytes at the end).
-pub(crate) fn unassigned_record_key(prefix: &[u8]) -> Vec<u8> {
-    record_key(prefix, 0)
-}
-
-/// Writes the offset into the last 8 bytes of a record key built by
-/// [`unassigned_record_key`].
-pub(crate) fn set_record_offset(key: &mut [u8], offset: Offset) {
-    if let Some(tail) = key.split_last_chunk_mut::<8>() {
-        *tail.1 = offset.to_be_bytes();
-    }
 }
 
 /// The offset at the end of a record key.
@@ -215,13 +204,12 @@ mod tests {
     }
 
     #[test]
-    fn record_keys_sort_by_offset_and_keep_topics_apart() -> Result<(), StorageError> {
-        let p = partition_prefix("t", 1)?;
-        assert!(record_key(&p, 255) < record_key(&p, 256));
-        assert_eq!(record_offset(&record_key(&p, 42))?, 42);
-        // A topic named like another topic's prefix does not share its key range.
-        let other = partition_prefix("t\0\0\0\u{1}", 0)?;
-        assert!(!other.starts_with(&p));
+    fn record_keys_sort_by_topic_partition_and_offset() -> Result<(), StorageError> {
+        assert!(record_key(1, 2, 255) < record_key(1, 2, 256));
+        assert!(record_key(1, 2, u64::MAX) < record_key(1, 3, 0));
+        assert!(record_key(1, u32::MAX, u64::MAX) < record_key(2, 0, 0));
+        assert!(record_key(7, 3, 9).starts_with(&partition_prefix(7, 3)));
+        assert_eq!(record_offset(&record_key(7, 3, 42))?, 42);
         Ok(())
     }
 

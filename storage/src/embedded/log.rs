@@ -1,10 +1,11 @@
 //! [`EmbeddedLog`]: the event log in a fjall database, with group commit.
 //!
 //! Keyspaces:
-//! * `records`: `len topic | partition (u32 BE) | offset (u64 BE)` →
+//! * `records`: `topic id (u32 BE) | partition (u32 BE) | offset (u64 BE)` →
 //!   `timestamp_ms (i64 BE) | key length (u32 BE) | key | value`. Big-endian numbers make
-//!   a partition's records one contiguous key range in offset order.
-//! * `topics`: topic name → partition count (u32 BE).
+//!   a partition's records one contiguous key range in offset order; the topic id keeps
+//!   keys at 16 bytes, which fjall stores inline.
+//! * `topics`: topic name → `partition count (u32 BE) | topic id (u32 BE)`.
 //! * `groups`: `len group | len topic | partition (u32 BE)` → next offset (u64 BE).
 //!
 //! Every append goes to one writer thread. It drains all the requests waiting, gives
@@ -20,7 +21,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,21 +53,29 @@ struct Shared {
     records: Keyspace,
     topic_specs: Keyspace,
     groups: Keyspace,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<Topics>,
     /// Set once when a write fails; every later append is refused with it.
     failure: OnceLock<String>,
     fsyncs: AtomicU64,
 }
 
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    next_id: u32,
+}
+
 struct Topic {
+    id: u32,
     /// One channel per partition holding its end offset (the next offset). Only the
     /// writer thread sends, after the fsync; tailing readers subscribe.
     ends: Vec<watch::Sender<Offset>>,
 }
 
 impl Topic {
-    fn new(ends: Vec<Offset>) -> Topic {
+    fn new(id: u32, ends: Vec<Offset>) -> Topic {
         Topic {
+            id,
             ends: ends.into_iter().map(watch::Sender::new).collect(),
         }
     }
@@ -91,8 +100,9 @@ struct Request {
 struct Pending {
     topic: Arc<Topic>,
     partition: u32,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    /// The stored record value, built on the appender's thread so the writer only
+    /// moves it.
+    value: Slice,
 }
 
 /// The writer thread's handle: dropping it closes the queue and waits for the thread, so
@@ -120,22 +130,23 @@ impl EmbeddedLog {
         let topic_specs = db.keyspace(TOPICS, KeyspaceCreateOptions::default)?;
         let groups = db.keyspace(GROUPS, KeyspaceCreateOptions::default)?;
 
-        let mut topics = HashMap::new();
+        let mut topics = Topics::default();
         for entry in topic_specs.iter() {
-            let (name, partitions) = entry.into_inner()?;
+            let (name, spec) = entry.into_inner()?;
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| StorageError::Corrupt("topic name is not UTF-8".to_owned()))?;
-            let partitions = keys::decode_u32(&partitions, "partition count")?;
+            let (partitions, id) = decode_topic_spec(&spec)?;
             let mut ends = Vec::new();
             for partition in 0..partitions {
-                let prefix = keys::partition_prefix(&name, partition)?;
-                let end = match records.prefix(&prefix).next_back() {
+                let prefix = keys::partition_prefix(id, partition);
+                let end = match records.prefix(prefix).next_back() {
                     Some(last) => keys::record_offset(&last.key()?)? + 1,
                     None => 0,
                 };
                 ends.push(end);
             }
-            topics.insert(name, Arc::new(Topic::new(ends)));
+            topics.next_id = topics.next_id.max(id.saturating_add(1));
+            topics.by_name.insert(name, Arc::new(Topic::new(id, ends)));
         }
 
         let shared = Arc::new(Shared {
@@ -174,6 +185,7 @@ impl EmbeddedLog {
             .topics
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_name
             .get(name)
             .cloned()
             .ok_or_else(|| StorageError::UnknownTopic(name.to_owned()))
@@ -201,15 +213,14 @@ impl EmbeddedLog {
             .into_iter()
             .map(|record| {
                 let topic = topics
+                    .by_name
                     .get(&record.topic)
                     .ok_or_else(|| StorageError::UnknownTopic(record.topic.clone()))?;
-                let partition = partition_for(&record.key, topic.partitions());
-                let prefix = keys::partition_prefix(&record.topic, partition)?;
+                let value = keys::encode_record_value(timestamp_ms, &record.key, &record.value)?;
                 Ok(Pending {
                     topic: Arc::clone(topic),
-                    partition,
-                    key: keys::unassigned_record_key(&prefix),
-                    value: keys::encode_record_value(timestamp_ms, &record.key, &record.value)?,
+                    partition: partition_for(&record.key, topic.partitions()),
+                    value: Slice::from(value),
                 })
             })
             .collect()
@@ -227,29 +238,39 @@ impl EventLog for EmbeddedLog {
             .topics
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut created: Vec<&TopicSpec> = Vec::new();
+        let mut created: Vec<(&TopicSpec, u32)> = Vec::new();
         let mut batch = self
             .shared
             .db
             .batch()
             .durability(Some(PersistMode::SyncData));
+        let mut next_id = known.next_id;
         for spec in topics {
-            if known.contains_key(&spec.name) || created.iter().any(|c| c.name == spec.name) {
+            if known.by_name.contains_key(&spec.name)
+                || created.iter().any(|(c, _)| c.name == spec.name)
+            {
                 continue;
             }
+            let id = next_id;
+            next_id = next_id
+                .checked_add(1)
+                .ok_or_else(|| StorageError::Invalid("too many topics".to_owned()))?;
             batch.insert(
                 &self.shared.topic_specs,
                 spec.name.as_bytes(),
-                spec.partitions.to_be_bytes().to_vec(),
+                encode_topic_spec(spec.partitions, id).to_vec(),
             );
-            created.push(spec);
+            created.push((spec, id));
         }
         // Rare and small: the fsync runs on this thread rather than a blocking task so
         // the topic map stays locked until the topics are durable.
         batch.commit()?;
-        for spec in created {
+        known.next_id = next_id;
+        for (spec, id) in created {
             let ends = vec![0; spec.partitions as usize];
-            known.insert(spec.name.clone(), Arc::new(Topic::new(ends)));
+            known
+                .by_name
+                .insert(spec.name.clone(), Arc::new(Topic::new(id, ends)));
         }
         Ok(())
     }
@@ -290,16 +311,17 @@ impl EventLog for EmbeddedLog {
     ) -> Result<Vec<Record>, StorageError> {
         // Stop at the published end: records past it may be in the engine but not
         // yet acknowledged as durable.
+        let id = self.topic(topic)?.id;
         let end = *self.end(topic, partition)?.borrow();
         let until = end.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
         if from >= until {
             return Ok(Vec::new());
         }
-        let prefix = keys::partition_prefix(topic, partition)?;
         let records = self.shared.records.clone();
         let topic = topic.to_owned();
         blocking(move || {
-            let range = keys::record_key(&prefix, from)..keys::record_key(&prefix, until);
+            let range =
+                keys::record_key(id, partition, from)..keys::record_key(id, partition, until);
             records
                 .range(range)
                 .map(|entry| {
@@ -393,6 +415,21 @@ fn validate_topic(spec: &TopicSpec) -> Result<(), StorageError> {
     Ok(())
 }
 
+fn encode_topic_spec(partitions: u32, id: u32) -> [u8; 8] {
+    keys::partition_prefix(partitions, id)
+}
+
+/// (partition count, topic id)
+fn decode_topic_spec(raw: &[u8]) -> Result<(u32, u32), StorageError> {
+    let corrupt = || StorageError::Corrupt(format!("topic entry of {} bytes", raw.len()));
+    let raw = <[u8; 8]>::try_from(raw).map_err(|_| corrupt())?;
+    let (partitions, id) = raw.split_at(4);
+    Ok((
+        keys::decode_u32(partitions, "partition count")?,
+        keys::decode_u32(id, "topic id")?,
+    ))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -457,14 +494,14 @@ impl Shared {
     /// new end offsets. Returns where each request's records landed.
     fn write(&self, requests: Vec<Vec<Pending>>) -> Result<Vec<Vec<Appended>>, StorageError> {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        // (topic identity, partition) → (topic, next offset) for the partitions touched.
-        let mut next: HashMap<(usize, u32), (Arc<Topic>, Offset)> = HashMap::new();
+        // (topic id, partition) → (topic, next offset) for the partitions touched.
+        let mut next: HashMap<(u32, u32), (Arc<Topic>, Offset)> = HashMap::new();
         let mut answers = Vec::with_capacity(requests.len());
         for records in requests {
             let mut appended = Vec::with_capacity(records.len());
-            for mut record in records {
+            for record in records {
                 let (_, offset) = next
-                    .entry((Arc::as_ptr(&record.topic).addr(), record.partition))
+                    .entry((record.topic.id, record.partition))
                     .or_insert_with(|| {
                         let end = record
                             .topic
@@ -472,13 +509,13 @@ impl Shared {
                             .map_or(0, |end| *end.borrow());
                         (Arc::clone(&record.topic), end)
                     });
-                keys::set_record_offset(&mut record.key, *offset);
+                let key = keys::record_key(record.topic.id, record.partition, *offset);
                 appended.push(Appended {
                     partition: record.partition,
                     offset: *offset,
                 });
                 *offset += 1;
-                batch.insert(&self.records, record.key, record.value);
+                batch.insert(&self.records, Slice::new(&key), record.value);
             }
             answers.push(appended);
         }

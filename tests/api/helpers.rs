@@ -1,0 +1,208 @@
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The server binary running on its own port and data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub client: Client,
+}
+
+impl Server {
+    /// Starts `drone-delivery serve` on port 0 and waits for its "listening" line.
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the server binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("drone-delivery listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server says where it listens");
+        Server {
+            child: Some(child),
+            base,
+            client: client(),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reaped");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            child.wait().expect("reaped");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub fn location(latitude: f64, longitude: f64) -> Value {
+    json!({"latitude": latitude, "longitude": longitude, "altitude": 0})
+}
+
+/// Talks to one server: the calls every test makes.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: Client,
+}
+
+impl Api {
+    pub fn of(server: &Server) -> Api {
+        Api {
+            base: server.base.clone(),
+            client: server.client.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn register_account(&self, name: &str) -> (String, String) {
+        let response = self
+            .post(
+                "/api/v1/accounts",
+                json!({"name": name, "email": "ops@contoso.example"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        (
+            body["accountId"].as_str().expect("id").to_string(),
+            body["consistencyToken"]
+                .as_str()
+                .expect("token")
+                .to_string(),
+        )
+    }
+
+    pub async fn register_drone(&self, id: &str, payload_kg: f64) {
+        let response = self
+            .client
+            .put(self.url(&format!("/api/v1/drones/{id}")))
+            .json(&drone_spec(payload_kg))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "register drone {id}"
+        );
+    }
+
+    /// Schedules a delivery; returns its id and consistency token.
+    pub async fn schedule(&self, owner: &str, weight: f64) -> (String, String) {
+        let response = self
+            .post("/api/v1/deliveries", schedule_body(owner, weight))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.expect("json");
+        (
+            body["deliveryId"].as_str().expect("id").to_string(),
+            body["consistencyToken"]
+                .as_str()
+                .expect("token")
+                .to_string(),
+        )
+    }
+
+    /// Sum of `events_appended_total` over all topics: how much the log grew.
+    pub async fn events_appended(&self) -> f64 {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("events_appended_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+pub fn drone_spec(payload_kg: f64) -> Value {
+    json!({
+        "model": "X8",
+        "payloadKg": payload_kg,
+        "rangeKm": 60,
+        "speedMps": 15,
+        "home": location(47.60, -122.30),
+    })
+}
+
+pub fn schedule_body(owner: &str, weight: f64) -> Value {
+    json!({
+        "ownerId": owner,
+        "pickup": location(47.61, -122.33),
+        "dropoff": location(47.65, -122.30),
+        "deadline": "2030-01-01T00:00:00Z",
+        "expedited": false,
+        "confirmationRequired": "None",
+        "packageInfo": {"size": "small", "weight": weight, "tag": "books"},
+    })
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}

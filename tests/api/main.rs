@@ -1,0 +1,11 @@
+//! Integration tests: the real binary (or the real app in-process where a fault must be
+//! injected) driven over real HTTP. One test binary; every test gets its own port and
+//! data directory, so they run in parallel.
+
+mod concurrency;
+mod crash;
+mod helpers;
+mod idempotency;
+mod journey;
+mod operations;
+mod problems;

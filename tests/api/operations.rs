@@ -1,0 +1,68 @@
+//! Operations endpoints and the API description.
+
+use crate::helpers::{Api, Server, temp_dir};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics_answer() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+    api.register_account("Contoso").await;
+    let metrics = api.get("/metrics").await.text().await.expect("text");
+    for name in [
+        "commands_total{command=\"register-account\",outcome=\"accepted\"} 1",
+        "event_append_latency_seconds_bucket",
+        "projector_lag_events{projection=\"deliveries\"}",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_every_route() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let (status, doc) = api.get_json("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let routes = [
+        ("post", "/api/v1/accounts"),
+        ("post", "/api/v1/accounts/{id}/suspend"),
+        ("post", "/api/v1/accounts/{id}/reactivate"),
+        ("put", "/api/v1/drones/{id}"),
+        ("post", "/api/v1/drones/{id}/telemetry"),
+        ("post", "/api/v1/telemetry"),
+        ("post", "/api/v1/drones/{id}/ground"),
+        ("post", "/api/v1/drones/{id}/return"),
+        ("post", "/api/v1/deliveries"),
+        ("post", "/api/v1/deliveries/{id}/assign-drone"),
+        ("patch", "/api/v1/deliveries/{id}"),
+        ("delete", "/api/v1/deliveries/{id}"),
+        ("post", "/api/v1/deliveries/{id}/pickup"),
+        ("post", "/api/v1/deliveries/{id}/confirmations"),
+        ("post", "/api/v1/deliveries/{id}/notify-me"),
+        ("get", "/api/v1/deliveries/{id}"),
+        ("get", "/api/v1/deliveries/{id}/status"),
+        ("get", "/api/v1/deliveries/{id}/events"),
+        ("get", "/api/v1/accounts/{id}/deliveries"),
+        ("get", "/api/v1/accounts/{id}/invoice"),
+        ("get", "/api/v1/drones/{id}"),
+        ("get", "/api/v1/drones"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/api/v1/openapi.json"),
+    ];
+    for (method, path) in routes {
+        let operation: &Value = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is described");
+        assert!(
+            operation["responses"].is_object(),
+            "{method} {path} has responses"
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! Bad input gets a clear problem response and changes nothing (SPEC §5, §7); a log that
+//! cannot take the write gets 503, never a 2xx.
+
+use crate::helpers::{Api, Server, drone_spec, location, schedule_body, temp_dir};
+use async_trait::async_trait;
+use drone_delivery::{App, Settings};
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
+use storage::{Appended, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec};
+
+/// Sends the request; checks the status, the problem body, and that the log did not grow.
+async fn refused(api: &Api, request: RequestBuilder, status: StatusCode) -> Value {
+    let before = api.events_appended().await;
+    let response = request.send().await.expect("sent");
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.expect("problem json");
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["title"].is_string() && problem["type"].is_string());
+    assert!(!problem["detail"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(api.events_appended().await, before, "nothing was appended");
+    problem
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_are_400() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let (account, _) = api.register_account("Contoso").await;
+    let c = &api.client;
+
+    let not_json = c
+        .post(api.url("/api/v1/accounts"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ");
+    refused(&api, not_json, StatusCode::BAD_REQUEST).await;
+
+    let missing_field = c
+        .post(api.url("/api/v1/accounts"))
+        .json(&json!({"name": "x"}));
+    refused(&api, missing_field, StatusCode::BAD_REQUEST).await;
+
+    let bad_email = c
+        .post(api.url("/api/v1/accounts"))
+        .json(&json!({"name": "x", "email": "nope"}));
+    refused(&api, bad_email, StatusCode::BAD_REQUEST).await;
+
+    let mut body = schedule_body(&account, 1.0);
+    body["pickup"] = location(91.0, 0.0);
+    let bad_latitude = c.post(api.url("/api/v1/deliveries")).json(&body);
+    let problem = refused(&api, bad_latitude, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("latitude")
+    );
+
+    let mut body = schedule_body(&account, 1.0);
+    body["packageInfo"]["weight"] = json!(-2);
+    let negative_weight = c.post(api.url("/api/v1/deliveries")).json(&body);
+    refused(&api, negative_weight, StatusCode::BAD_REQUEST).await;
+
+    let mut body = schedule_body(&account, 1.0);
+    body["packageInfo"]["size"] = json!("huge");
+    let unknown_size = c.post(api.url("/api/v1/deliveries")).json(&body);
+    refused(&api, unknown_size, StatusCode::BAD_REQUEST).await;
+
+    let bad_if_match = c
+        .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+        .header("if-match", "\"seven\"");
+    refused(&api, bad_if_match, StatusCode::BAD_REQUEST).await;
+
+    let bad_id = c
+        .put(api.url("/api/v1/drones/bad%20id"))
+        .json(&drone_spec(5.0));
+    refused(&api, bad_id, StatusCode::BAD_REQUEST).await;
+
+    let bad_battery = c
+        .post(api.url("/api/v1/telemetry"))
+        .json(&json!([{"droneId": "d", "position": location(1.0, 1.0), "batteryPct": 140, "at": "2026-01-01T00:00:00Z"}]));
+    refused(&api, bad_battery, StatusCode::BAD_REQUEST).await;
+
+    let bad_query = c.get(api.url(&format!(
+        "/api/v1/accounts/{account}/invoice?year=2026&month=13"
+    )));
+    let response = bad_query.send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_resources_are_404() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let c = &api.client;
+    refused(
+        &api,
+        c.post(api.url("/api/v1/deliveries/no-such-delivery/assign-drone"))
+            .json(&json!({"droneId": "d1"})),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.post(api.url("/api/v1/accounts/nobody/suspend")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.post(api.url("/api/v1/drones/ghost/telemetry")).json(
+            &json!({"position": location(1.0, 1.0), "batteryPct": 50, "at": "2026-01-01T00:00:00Z"}),
+        ),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.get(api.url("/api/v1/deliveries/nope")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.get(api.url("/api/v1/drones/nope")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.get(api.url("/api/v1/accounts/nope/deliveries")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    refused(
+        &api,
+        c.get(api.url("/api/v1/no/such/route")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_versions_and_wrong_states_are_409() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let c = &api.client;
+    let (account, _) = api.register_account("Contoso").await;
+    let (delivery, _) = api.schedule(&account, 1.0).await;
+
+    // The account is at version 1; a caller that saw version 0 is refused.
+    refused(
+        &api,
+        c.post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+            .header("if-match", "\"0\""),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let ok = c
+        .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+        .header("if-match", "\"1\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["etag"], "\"2\"");
+
+    // Pick-up before a drone is assigned.
+    refused(
+        &api,
+        c.post(api.url(&format!("/api/v1/deliveries/{delivery}/pickup"))),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // Registering the same drone id with another specification.
+    api.register_drone("d1", 5.0).await;
+    refused(
+        &api,
+        c.put(api.url("/api/v1/drones/d1")).json(&drone_spec(9.0)),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // The same specification again is an idempotent PUT.
+    let again = c
+        .put(api.url("/api/v1/drones/d1"))
+        .json(&drone_spec(5.0))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_business_rules_are_422() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let c = &api.client;
+    let (account, _) = api.register_account("Contoso").await;
+    api.register_drone("small-drone", 1.0).await;
+    let (heavy, _) = api.schedule(&account, 4.0).await;
+
+    let problem = refused(
+        &api,
+        c.post(api.url(&format!("/api/v1/deliveries/{heavy}/assign-drone")))
+            .json(&json!({"droneId": "small-drone"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("payload")
+    );
+
+    refused(
+        &api,
+        c.post(api.url(&format!("/api/v1/deliveries/{heavy}/assign-drone")))
+            .json(&json!({"droneId": "no-such-drone"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    refused(
+        &api,
+        c.post(api.url("/api/v1/deliveries"))
+            .json(&schedule_body("no-such-account", 1.0)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    let suspend = api
+        .post(&format!("/api/v1/accounts/{account}/suspend"), json!({}))
+        .await;
+    assert_eq!(suspend.status(), StatusCode::OK);
+    refused(
+        &api,
+        c.post(api.url("/api/v1/deliveries"))
+            .json(&schedule_body(&account, 1.0)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_are_413() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let huge = format!(
+        "{{\"name\": \"{}\", \"email\": \"a@b.c\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    refused(
+        &api,
+        api.client
+            .post(api.url("/api/v1/accounts"))
+            .header("content-type", "application/json")
+            .body(huge),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+}
+
+/// An event log whose appends fail while `broken` is set (a full disk, a lost broker).
+struct FlakyLog {
+    inner: EmbeddedLog,
+    broken: AtomicBool,
+}
+
+#[async_trait]
+impl EventLog for FlakyLog {
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), StorageError> {
+        self.inner.create_topics(topics).await
+    }
+    async fn partitions(&self, topic: &str) -> Result<u32, StorageError> {
+        self.inner.partitions(topic).await
+    }
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, StorageError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable(
+                "injected: the log is down".into(),
+            ));
+        }
+        self.inner.append(records).await
+    }
+    fn atomic_batches(&self) -> bool {
+        self.inner.atomic_batches()
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        self.inner.read(topic, partition, from, max).await
+    }
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
+        self.inner.end_offset(topic, partition).await
+    }
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset, StorageError> {
+        self.inner.wait_for(topic, partition, offset, timeout).await
+    }
+    async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: Offset,
+    ) -> Result<(), StorageError> {
+        self.inner
+            .commit_offset(group, topic, partition, next)
+            .await
+    }
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError> {
+        self.inner.committed_offset(group, topic, partition).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_that_cannot_take_the_write_gets_503_and_nothing_changes() {
+    let dir = temp_dir();
+    let log = Arc::new(FlakyLog {
+        inner: EmbeddedLog::open(&dir.path().join("log")).expect("log"),
+        broken: AtomicBool::new(false),
+    });
+    let store = Arc::new(EmbeddedReadStore::open(&dir.path().join("views")).expect("store"));
+    let settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
+    let app = App::start_with(settings, log.clone(), store)
+        .await
+        .expect("app");
+    let api = Api {
+        base: format!("http://{}", app.addr),
+        client: crate::helpers::client(),
+    };
+    let (account, _) = api.register_account("Contoso").await;
+
+    log.broken.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let response = api
+            .client
+            .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let failed = api
+        .client
+        .post(api.url("/api/v1/deliveries"))
+        .json(&schedule_body(&account, 1.0))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back up: the account is still at version 1, so the suspension now makes version 2.
+    log.broken.store(false, Ordering::SeqCst);
+    let response = api
+        .client
+        .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+        .header("if-match", "\"1\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["version"], 2);
+    app.stop().await;
+}
