@@ -274,18 +274,24 @@ fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clo
     warp::any().map(move || service.clone())
 }
 
+/// What every command handler takes: the service, the headers and the (limited) body.
+fn input(
+    service: Svc,
+) -> impl Filter<Extract = (Svc, HeaderMap, Bytes), Error = warp::Rejection> + Clone {
+    with(service)
+        .and(warp::header::headers_cloned())
+        .and(limited_body(BODY_LIMIT_BYTES))
+}
+
 /// All command routes under `/api/v1`.
 pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
-    let body = || limited_body(BODY_LIMIT_BYTES);
-    let headers = || warp::header::headers_cloned();
+    let input = || input(service.clone());
     let api = || warp::path("api").and(warp::path("v1"));
 
     let register_account = api()
         .and(warp::path!("accounts"))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;
@@ -312,9 +318,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let account_action = api()
         .and(warp::path!("accounts" / String / String))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(
             |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
                 let run = async {
@@ -340,9 +344,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let register_drone = api()
         .and(warp::path!("drones" / String))
         .and(warp::put())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;
@@ -380,9 +382,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let drone_action = api()
         .and(warp::path!("drones" / String / String))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(
             |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
                 let mut status = StatusCode::OK;
@@ -431,9 +431,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let telemetry_batch = api()
         .and(warp::path!("telemetry"))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;
@@ -476,9 +474,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let schedule = api()
         .and(warp::path!("deliveries"))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;
@@ -526,9 +522,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let delivery_action = api()
         .and(warp::path!("deliveries" / String / String))
         .and(warp::post())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(
             |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
                 let run = async {
@@ -570,9 +564,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let reschedule = api()
         .and(warp::path!("deliveries" / String))
         .and(warp::patch())
-        .and(with(service.clone()))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;
@@ -593,9 +585,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let cancel = api()
         .and(warp::path!("deliveries" / String))
         .and(warp::delete())
-        .and(with(service))
-        .and(headers())
-        .and(body())
+        .and(input())
         .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
             let run = async {
                 let ctx = context(&h)?;

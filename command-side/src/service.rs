@@ -354,7 +354,20 @@ impl CommandService {
         ctx: &CommandContext,
         command: &'static str,
         must_exist: bool,
-        decide: impl FnOnce(Option<&Stream<A>>) -> Result<Vec<Event>, CommandError>,
+        decide: impl FnOnce(&A) -> Result<Vec<Event>, CommandError>,
+    ) -> Result<Accepted, CommandError> {
+        let run = self.single_uncounted(shards, id, ctx, command, must_exist, decide);
+        self.counted(command, run).await
+    }
+
+    async fn single_uncounted<A: Aggregate>(
+        &self,
+        shards: &Shards<A>,
+        id: &str,
+        ctx: &CommandContext,
+        command: &'static str,
+        must_exist: bool,
+        decide: impl FnOnce(&A) -> Result<Vec<Event>, CommandError>,
     ) -> Result<Accepted, CommandError> {
         let mut shard = shards.lock(id).await;
         let stream = shard.get(id);
@@ -366,7 +379,8 @@ impl CommandService {
         }
         check_expected(stream, ctx, A::KIND, id)?;
         let version = stream.map_or(0, |s| s.version);
-        let events = decide(stream)?;
+        let unborn = A::default();
+        let events = decide(stream.map_or(&unborn, |s| &s.state))?;
         let mut draft = Draft::new(ctx);
         let version = draft.add(A::TOPIC, id, version, events);
         let token = self.append(command, &draft).await?;
@@ -393,14 +407,9 @@ impl CommandService {
             Some(key) => derived_id("account", key),
             None => Uuid::new_v4().to_string(),
         };
-        self.counted(
-            "register-account",
-            self.single(&self.accounts, &id, ctx, "register-account", false, |s| {
-                Ok(s.map(|s| &s.state)
-                    .unwrap_or(&Account::default())
-                    .register(cmd)?)
-            }),
-        )
+        self.single(&self.accounts, &id, ctx, "register-account", false, |a| {
+            Ok(a.register(cmd)?)
+        })
         .await
     }
 
@@ -410,12 +419,9 @@ impl CommandService {
         id: &str,
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "suspend-account",
-            self.single(&self.accounts, id, ctx, "suspend-account", true, |s| {
-                Ok(state_of(s).suspend(reason)?)
-            }),
-        )
+        self.single(&self.accounts, id, ctx, "suspend-account", true, |a| {
+            Ok(a.suspend(reason)?)
+        })
         .await
     }
 
@@ -424,12 +430,9 @@ impl CommandService {
         ctx: &CommandContext,
         id: &str,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "reactivate-account",
-            self.single(&self.accounts, id, ctx, "reactivate-account", true, |s| {
-                Ok(state_of(s).reactivate()?)
-            }),
-        )
+        self.single(&self.accounts, id, ctx, "reactivate-account", true, |a| {
+            Ok(a.reactivate()?)
+        })
         .await
     }
 
@@ -455,8 +458,8 @@ impl CommandService {
                     });
                 }
             }
-            self.single(&self.drones, id, ctx, "register-drone", false, |s| {
-                Ok(state_of(s).register(cmd)?)
+            self.single_uncounted(&self.drones, id, ctx, "register-drone", false, |a| {
+                Ok(a.register(cmd)?)
             })
             .await
         };
@@ -469,12 +472,9 @@ impl CommandService {
         id: &str,
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "ground-drone",
-            self.single(&self.drones, id, ctx, "ground-drone", true, |s| {
-                Ok(state_of(s).ground(reason)?)
-            }),
-        )
+        self.single(&self.drones, id, ctx, "ground-drone", true, |a| {
+            Ok(a.ground(reason)?)
+        })
         .await
     }
 
@@ -483,12 +483,9 @@ impl CommandService {
         ctx: &CommandContext,
         id: &str,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "return-drone",
-            self.single(&self.drones, id, ctx, "return-drone", true, |s| {
-                Ok(state_of(s).return_to_service()?)
-            }),
-        )
+        self.single(&self.drones, id, ctx, "return-drone", true, |a| {
+            Ok(a.return_to_service()?)
+        })
         .await
     }
 
@@ -499,12 +496,9 @@ impl CommandService {
         email: Option<String>,
         sms: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "notify-me",
-            self.single(&self.deliveries, id, ctx, "notify-me", true, |s| {
-                Ok(state_of(s).request_notifications(email, sms)?)
-            }),
-        )
+        self.single(&self.deliveries, id, ctx, "notify-me", true, |a| {
+            Ok(a.request_notifications(email, sms)?)
+        })
         .await
     }
 
@@ -609,16 +603,21 @@ impl CommandService {
             }
             let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
             let package = packages.get(&package_id);
-            let package_events = state_of(package).register(&cmd.package)?;
-            let delivery_events = state_of(deliveries.get(&id)).schedule(
-                &cmd.owner_id,
-                owner.unwrap_or(&Account::default()),
-                &cmd.plan,
-                cmd.expedited,
-                cmd.confirmation_required,
-                &package_id,
-                cmd.package.weight_kg(),
-            )?;
+            let package_events = package
+                .map_or(&Package::default(), |s| &s.state)
+                .register(&cmd.package)?;
+            let delivery_events = deliveries
+                .get(&id)
+                .map_or(&Delivery::default(), |s| &s.state)
+                .schedule(
+                    &cmd.owner_id,
+                    owner.unwrap_or(&Account::default()),
+                    &cmd.plan,
+                    cmd.expedited,
+                    cmd.confirmation_required,
+                    &package_id,
+                    cmd.package.weight_kg(),
+                )?;
             let mut draft = Draft::new(ctx);
             let package_version = package.map_or(0, |s| s.version);
             draft.add(
@@ -659,18 +658,15 @@ impl CommandService {
         drone_id: &str,
     ) -> Result<Accepted, CommandError> {
         let now = Utc::now();
-        self.counted(
+        self.with_drone(
+            ctx,
+            id,
+            Some(drone_id),
             "assign-drone",
-            self.with_drone(
-                ctx,
-                id,
-                Some(drone_id),
-                "assign-drone",
-                |delivery, drone| {
-                    let unknown = Drone::default();
-                    Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown), now)?)
-                },
-            ),
+            |delivery, drone| {
+                let unknown = Drone::default();
+                Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown), now)?)
+            },
         )
         .await
     }
@@ -681,12 +677,9 @@ impl CommandService {
         id: &str,
         changes: &Reschedule,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "reschedule-delivery",
-            self.with_drone(ctx, id, None, "reschedule-delivery", |delivery, _| {
-                Ok(delivery.reschedule(id, changes)?)
-            }),
-        )
+        self.with_drone(ctx, id, None, "reschedule-delivery", |delivery, _| {
+            Ok(delivery.reschedule(id, changes)?)
+        })
         .await
     }
 
@@ -696,23 +689,17 @@ impl CommandService {
         id: &str,
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "cancel-delivery",
-            self.with_drone(ctx, id, None, "cancel-delivery", |delivery, _| {
-                Ok(delivery.cancel(id, reason.clone())?)
-            }),
-        )
+        self.with_drone(ctx, id, None, "cancel-delivery", |delivery, _| {
+            Ok(delivery.cancel(id, reason.clone())?)
+        })
         .await
     }
 
     pub async fn pick_up(&self, ctx: &CommandContext, id: &str) -> Result<Accepted, CommandError> {
         let now = Utc::now();
-        self.counted(
-            "pick-up",
-            self.with_drone(ctx, id, None, "pick-up", |delivery, _| {
-                Ok(delivery.pick_up(id, now)?)
-            }),
-        )
+        self.with_drone(ctx, id, None, "pick-up", |delivery, _| {
+            Ok(delivery.pick_up(id, now)?)
+        })
         .await
     }
 
@@ -722,12 +709,9 @@ impl CommandService {
         id: &str,
         confirmation: &Confirmation,
     ) -> Result<Accepted, CommandError> {
-        self.counted(
-            "complete-delivery",
-            self.with_drone(ctx, id, None, "complete-delivery", |delivery, _| {
-                Ok(delivery.complete(id, confirmation)?)
-            }),
-        )
+        self.with_drone(ctx, id, None, "complete-delivery", |delivery, _| {
+            Ok(delivery.complete(id, confirmation)?)
+        })
         .await
     }
 
@@ -736,6 +720,18 @@ impl CommandService {
     /// (drones come before deliveries in the lock order), so the delivery is read once
     /// to learn its drone and checked again under both locks.
     async fn with_drone(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        named_drone: Option<&str>,
+        command: &'static str,
+        decide: impl Fn(&Delivery, Option<&Drone>) -> Result<Changes, CommandError>,
+    ) -> Result<Accepted, CommandError> {
+        let run = self.with_drone_uncounted(ctx, id, named_drone, command, decide);
+        self.counted(command, run).await
+    }
+
+    async fn with_drone_uncounted(
         &self,
         ctx: &CommandContext,
         id: &str,
@@ -831,8 +827,4 @@ fn same_spec(drone: &Drone, cmd: &RegisterDrone) -> bool {
         && drone.range_km == cmd.range_km()
         && drone.speed_mps == cmd.speed_mps()
         && drone.home == cmd.home()
-}
-
-fn state_of<A: Aggregate + Clone>(stream: Option<&Stream<A>>) -> A {
-    stream.map(|s| s.state.clone()).unwrap_or_default()
 }
