@@ -7,7 +7,7 @@ use projections::tables::{
     ACCOUNT_DELIVERIES, DELIVERIES, DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET,
     INVOICE_LINES, SINGLE_ROW, invoice_partition,
 };
-use projections::{Projection, Source, Staged};
+use projections::{Source, Staged};
 use schemas::events::*;
 use std::ops::Bound;
 use storage::embedded::EmbeddedReadStore;
