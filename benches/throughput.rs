@@ -30,7 +30,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn limits(c: &mut Criterion) {
     let mut group = c.benchmark_group("limits");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
 
     let dir = tempfile::tempdir().expect("dir");
     let mut file = std::fs::File::create(dir.path().join("fsync.bin")).expect("file");
@@ -77,7 +79,9 @@ fn event_log(c: &mut Criterion) {
     let value = Bytes::from(vec![7u8; VALUE_BYTES]);
 
     let mut group = c.benchmark_group("event_log");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
     for appenders in [1usize, 64, 1024] {
         group.bench_function(format!("durable_appends/{appenders}_appenders"), |b| {
@@ -136,7 +140,9 @@ fn http_commands(c: &mut Criterion) {
     });
 
     let mut group = c.benchmark_group("http");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
     let account = json!({"name": "Contoso", "email": "ops@contoso.example"});
     group.bench_function("one_client_sequential/register_account", |b| {

@@ -11,6 +11,9 @@ use storage::{EventLog, NewRecord, TopicSpec};
 
 const TOPIC: &str = "bench";
 const PARTITIONS: u32 = 8;
+/// Records per measured iteration: enough that starting and draining the appenders
+/// is a small part of it. Divisible by every `appenders × batch` below.
+const RECORDS_PER_ITERATION: usize = 20_480;
 
 fn records(task: usize, n: usize) -> Vec<NewRecord> {
     (0..n)
@@ -22,11 +25,11 @@ fn records(task: usize, n: usize) -> Vec<NewRecord> {
         .collect()
 }
 
-/// Appends `total` records from `tasks` concurrent tasks, `batch` records per append.
-async fn run(log: &Arc<EmbeddedLog>, total: u64, tasks: usize, batch: usize) -> Duration {
-    let appends_per_task = (total as usize).div_ceil(tasks * batch).max(1);
+/// Appends `total` records from `appenders` concurrent tasks, `batch` records per append.
+async fn run(log: &Arc<EmbeddedLog>, total: usize, appenders: usize, batch: usize) -> Duration {
+    let appends_per_task = total / (appenders * batch);
     let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
+    let handles: Vec<_> = (0..appenders)
         .map(|task| {
             let log = Arc::clone(log);
             tokio::spawn(async move {
@@ -54,16 +57,27 @@ fn append(c: &mut Criterion) {
         .expect("create topic");
 
     let mut group = c.benchmark_group("embedded_log_append");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+
+    // A lone appender: the latency of one durable append.
     group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(5));
-    for (tasks, batch) in [(1, 1), (16, 1), (64, 1), (256, 1), (64, 10)] {
+    group.bench_function("lone_appender", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { log.append(records(0, 1)).await.expect("append") });
+    });
+
+    group.throughput(Throughput::Elements(RECORDS_PER_ITERATION as u64));
+    for (appenders, batch) in [(16, 1), (64, 1), (256, 1), (64, 10)] {
         let id = BenchmarkId::new(
             format!("records_per_append_{batch}"),
-            format!("{tasks}_appenders"),
+            format!("{appenders}_appenders"),
         );
-        group.bench_with_input(id, &(tasks, batch), |b, &(tasks, batch)| {
-            b.to_async(&runtime)
-                .iter_custom(|total| run(&log, total, tasks, batch));
+        group.bench_with_input(id, &(appenders, batch), |b, &(appenders, batch)| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let total = RECORDS_PER_ITERATION * iters as usize;
+                run(&log, total, appenders, batch)
+            });
         });
     }
     group.finish();

@@ -55,6 +55,8 @@ async fn the_log_survives_a_reopen_and_continues_its_offsets() {
                 .await
                 .expect("append");
         }
+        // Alone, every append is its own durable write.
+        assert_eq!(log.fsyncs(), 5);
         log.commit_offset("group", &topic, 1, 4)
             .await
             .expect("commit");
@@ -78,6 +80,28 @@ async fn the_log_survives_a_reopen_and_continues_its_offsets() {
             .await
             .expect("committed"),
         Some(4)
+    );
+
+    // A topic created after the reopen does not share the old topic's records.
+    let newer = unique_name("after_reopen");
+    log.create_topics(&[TopicSpec {
+        name: newer.clone(),
+        partitions: 3,
+    }])
+    .await
+    .expect("create");
+    for p in 0..3 {
+        assert_eq!(log.end_offset(&newer, p).await.expect("end"), 0);
+        assert!(log.read(&newer, p, 0, 10).await.expect("read").is_empty());
+    }
+    log.append(vec![record(&newer, "drone-1", "other")])
+        .await
+        .expect("append");
+    let read = log.read(&topic, partition, 0, 100).await.expect("read");
+    let values: Vec<_> = read.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(
+        values, expected,
+        "the new topic's append overwrote the old topic"
     );
 }
 
@@ -281,4 +305,47 @@ fn a_store_directory_cannot_be_opened_twice() {
         EmbeddedLog::open(dir.path()),
         Err(StorageError::Locked(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_larger_than_its_memtables_reads_back_after_a_reopen() {
+    // ~12 MiB in one partition: more than a partition's memtable, so part of it is read
+    // from flushed table files.
+    const BATCHES: usize = 60;
+    const PER_BATCH: usize = 1_000;
+    let dir = temp_dir();
+    let topic = unique_name("large");
+    let value = "v".repeat(200);
+    {
+        let log = EmbeddedLog::open(dir.path()).expect("open");
+        log.create_topics(&[TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+        }])
+        .await
+        .expect("create");
+        for batch in 0..BATCHES {
+            let records = (0..PER_BATCH)
+                .map(|i| record(&topic, &format!("k{}", batch * PER_BATCH + i), &value))
+                .collect();
+            log.append(records).await.expect("append");
+        }
+    }
+    let log = EmbeddedLog::open(dir.path()).expect("reopen");
+    let total = (BATCHES * PER_BATCH) as u64;
+    assert_eq!(log.end_offset(&topic, 0).await.expect("end"), total);
+    for from in [0, 12_345, total - 3] {
+        let read = log.read(&topic, 0, from, 5).await.expect("read");
+        let offsets: Vec<u64> = read.iter().map(|r| r.offset).collect();
+        let expected: Vec<u64> = (from..total.min(from + 5)).collect();
+        assert_eq!(offsets, expected);
+        for r in &read {
+            assert_eq!(r.key, format!("k{}", r.offset));
+        }
+    }
+    let appended = log
+        .append(vec![record(&topic, "next", "v")])
+        .await
+        .expect("append");
+    assert_eq!(appended[0].offset, total);
 }

@@ -33,33 +33,15 @@ pub(crate) fn check_key_len(key: &[u8]) -> Result<(), StorageError> {
 
 // ---- event log ------------------------------------------------------------------------
 
-/// `topic id (u32 BE) | partition (u32 BE)`: the prefix of every record of one
-/// partition. Topics are numbered at creation so record keys stay 16 bytes: fjall keeps
-/// keys that short inline (no allocation) and compares them quickly.
-pub(crate) fn partition_prefix(topic_id: u32, partition: u32) -> [u8; 8] {
-    let mut prefix = [0; 8];
-    prefix[..4].copy_from_slice(&topic_id.to_be_bytes());
-    prefix[4..].copy_from_slice(&partition.to_be_bytes());
-    prefix
+/// A record's key in its partition's keyspace: the offset, big-endian, so keys sort by
+/// offset and every append lands after all existing keys.
+pub(crate) fn offset_key(offset: Offset) -> [u8; 8] {
+    offset.to_be_bytes()
 }
 
-/// `topic id (u32 BE) | partition (u32 BE) | offset (u64 BE)`: a partition's records
-/// are one contiguous key range in offset order.
-pub(crate) fn record_key(topic_id: u32, partition: u32, offset: Offset) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&partition_prefix(topic_id, partition));
-    key[8..].copy_from_slice(&offset.to_be_bytes());
-    key
-}
-
-/// The offset at the end of a record key.
+/// The offset a record key holds.
 pub(crate) fn record_offset(key: &[u8]) -> Result<Offset, StorageError> {
-    key.len()
-        .checked_sub(8)
-        .and_then(|start| key.get(start..))
-        .and_then(|tail| <[u8; 8]>::try_from(tail).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StorageError::Corrupt(format!("record key of {} bytes", key.len())))
+    decode_u64(key, "record key")
 }
 
 /// Record value: `timestamp_ms (i64 BE) | key length (u32 BE) | key | value`.
@@ -204,12 +186,11 @@ mod tests {
     }
 
     #[test]
-    fn record_keys_sort_by_topic_partition_and_offset() -> Result<(), StorageError> {
-        assert!(record_key(1, 2, 255) < record_key(1, 2, 256));
-        assert!(record_key(1, 2, u64::MAX) < record_key(1, 3, 0));
-        assert!(record_key(1, u32::MAX, u64::MAX) < record_key(2, 0, 0));
-        assert!(record_key(7, 3, 9).starts_with(&partition_prefix(7, 3)));
-        assert_eq!(record_offset(&record_key(7, 3, 42))?, 42);
+    fn record_keys_sort_by_offset() -> Result<(), StorageError> {
+        assert!(offset_key(255) < offset_key(256));
+        assert!(offset_key(u64::from(u32::MAX)) < offset_key(u64::from(u32::MAX) + 1));
+        assert_eq!(record_offset(&offset_key(42))?, 42);
+        assert!(record_offset(b"short").is_err());
         Ok(())
     }
 

@@ -1,10 +1,13 @@
 //! [`EmbeddedLog`]: the event log in a fjall database, with group commit.
 //!
-//! Keyspaces:
-//! * `records`: `topic id (u32 BE) | partition (u32 BE) | offset (u64 BE)` →
-//!   `timestamp_ms (i64 BE) | key length (u32 BE) | key | value`. Big-endian numbers make
-//!   a partition's records one contiguous key range in offset order; the topic id keeps
-//!   keys at 16 bytes, which fjall stores inline.
+//! Keyspaces (all in one database, so they share one journal and one fsync):
+//! * `log.<topic id>.<partition>`, one per partition, like Kafka's per-partition log
+//!   files: `offset (u64 BE)` → `timestamp_ms (i64 BE) | key length (u32 BE) | key |
+//!   value`. Every append lands after all the keys of its keyspace, so the LSM tree never
+//!   has to merge overlapping data: flushed tables are moved down the levels as they are,
+//!   and sustained appends do not slow down as the log grows (with one keyspace for all
+//!   partitions, every flush overlapped every older table and compaction rewrote the log
+//!   over and over).
 //! * `topics`: topic name → `partition count (u32 BE) | topic id (u32 BE)`.
 //! * `groups`: `len group | len topic | partition (u32 BE)` → next offset (u64 BE).
 //!
@@ -30,14 +33,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
-const RECORDS: &str = "records";
 const TOPICS: &str = "topics";
 const GROUPS: &str = "groups";
 
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_NAME: usize = 249;
-/// Each partition costs a watch channel in memory; no topic here needs more.
-const MAX_PARTITIONS: u32 = 1 << 16;
+/// Each partition is a keyspace (its own directory, memtable and table files).
+const MAX_PARTITIONS: u32 = 1024;
+/// Memtable size of a partition's keyspace: far below fjall's default (64 MiB)
+/// because every partition has its own (48 partitions: at most 384 MiB in memtables).
+/// Smaller memtables cost nothing here: their flushed tables never overlap.
+const PARTITION_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// The writer stops draining once a batch holds this many records, which bounds the
 /// size of one journal write and the latency of the appenders in it.
 const MAX_BATCH_RECORDS: usize = 32_768;
@@ -50,7 +56,6 @@ pub struct EmbeddedLog {
 
 struct Shared {
     db: Database,
-    records: Keyspace,
     topic_specs: Keyspace,
     groups: Keyspace,
     topics: RwLock<Topics>,
@@ -67,26 +72,53 @@ struct Topics {
 
 struct Topic {
     id: u32,
-    /// One channel per partition holding its end offset (the next offset). Only the
-    /// writer thread sends, after the fsync; tailing readers subscribe.
-    ends: Vec<watch::Sender<Offset>>,
+    partitions: Vec<Partition>,
+}
+
+struct Partition {
+    records: Keyspace,
+    /// The end offset (the next offset). Only the writer thread sends, after the
+    /// fsync; tailing readers subscribe.
+    end: watch::Sender<Offset>,
 }
 
 impl Topic {
-    fn new(id: u32, ends: Vec<Offset>) -> Topic {
-        Topic {
-            id,
-            ends: ends.into_iter().map(watch::Sender::new).collect(),
-        }
+    /// Opens (creating if needed) the keyspaces of the topic's partitions and recovers
+    /// their end offsets from their last keys.
+    fn open(db: &Database, id: u32, partitions: u32) -> Result<Topic, StorageError> {
+        let partitions = (0..partitions)
+            .map(|partition| {
+                let records = db.keyspace(&format!("log.{id}.{partition}"), || {
+                    KeyspaceCreateOptions::default().max_memtable_size(PARTITION_MEMTABLE_BYTES)
+                })?;
+                let end = match records.last_key_value() {
+                    Some(last) => keys::record_offset(&last.key()?)? + 1,
+                    None => 0,
+                };
+                Ok(Partition {
+                    records,
+                    end: watch::Sender::new(end),
+                })
+            })
+            .collect::<Result<_, StorageError>>()?;
+        Ok(Topic { id, partitions })
     }
 
-    fn partitions(&self) -> u32 {
+    fn partition_count(&self) -> u32 {
         // At most MAX_PARTITIONS entries.
-        u32::try_from(self.ends.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.partitions.len()).unwrap_or(u32::MAX)
     }
 
-    fn end(&self, partition: u32) -> Option<&watch::Sender<Offset>> {
-        self.ends.get(usize::try_from(partition).ok()?)
+    fn partition(&self, partition: u32) -> Option<&Partition> {
+        self.partitions.get(usize::try_from(partition).ok()?)
+    }
+
+    fn partition_or_error(&self, name: &str, partition: u32) -> Result<&Partition, StorageError> {
+        self.partition(partition)
+            .ok_or_else(|| StorageError::InvalidPartition {
+                topic: name.to_owned(),
+                partition,
+            })
     }
 }
 
@@ -126,7 +158,6 @@ impl EmbeddedLog {
     /// Opens the log in `dir` (created if missing), recovering topics and end offsets.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, StorageError> {
         let db = open_database(dir)?;
-        let records = db.keyspace(RECORDS, KeyspaceCreateOptions::default)?;
         let topic_specs = db.keyspace(TOPICS, KeyspaceCreateOptions::default)?;
         let groups = db.keyspace(GROUPS, KeyspaceCreateOptions::default)?;
 
@@ -136,22 +167,13 @@ impl EmbeddedLog {
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| StorageError::Corrupt("topic name is not UTF-8".to_owned()))?;
             let (partitions, id) = decode_topic_spec(&spec)?;
-            let mut ends = Vec::new();
-            for partition in 0..partitions {
-                let prefix = keys::partition_prefix(id, partition);
-                let end = match records.prefix(prefix).next_back() {
-                    Some(last) => keys::record_offset(&last.key()?)? + 1,
-                    None => 0,
-                };
-                ends.push(end);
-            }
             topics.next_id = topics.next_id.max(id.saturating_add(1));
-            topics.by_name.insert(name, Arc::new(Topic::new(id, ends)));
+            let topic = Topic::open(&db, id, partitions)?;
+            topics.by_name.insert(name, Arc::new(topic));
         }
 
         let shared = Arc::new(Shared {
             db,
-            records,
             topic_specs,
             groups,
             topics: RwLock::new(topics),
@@ -191,16 +213,6 @@ impl EmbeddedLog {
             .ok_or_else(|| StorageError::UnknownTopic(name.to_owned()))
     }
 
-    fn end(&self, topic: &str, partition: u32) -> Result<watch::Sender<Offset>, StorageError> {
-        self.topic(topic)?
-            .end(partition)
-            .cloned()
-            .ok_or_else(|| StorageError::InvalidPartition {
-                topic: topic.to_owned(),
-                partition,
-            })
-    }
-
     /// Encodes the records (on the caller's thread, to keep the writer's work small).
     fn prepare(&self, records: Vec<NewRecord>) -> Result<Vec<Pending>, StorageError> {
         let timestamp_ms = now_ms();
@@ -219,7 +231,7 @@ impl EmbeddedLog {
                 let value = keys::encode_record_value(timestamp_ms, &record.key, &record.value)?;
                 Ok(Pending {
                     topic: Arc::clone(topic),
-                    partition: partition_for(&record.key, topic.partitions()),
+                    partition: partition_for(&record.key, topic.partition_count()),
                     value: Slice::from(value),
                 })
             })
@@ -267,16 +279,14 @@ impl EventLog for EmbeddedLog {
         batch.commit()?;
         known.next_id = next_id;
         for (spec, id) in created {
-            let ends = vec![0; spec.partitions as usize];
-            known
-                .by_name
-                .insert(spec.name.clone(), Arc::new(Topic::new(id, ends)));
+            let topic = Topic::open(&self.shared.db, id, spec.partitions)?;
+            known.by_name.insert(spec.name.clone(), Arc::new(topic));
         }
         Ok(())
     }
 
     async fn partitions(&self, topic: &str) -> Result<u32, StorageError> {
-        Ok(self.topic(topic)?.partitions())
+        Ok(self.topic(topic)?.partition_count())
     }
 
     async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, StorageError> {
@@ -311,19 +321,18 @@ impl EventLog for EmbeddedLog {
     ) -> Result<Vec<Record>, StorageError> {
         // Stop at the published end: records past it may be in the engine but not
         // yet acknowledged as durable.
-        let id = self.topic(topic)?.id;
-        let end = *self.end(topic, partition)?.borrow();
+        let found = self.topic(topic)?;
+        let found = found.partition_or_error(topic, partition)?;
+        let end = *found.end.borrow();
         let until = end.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
         if from >= until {
             return Ok(Vec::new());
         }
-        let records = self.shared.records.clone();
+        let records = found.records.clone();
         let topic = topic.to_owned();
         blocking(move || {
-            let range =
-                keys::record_key(id, partition, from)..keys::record_key(id, partition, until);
             records
-                .range(range)
+                .range(keys::offset_key(from)..keys::offset_key(until))
                 .map(|entry| {
                     let (key, raw) = entry.into_inner()?;
                     let (timestamp_ms, record_key, value) = keys::decode_record_value(&raw)?;
@@ -342,7 +351,11 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
-        Ok(*self.end(topic, partition)?.borrow())
+        Ok(*self
+            .topic(topic)?
+            .partition_or_error(topic, partition)?
+            .end
+            .borrow())
     }
 
     async fn wait_for(
@@ -352,7 +365,11 @@ impl EventLog for EmbeddedLog {
         offset: Offset,
         timeout: Duration,
     ) -> Result<Offset, StorageError> {
-        let mut end = self.end(topic, partition)?.subscribe();
+        let mut end = self
+            .topic(topic)?
+            .partition_or_error(topic, partition)?
+            .end
+            .subscribe();
         // Timing out is an answer, not an error: the caller gets the end as it is.
         let _ = tokio::time::timeout(timeout, end.wait_for(|end| *end > offset)).await;
         let current = *end.borrow();
@@ -366,7 +383,7 @@ impl EventLog for EmbeddedLog {
         partition: u32,
         next: Offset,
     ) -> Result<(), StorageError> {
-        self.end(topic, partition)?;
+        self.topic(topic)?.partition_or_error(topic, partition)?;
         let key = keys::group_key(group, topic, partition)?;
         // No fsync: a lost commit only makes the group re-read records it has handled,
         // and consumers are idempotent.
@@ -415,8 +432,12 @@ fn validate_topic(spec: &TopicSpec) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// `partition count (u32 BE) | topic id (u32 BE)`.
 fn encode_topic_spec(partitions: u32, id: u32) -> [u8; 8] {
-    keys::partition_prefix(partitions, id)
+    let mut spec = [0; 8];
+    spec[..4].copy_from_slice(&partitions.to_be_bytes());
+    spec[4..].copy_from_slice(&id.to_be_bytes());
+    spec
 }
 
 /// (partition count, topic id)
@@ -500,30 +521,28 @@ impl Shared {
         for records in requests {
             let mut appended = Vec::with_capacity(records.len());
             for record in records {
+                // `prepare` took the partition from the topic it holds, so it exists.
+                let partition = record.topic.partition(record.partition).ok_or_else(|| {
+                    StorageError::Engine("a record for a partition that does not exist".to_owned())
+                })?;
                 let (_, offset) = next
                     .entry((record.topic.id, record.partition))
-                    .or_insert_with(|| {
-                        let end = record
-                            .topic
-                            .end(record.partition)
-                            .map_or(0, |end| *end.borrow());
-                        (Arc::clone(&record.topic), end)
-                    });
-                let key = keys::record_key(record.topic.id, record.partition, *offset);
+                    .or_insert_with(|| (Arc::clone(&record.topic), *partition.end.borrow()));
                 appended.push(Appended {
                     partition: record.partition,
                     offset: *offset,
                 });
+                let key = keys::offset_key(*offset);
+                batch.insert(&partition.records, Slice::new(&key), record.value);
                 *offset += 1;
-                batch.insert(&self.records, Slice::new(&key), record.value);
             }
             answers.push(appended);
         }
         batch.commit()?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         for ((_, partition), (topic, end)) in next {
-            if let Some(sender) = topic.end(partition) {
-                sender.send_replace(end);
+            if let Some(partition) = topic.partition(partition) {
+                partition.end.send_replace(end);
             }
         }
         Ok(answers)
