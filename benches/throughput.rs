@@ -52,6 +52,15 @@ fn limits(c: &mut Criterion) {
         .keyspace("records", fjall::KeyspaceCreateOptions::default)
         .expect("keyspace");
     let mut next: u64 = 0;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("fjall_serial_durable_writes/1_per_fsync", |b| {
+        b.iter(|| {
+            next += 1;
+            let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncData));
+            batch.insert(&keyspace, next.to_be_bytes(), value);
+            batch.commit().expect("commit");
+        })
+    });
     group.throughput(Throughput::Elements(1000));
     group.bench_function("fjall_batched_writes/1000_per_fsync", |b| {
         b.iter(|| {

@@ -27,8 +27,8 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, mpsc};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -62,6 +62,11 @@ struct Shared {
     /// Set once when a write fails; every later append is refused with it.
     failure: OnceLock<String>,
     fsyncs: AtomicU64,
+    /// Held while a batch is written: by the writer thread, or by a lone appender that
+    /// writes its own records (see `append`).
+    engine: Mutex<()>,
+    /// Requests sent to the writer thread and not yet taken by it.
+    queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -179,6 +184,8 @@ impl EmbeddedLog {
             topics: RwLock::new(topics),
             failure: OnceLock::new(),
             fsyncs: AtomicU64::new(0),
+            engine: Mutex::new(()),
+            queued: AtomicUsize::new(0),
         });
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -297,14 +304,26 @@ impl EventLog for EmbeddedLog {
             return Err(StorageError::Unavailable(reason.clone()));
         }
         let records = self.prepare(records)?;
+        // A lone appender (nothing queued, nobody writing) writes and fsyncs on its own
+        // thread: handing the batch to the writer thread and back costs two thread
+        // wake-ups, as much as the fsync itself on a small VM. Only one appender can
+        // hold the engine, so this blocks at most one async worker for one fsync.
+        if self.shared.queued.load(Ordering::Acquire) == 0
+            && let Ok(_engine) = self.shared.engine.try_lock()
+        {
+            return self
+                .shared
+                .write_or_fail(vec![records])
+                .map(|mut all| all.pop().unwrap_or_default());
+        }
         let (reply, answer) = oneshot::channel();
         let stopped = || StorageError::Unavailable("the event log writer stopped".to_owned());
-        self.writer
-            .queue
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(Request { records, reply })
-            .map_err(|_| stopped())?;
+        let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        queue.send(Request { records, reply }).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            stopped()
+        })?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -330,7 +349,7 @@ impl EventLog for EmbeddedLog {
         }
         let records = found.records.clone();
         let topic = topic.to_owned();
-        blocking(move || {
+        blocking(until - from, move || {
             records
                 .range(keys::offset_key(from)..keys::offset_key(until))
                 .map(|entry| {
@@ -475,42 +494,55 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             }
         }
 
-        if let Some(reason) = shared.failure.get() {
-            refuse(round, reason);
-            continue;
-        }
-        let replies: Vec<_> = round
+        shared.queued.fetch_sub(round.len(), Ordering::AcqRel);
+        let records: Vec<_> = round
             .iter_mut()
             .map(|request| std::mem::take(&mut request.records))
             .collect();
-        match shared.write(replies) {
+        let written = {
+            let _engine = shared.engine.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.write_or_fail(records)
+        };
+        match written {
             Ok(appended) => {
                 for (request, appended) in round.into_iter().zip(appended) {
                     // The appender may have given up waiting; the records are durable anyway.
                     let _ = request.reply.send(Ok(appended));
                 }
             }
-            Err(error) => {
-                // The engine may hold part of the batch; offsets handed out would be
-                // uncertain, so the log takes no more writes until it is reopened.
-                let reason = format!("an append failed, the log needs a restart: {error}");
-                tracing::error!(error = %error, "event log write failed");
-                let reason = shared.failure.get_or_init(|| reason);
-                refuse(round, reason);
-            }
+            Err(error) => refuse(round, &error),
         }
     }
 }
 
-fn refuse(round: Vec<Request>, reason: &str) {
+fn refuse(round: Vec<Request>, error: &StorageError) {
     for request in round {
         let _ = request
             .reply
-            .send(Err(StorageError::Unavailable(reason.to_owned())));
+            .send(Err(StorageError::Unavailable(error.to_string())));
     }
 }
 
 impl Shared {
+    /// `write`, refused once a write has failed: the engine may hold part of a failed
+    /// batch, so offsets handed out after it would be uncertain and the log takes no
+    /// more writes until it is reopened. The caller holds `engine`.
+    fn write_or_fail(
+        &self,
+        requests: Vec<Vec<Pending>>,
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        if let Some(reason) = self.failure.get() {
+            return Err(StorageError::Unavailable(reason.clone()));
+        }
+        self.write(requests).map_err(|error| {
+            tracing::error!(error = %error, "event log write failed");
+            let reason = self
+                .failure
+                .get_or_init(|| format!("an append failed, the log needs a restart: {error}"));
+            StorageError::Unavailable(reason.clone())
+        })
+    }
+
     /// Assigns offsets, writes all the records in one fsynced batch, then publishes the
     /// new end offsets. Returns where each request's records landed.
     fn write(&self, requests: Vec<Vec<Pending>>) -> Result<Vec<Vec<Appended>>, StorageError> {

@@ -10,9 +10,9 @@
 //! <data-dir>/read    EmbeddedReadStore
 //! ```
 //!
-//! Async methods call fjall directly when they touch one key (a point lookup is a
+//! Async methods call fjall directly when they touch a few keys (a point lookup is a
 //! memtable or block-cache hit, at worst one small read) and go through
-//! `spawn_blocking` when they scan or read-modify-write several keys.
+//! `spawn_blocking` when they scan or write more than `INLINE_ITEMS` keys.
 
 mod keys;
 mod lock;
@@ -35,12 +35,19 @@ fn open_database(dir: &Path) -> Result<fjall::Database, StorageError> {
     })
 }
 
-/// Runs blocking engine work off the async worker threads.
-async fn blocking<T, F>(work: F) -> Result<T, StorageError>
+/// Work on at most this many keys runs on the caller's thread: it takes microseconds,
+/// less than handing it to the blocking pool and back (two thread wake-ups).
+const INLINE_ITEMS: u64 = 64;
+
+/// Runs engine work of `items` keys: large work off the async worker threads.
+async fn blocking<T, F>(items: u64, work: F) -> Result<T, StorageError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StorageError> + Send + 'static,
 {
+    if items <= INLINE_ITEMS {
+        return work();
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StorageError::Engine(format!("storage task failed: {e}")))?

@@ -211,7 +211,8 @@ impl ReadStore for EmbeddedReadStore {
             return Ok(());
         }
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.apply(writes, checkpoints)).await
+        let items = (writes.len() + checkpoints.len()) as u64;
+        blocking(items, move || inner.apply(writes, checkpoints)).await
     }
 
     async fn get(
@@ -247,7 +248,8 @@ impl ReadStore for EmbeddedReadStore {
             return Ok(Vec::new());
         };
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.scan(&prefix, &scan)).await
+        let items = u64::try_from(scan.limit).unwrap_or(u64::MAX);
+        blocking(items, move || inner.scan(&prefix, &scan)).await
     }
 
     async fn checkpoint(
