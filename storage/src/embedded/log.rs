@@ -65,7 +65,7 @@ struct Shared {
     /// Held while a batch is written: by the writer thread, or by a lone appender that
     /// writes its own records (see `append`).
     engine: Mutex<()>,
-    /// Requests sent to the writer thread and not yet taken by it.
+    /// Requests sent to the writer thread and not yet answered.
     queued: AtomicUsize,
 }
 
@@ -494,7 +494,7 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             }
         }
 
-        shared.queued.fetch_sub(round.len(), Ordering::AcqRel);
+        let taken = round.len();
         let records: Vec<_> = round
             .iter_mut()
             .map(|request| std::mem::take(&mut request.records))
@@ -503,6 +503,9 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             let _engine = shared.engine.lock().unwrap_or_else(PoisonError::into_inner);
             shared.write_or_fail(records)
         };
+        // Only now: while a round is in flight, appenders queue behind it (and share the
+        // next fsync) instead of writing on their own.
+        shared.queued.fetch_sub(taken, Ordering::AcqRel);
         match written {
             Ok(appended) => {
                 for (request, appended) in round.into_iter().zip(appended) {
