@@ -126,9 +126,14 @@ fn event_log(c: &mut Criterion) {
 }
 
 fn http_commands(c: &mut Criterion) {
-    let rt = runtime();
+    // The server runs on its own runtime, the client on another, as two processes would.
+    let server = runtime();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
     let dir = tempfile::tempdir().expect("dir");
-    let app = rt.block_on(async {
+    let app = server.block_on(async {
         let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
         let store = Arc::new(EmbeddedReadStore::open(&dir.path().join("views")).expect("store"));
         let settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
@@ -179,7 +184,7 @@ fn http_commands(c: &mut Criterion) {
         })
     });
     group.finish();
-    rt.block_on(app.stop());
+    server.block_on(app.stop());
 }
 
 criterion_group!(benches, limits, event_log, http_commands);
