@@ -7,7 +7,7 @@
 //! ```text
 //! <data-dir>/LOCK    DataDirLock: one process per data directory
 //! <data-dir>/log     EmbeddedLog
-//! <data-dir>/read    EmbeddedReadStore
+//! <data-dir>/views   EmbeddedReadStore
 //! ```
 //!
 //! Async methods call fjall directly when they touch a few keys (a point lookup is a
