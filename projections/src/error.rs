@@ -17,6 +17,4 @@ pub enum ProjectionError {
         key: String,
         reason: String,
     },
-    #[error("unknown projection {0:?}")]
-    UnknownProjection(String),
 }

@@ -35,19 +35,3 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(DronesProjection),
     ]
 }
-
-/// The projections named in `names` (all when empty); unknown names are an error.
-pub fn select(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, ProjectionError> {
-    if names.is_empty() {
-        return Ok(all());
-    }
-    names
-        .iter()
-        .map(|name| {
-            all()
-                .into_iter()
-                .find(|p| p.name() == name)
-                .ok_or_else(|| ProjectionError::UnknownProjection(name.clone()))
-        })
-        .collect()
-}
