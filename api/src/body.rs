@@ -5,18 +5,23 @@ use warp::{Filter, Rejection};
 /// Largest request body any endpoint accepts (a telemetry batch is the biggest).
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
+/// A body over the limit but under this much is read and thrown away before the 413 is
+/// sent: a client still sending when the server hangs up gets a broken pipe instead of
+/// the answer. Past it the connection is dropped at once.
+const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Rejection for a body over the limit; the server's recover maps it to 413.
 #[derive(Debug)]
 pub struct BodyTooLarge;
 impl warp::reject::Reject for BodyTooLarge {}
 
-/// The whole request body, refused with [`BodyTooLarge`] as soon as it passes `limit`
-/// (by `Content-Length` up front, or while streaming a chunked body).
+/// The whole request body, refused with [`BodyTooLarge`] when it passes `limit`
+/// (whether `Content-Length` says so up front or a chunked body grows past it).
 pub fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
-        .and_then(move |length: Option<u64>| async move {
+        .and_then(|length: Option<u64>| async move {
             match length {
-                Some(n) if n > limit as u64 => Err(warp::reject::custom(BodyTooLarge)),
+                Some(n) if n > DRAIN_LIMIT_BYTES => Err(warp::reject::custom(BodyTooLarge)),
                 _ => Ok(()),
             }
         })
@@ -32,13 +37,20 @@ where
 {
     let mut stream = Box::pin(stream);
     let mut body = BytesMut::new();
+    let mut seen: u64 = 0;
     while let Some(mut chunk) = stream
         .try_next()
         .await
         .map_err(|_| warp::reject::custom(BodyTooLarge))?
     {
-        if body.len() + chunk.remaining() > limit {
+        seen += chunk.remaining() as u64;
+        if seen > DRAIN_LIMIT_BYTES {
             return Err(warp::reject::custom(BodyTooLarge));
+        }
+        if seen > limit as u64 {
+            body.clear(); // over the limit: keep reading, keep nothing
+            chunk.advance(chunk.remaining());
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -46,6 +58,9 @@ where
             body.extend_from_slice(part);
             chunk.advance(n);
         }
+    }
+    if seen > limit as u64 {
+        return Err(warp::reject::custom(BodyTooLarge));
     }
     Ok(body.freeze())
 }

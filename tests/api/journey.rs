@@ -209,3 +209,106 @@ async fn history_pages_and_filters_an_accounts_deliveries() {
         .await;
     assert_eq!(none["items"].as_array().expect("items").len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let (account, _) = api.register_account("Contoso").await;
+    api.register_drone("d1", 5.0).await;
+    let (delivery, _) = api.schedule(&account, 1.0).await;
+    let assign = |delivery: String| {
+        let api = api.clone();
+        async move {
+            api.post(
+                &format!("/api/v1/deliveries/{delivery}/assign-drone"),
+                json!({"droneId": "d1"}),
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(assign(delivery.clone()).await, StatusCode::OK);
+
+    let moved = api
+        .client
+        .patch(api.url(&format!("/api/v1/deliveries/{delivery}")))
+        .header("if-match", "\"2\"")
+        .json(&json!({"dropoff": location(47.66, -122.31), "deadline": "2031-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(moved.status(), StatusCode::OK);
+    let moved: Value = moved.json().await.expect("json");
+    let token = moved["consistencyToken"].as_str().expect("token");
+    let (_, view) = api
+        .get_json(&format!(
+            "/api/v1/deliveries/{delivery}?consistencyToken={token}"
+        ))
+        .await;
+    assert_eq!(view["stage"], "Rescheduled");
+    assert_eq!(view["droneId"], Value::Null);
+    assert_eq!(view["dropoff"]["latitude"], 47.66);
+    let (_, drone) = api
+        .get_json(&format!("/api/v1/drones/d1?consistencyToken={token}"))
+        .await;
+    assert_eq!(drone["status"], "idle");
+
+    // Assigned again, then cancelled: the drone is free for another delivery.
+    assert_eq!(assign(delivery.clone()).await, StatusCode::OK);
+    let cancelled = api
+        .client
+        .delete(api.url(&format!("/api/v1/deliveries/{delivery}")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let (other, _) = api.schedule(&account, 1.0).await;
+    assert_eq!(assign(other).await, StatusCode::OK);
+
+    // Grounded and back in service.
+    let (third, _) = api.schedule(&account, 1.0).await;
+    let ground = api
+        .post("/api/v1/drones/d1/ground", json!({"reason": "rotor check"}))
+        .await;
+    assert_eq!(ground.status(), StatusCode::OK);
+    assert_eq!(
+        assign(third).await,
+        StatusCode::CONFLICT,
+        "a grounded drone is not idle"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_telemetry_batch_moves_many_drones_in_one_request() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    for i in 0..3 {
+        api.register_drone(&format!("d{i}"), 5.0).await;
+    }
+    let batch: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"droneId": format!("d{i}"), "position": location(47.0 + f64::from(i), -122.0),
+                   "batteryPct": 70 + i, "at": Utc::now()})
+        })
+        .collect();
+    let response = api.post("/api/v1/telemetry", json!(batch)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["accepted"], 3);
+    let token = body["consistencyToken"].as_str().expect("token");
+    let (_, fleet) = api
+        .get_json(&format!(
+            "/api/v1/drones?status=idle&consistencyToken={token}"
+        ))
+        .await;
+    let positions: Vec<f64> = fleet["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| d["position"]["latitude"].as_f64().expect("a position"))
+        .collect();
+    assert_eq!(positions, [47.0, 48.0, 49.0]);
+}

@@ -262,9 +262,11 @@ async fn bodies_over_the_limit_are_413() {
         "{{\"name\": \"{}\", \"email\": \"a@b.c\"}}",
         "x".repeat(2 * 1024 * 1024)
     );
+    // Its own client, so the connection of the refused upload is not reused.
+    let uploader = crate::helpers::client();
     refused(
         &api,
-        api.client
+        uploader
             .post(api.url("/api/v1/accounts"))
             .header("content-type", "application/json")
             .body(huge),
@@ -394,4 +396,71 @@ async fn a_log_that_cannot_take_the_write_gets_503_and_nothing_changes() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["version"], 2);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_telemetry_batch_naming_an_unknown_drone_is_refused_whole() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    api.register_drone("known", 5.0).await;
+    let reading = |drone: &str| json!({"droneId": drone, "position": location(47.0, -122.0), "batteryPct": 50, "at": "2026-11-24T12:00:00Z"});
+    let problem = refused(
+        &api,
+        api.client
+            .post(api.url("/api/v1/telemetry"))
+            .json(&json!([reading("known"), reading("unknown")])),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("unknown")
+    );
+    refused(
+        &api,
+        api.client
+            .post(api.url("/api/v1/telemetry"))
+            .json(&json!([])),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_after_pickup_is_409() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    let (account, _) = api.register_account("Contoso").await;
+    api.register_drone("d1", 5.0).await;
+    let (delivery, _) = api.schedule(&account, 1.0).await;
+    let assigned = api
+        .post(
+            &format!("/api/v1/deliveries/{delivery}/assign-drone"),
+            json!({"droneId": "d1"}),
+        )
+        .await;
+    assert_eq!(assigned.status(), StatusCode::OK);
+    let picked = api
+        .post(&format!("/api/v1/deliveries/{delivery}/pickup"), json!({}))
+        .await;
+    assert_eq!(picked.status(), StatusCode::OK);
+    refused(
+        &api,
+        api.client
+            .delete(api.url(&format!("/api/v1/deliveries/{delivery}"))),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    refused(
+        &api,
+        api.client
+            .patch(api.url(&format!("/api/v1/deliveries/{delivery}")))
+            .json(&json!({"deadline": "2031-01-01T00:00:00Z"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
 }
