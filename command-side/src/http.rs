@@ -270,6 +270,18 @@ fn ok(id_field: &'static str) -> Reply201 {
 
 type Svc = Arc<CommandService>;
 
+/// Runs a handler as a task of its own, so that it finishes even if the client goes away:
+/// once a command's events may be in the log, the write model must fold them, and a
+/// future dropped while waiting for the append would leave memory behind the log.
+async fn to_completion(handler: impl Future<Output = Response> + Send + 'static) -> Response {
+    match tokio::spawn(handler).await {
+        Ok(response) => response,
+        Err(e) => CommandError::Internal(format!("the command task failed: {e}"))
+            .problem()
+            .into_response(),
+    }
+}
+
 fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clone {
     warp::any().map(move || service.clone())
 }
@@ -292,26 +304,28 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("accounts"))
         .and(warp::post())
         .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let req: RegisterAccountBody = json_body(&b)?;
-                let cmd = RegisterAccount::new(&req.name, &req.email)?;
-                svc.register_account(&ctx, &cmd).await
-            };
-            let result = run.await;
-            let location = result
-                .as_ref()
-                .ok()
-                .map(|a| format!("/api/v1/accounts/{}", a.id));
-            render(
-                result,
-                Reply201 {
-                    status: StatusCode::CREATED,
-                    id_field: "accountId",
-                    location,
-                },
-            )
+        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let req: RegisterAccountBody = json_body(&b)?;
+                    let cmd = RegisterAccount::new(&req.name, &req.email)?;
+                    svc.register_account(&ctx, &cmd).await
+                };
+                let result = run.await;
+                let location = result
+                    .as_ref()
+                    .ok()
+                    .map(|a| format!("/api/v1/accounts/{}", a.id));
+                render(
+                    result,
+                    Reply201 {
+                        status: StatusCode::CREATED,
+                        id_field: "accountId",
+                        location,
+                    },
+                )
+            })
         })
         .boxed();
 
@@ -320,23 +334,25 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(input())
         .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("account", &id)?;
-                    match action.as_str() {
-                        "suspend" => {
-                            let req: ReasonBody = optional_body(&b)?;
-                            svc.suspend_account(&ctx, &id, req.reason).await
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
+                to_completion(async move {
+                    let run = async {
+                        let ctx = context(&h)?;
+                        let id = parse_id("account", &id)?;
+                        match action.as_str() {
+                            "suspend" => {
+                                let req: ReasonBody = optional_body(&b)?;
+                                svc.suspend_account(&ctx, &id, req.reason).await
+                            }
+                            "reactivate" => svc.reactivate_account(&ctx, &id).await,
+                            _ => Err(CommandError::NotFound {
+                                kind: "account action",
+                                id: action.clone(),
+                            }),
                         }
-                        "reactivate" => svc.reactivate_account(&ctx, &id).await,
-                        _ => Err(CommandError::NotFound {
-                            kind: "account action",
-                            id: action.clone(),
-                        }),
-                    }
-                };
-                render(run.await, ok("accountId"))
+                    };
+                    render(run.await, ok("accountId"))
+                })
             },
         )
         .boxed();
@@ -345,37 +361,39 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("drones" / String))
         .and(warp::put())
         .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("drone", &id)?;
-                let req: RegisterDroneBody = json_body(&b)?;
-                let cmd = RegisterDrone::new(
-                    &req.model,
-                    req.payload_kg,
-                    req.range_km,
-                    req.speed_mps,
-                    req.home.parse()?,
-                )?;
-                svc.register_drone(&ctx, &id, &cmd).await
-            };
-            let result = run.await;
-            let status = match &result {
-                Ok(a) if a.replayed => StatusCode::OK,
-                _ => StatusCode::CREATED,
-            };
-            let location = result
-                .as_ref()
-                .ok()
-                .map(|a| format!("/api/v1/drones/{}", a.id));
-            render(
-                result,
-                Reply201 {
-                    status,
-                    id_field: "droneId",
-                    location,
-                },
-            )
+        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("drone", &id)?;
+                    let req: RegisterDroneBody = json_body(&b)?;
+                    let cmd = RegisterDrone::new(
+                        &req.model,
+                        req.payload_kg,
+                        req.range_km,
+                        req.speed_mps,
+                        req.home.parse()?,
+                    )?;
+                    svc.register_drone(&ctx, &id, &cmd).await
+                };
+                let result = run.await;
+                let status = match &result {
+                    Ok(a) if a.replayed => StatusCode::OK,
+                    _ => StatusCode::CREATED,
+                };
+                let location = result
+                    .as_ref()
+                    .ok()
+                    .map(|a| format!("/api/v1/drones/{}", a.id));
+                render(
+                    result,
+                    Reply201 {
+                        status,
+                        id_field: "droneId",
+                        location,
+                    },
+                )
+            })
         })
         .boxed();
 
@@ -384,46 +402,48 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(input())
         .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-                let mut status = StatusCode::OK;
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("drone", &id)?;
-                    match action.as_str() {
-                        "telemetry" => {
-                            let req: TelemetryBody = json_body(&b)?;
-                            let reading = Reading {
-                                drone_id: id,
-                                telemetry: Telemetry::new(
-                                    req.position.parse()?,
-                                    req.battery_pct,
-                                    req.at,
-                                )?,
-                            };
-                            status = StatusCode::ACCEPTED;
-                            svc.report_telemetry(&ctx, std::slice::from_ref(&reading))
-                                .await
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
+                to_completion(async move {
+                    let mut status = StatusCode::OK;
+                    let run = async {
+                        let ctx = context(&h)?;
+                        let id = parse_id("drone", &id)?;
+                        match action.as_str() {
+                            "telemetry" => {
+                                let req: TelemetryBody = json_body(&b)?;
+                                let reading = Reading {
+                                    drone_id: id,
+                                    telemetry: Telemetry::new(
+                                        req.position.parse()?,
+                                        req.battery_pct,
+                                        req.at,
+                                    )?,
+                                };
+                                status = StatusCode::ACCEPTED;
+                                svc.report_telemetry(&ctx, std::slice::from_ref(&reading))
+                                    .await
+                            }
+                            "ground" => {
+                                let req: ReasonBody = optional_body(&b)?;
+                                svc.ground_drone(&ctx, &id, req.reason).await
+                            }
+                            "return" => svc.return_drone(&ctx, &id).await,
+                            _ => Err(CommandError::NotFound {
+                                kind: "drone action",
+                                id: action.clone(),
+                            }),
                         }
-                        "ground" => {
-                            let req: ReasonBody = optional_body(&b)?;
-                            svc.ground_drone(&ctx, &id, req.reason).await
-                        }
-                        "return" => svc.return_drone(&ctx, &id).await,
-                        _ => Err(CommandError::NotFound {
-                            kind: "drone action",
-                            id: action.clone(),
-                        }),
-                    }
-                };
-                let result = run.await;
-                render(
-                    result,
-                    Reply201 {
-                        status,
-                        id_field: "droneId",
-                        location: None,
-                    },
-                )
+                    };
+                    let result = run.await;
+                    render(
+                        result,
+                        Reply201 {
+                            status,
+                            id_field: "droneId",
+                            location: None,
+                        },
+                    )
+                })
             },
         )
         .boxed();
@@ -432,42 +452,44 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("telemetry"))
         .and(warp::post())
         .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let items: Vec<TelemetryItemBody> = json_body(&b)?;
-                if items.is_empty() || items.len() > MAX_TELEMETRY_BATCH {
-                    return Err(CommandError::Invalid(format!(
-                        "a telemetry batch holds 1 to {MAX_TELEMETRY_BATCH} readings"
-                    )));
-                }
-                let readings = items
-                    .into_iter()
-                    .map(|item| {
-                        Ok(Reading {
-                            drone_id: parse_id("drone", &item.drone_id)?,
-                            telemetry: Telemetry::new(
-                                item.position.parse()?,
-                                item.battery_pct,
-                                item.at,
-                            )?,
+        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let items: Vec<TelemetryItemBody> = json_body(&b)?;
+                    if items.is_empty() || items.len() > MAX_TELEMETRY_BATCH {
+                        return Err(CommandError::Invalid(format!(
+                            "a telemetry batch holds 1 to {MAX_TELEMETRY_BATCH} readings"
+                        )));
+                    }
+                    let readings = items
+                        .into_iter()
+                        .map(|item| {
+                            Ok(Reading {
+                                drone_id: parse_id("drone", &item.drone_id)?,
+                                telemetry: Telemetry::new(
+                                    item.position.parse()?,
+                                    item.battery_pct,
+                                    item.at,
+                                )?,
+                            })
                         })
-                    })
-                    .collect::<Result<Vec<_>, CommandError>>()?;
-                let count = readings.len();
-                svc.report_telemetry(&ctx, &readings)
-                    .await
-                    .map(|a| (a, count))
-            };
-            match run.await {
-                Ok((accepted, count)) => {
-                    let token = accepted.token.to_string();
-                    let body = json!({"accepted": count, "consistencyToken": token});
-                    warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
-                        .into_response()
+                        .collect::<Result<Vec<_>, CommandError>>()?;
+                    let count = readings.len();
+                    svc.report_telemetry(&ctx, &readings)
+                        .await
+                        .map(|a| (a, count))
+                };
+                match run.await {
+                    Ok((accepted, count)) => {
+                        let token = accepted.token.to_string();
+                        let body = json!({"accepted": count, "consistencyToken": token});
+                        warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
+                            .into_response()
+                    }
+                    Err(e) => e.problem().into_response(),
                 }
-                Err(e) => e.problem().into_response(),
-            }
+            })
         })
         .boxed();
 
@@ -475,47 +497,49 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("deliveries"))
         .and(warp::post())
         .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let req: ScheduleBody = json_body(&b)?;
-                let cmd = ScheduleDelivery {
-                    owner_id: parse_id("account", &req.owner_id)?,
-                    plan: DeliveryPlan::new(
-                        req.pickup.parse()?,
-                        req.dropoff.parse()?,
-                        req.pickup_time,
-                        req.deadline,
-                    )?,
-                    expedited: req.expedited,
-                    confirmation_required: req.confirmation_required,
-                    package_id: req
-                        .package_info
-                        .package_id
-                        .as_deref()
-                        .map(|p| parse_id("package", p))
-                        .transpose()?,
-                    package: PackageInfo::new(
-                        req.package_info.size,
-                        req.package_info.weight,
-                        req.package_info.tag,
-                    )?,
+        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let req: ScheduleBody = json_body(&b)?;
+                    let cmd = ScheduleDelivery {
+                        owner_id: parse_id("account", &req.owner_id)?,
+                        plan: DeliveryPlan::new(
+                            req.pickup.parse()?,
+                            req.dropoff.parse()?,
+                            req.pickup_time,
+                            req.deadline,
+                        )?,
+                        expedited: req.expedited,
+                        confirmation_required: req.confirmation_required,
+                        package_id: req
+                            .package_info
+                            .package_id
+                            .as_deref()
+                            .map(|p| parse_id("package", p))
+                            .transpose()?,
+                        package: PackageInfo::new(
+                            req.package_info.size,
+                            req.package_info.weight,
+                            req.package_info.tag,
+                        )?,
+                    };
+                    svc.schedule_delivery(&ctx, &cmd).await
                 };
-                svc.schedule_delivery(&ctx, &cmd).await
-            };
-            let result = run.await;
-            let location = result
-                .as_ref()
-                .ok()
-                .map(|a| format!("/api/v1/deliveries/{}", a.id));
-            render(
-                result,
-                Reply201 {
-                    status: StatusCode::ACCEPTED,
-                    id_field: "deliveryId",
-                    location,
-                },
-            )
+                let result = run.await;
+                let location = result
+                    .as_ref()
+                    .ok()
+                    .map(|a| format!("/api/v1/deliveries/{}", a.id));
+                render(
+                    result,
+                    Reply201 {
+                        status: StatusCode::ACCEPTED,
+                        id_field: "deliveryId",
+                        location,
+                    },
+                )
+            })
         })
         .boxed();
 
@@ -524,39 +548,41 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(input())
         .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("delivery", &id)?;
-                    match action.as_str() {
-                        "assign-drone" => {
-                            let req: AssignBody = json_body(&b)?;
-                            let drone_id = parse_id("drone", &req.drone_id)?;
-                            svc.assign_drone(&ctx, &id, &drone_id).await
+            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
+                to_completion(async move {
+                    let run = async {
+                        let ctx = context(&h)?;
+                        let id = parse_id("delivery", &id)?;
+                        match action.as_str() {
+                            "assign-drone" => {
+                                let req: AssignBody = json_body(&b)?;
+                                let drone_id = parse_id("drone", &req.drone_id)?;
+                                svc.assign_drone(&ctx, &id, &drone_id).await
+                            }
+                            "pickup" => svc.pick_up(&ctx, &id).await,
+                            "confirmations" => {
+                                let req: ConfirmationBody = json_body(&b)?;
+                                let confirmation = Confirmation::new(
+                                    req.confirmation_type,
+                                    req.location.parse()?,
+                                    req.at,
+                                    req.blob,
+                                )?;
+                                svc.complete(&ctx, &id, &confirmation).await
+                            }
+                            "notify-me" => {
+                                let req: NotifyBody = json_body(&b)?;
+                                svc.request_notifications(&ctx, &id, req.email, req.sms)
+                                    .await
+                            }
+                            _ => Err(CommandError::NotFound {
+                                kind: "delivery action",
+                                id: action.clone(),
+                            }),
                         }
-                        "pickup" => svc.pick_up(&ctx, &id).await,
-                        "confirmations" => {
-                            let req: ConfirmationBody = json_body(&b)?;
-                            let confirmation = Confirmation::new(
-                                req.confirmation_type,
-                                req.location.parse()?,
-                                req.at,
-                                req.blob,
-                            )?;
-                            svc.complete(&ctx, &id, &confirmation).await
-                        }
-                        "notify-me" => {
-                            let req: NotifyBody = json_body(&b)?;
-                            svc.request_notifications(&ctx, &id, req.email, req.sms)
-                                .await
-                        }
-                        _ => Err(CommandError::NotFound {
-                            kind: "delivery action",
-                            id: action.clone(),
-                        }),
-                    }
-                };
-                render(run.await, ok("deliveryId"))
+                    };
+                    render(run.await, ok("deliveryId"))
+                })
             },
         )
         .boxed();
@@ -565,20 +591,22 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("deliveries" / String))
         .and(warp::patch())
         .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("delivery", &id)?;
-                let req: RescheduleBody = json_body(&b)?;
-                let changes = Reschedule::new(
-                    parse_opt(&req.pickup)?,
-                    parse_opt(&req.dropoff)?,
-                    req.pickup_time,
-                    req.deadline,
-                )?;
-                svc.reschedule_delivery(&ctx, &id, &changes).await
-            };
-            render(run.await, ok("deliveryId"))
+        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("delivery", &id)?;
+                    let req: RescheduleBody = json_body(&b)?;
+                    let changes = Reschedule::new(
+                        parse_opt(&req.pickup)?,
+                        parse_opt(&req.dropoff)?,
+                        req.pickup_time,
+                        req.deadline,
+                    )?;
+                    svc.reschedule_delivery(&ctx, &id, &changes).await
+                };
+                render(run.await, ok("deliveryId"))
+            })
         })
         .boxed();
 
@@ -586,14 +614,16 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         .and(warp::path!("deliveries" / String))
         .and(warp::delete())
         .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| async move {
-            let run = async {
-                let ctx = context(&h)?;
-                let id = parse_id("delivery", &id)?;
-                let req: ReasonBody = optional_body(&b)?;
-                svc.cancel_delivery(&ctx, &id, req.reason).await
-            };
-            render(run.await, ok("deliveryId"))
+        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
+            to_completion(async move {
+                let run = async {
+                    let ctx = context(&h)?;
+                    let id = parse_id("delivery", &id)?;
+                    let req: ReasonBody = optional_body(&b)?;
+                    svc.cancel_delivery(&ctx, &id, req.reason).await
+                };
+                render(run.await, ok("deliveryId"))
+            })
         })
         .boxed();
 

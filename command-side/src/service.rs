@@ -70,6 +70,9 @@ pub struct ScheduleDelivery {
     pub package: PackageInfo,
 }
 
+/// The write side's application service. A command future must be driven to completion
+/// once started (the HTTP layer runs each as its own task): dropped while its append is in
+/// flight, it would leave the folded state behind the log.
 pub struct CommandService {
     log: Arc<dyn EventLog>,
     codec: Codec,
