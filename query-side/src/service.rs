@@ -290,9 +290,10 @@ impl QueryService {
             Some(t) => Bound::Included(time_key(t)),
             None => Bound::Unbounded,
         };
-        // Keys are `<time>/<id>`: everything of the `to` instant sorts below `<time>0`.
+        // Keys are `<time>/<id>`: every key of an instant sorts above its bare `<time>`, so
+        // excluding the next microsecond's bare time keeps all of `to` and nothing after.
         let mut to = match filter.to {
-            Some(t) => Bound::Excluded(format!("{}0", time_key(t + Span::microseconds(1)))),
+            Some(t) => Bound::Excluded(time_key(t + Span::microseconds(1))),
             None => Bound::Unbounded,
         };
         if let Some(cursor) = &filter.cursor {

@@ -208,6 +208,44 @@ async fn history_pages_and_filters_an_accounts_deliveries() {
         ))
         .await;
     assert_eq!(none["items"].as_array().expect("items").len(), 0);
+
+    // Time bounds are inclusive, at microsecond precision.
+    let (_, all) = api
+        .get_json(&format!(
+            "/api/v1/accounts/{account}/deliveries?consistencyToken={cancel_token}"
+        ))
+        .await;
+    let created = |i: usize| {
+        all["items"][4 - i]["createdAt"]
+            .as_str()
+            .expect("createdAt")
+            .to_string()
+    };
+    let ids_of = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|d| d["deliveryId"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let (_, early) = api
+        .get_json(&format!(
+            "/api/v1/accounts/{account}/deliveries?to={}",
+            created(2)
+        ))
+        .await;
+    assert_eq!(
+        ids_of(&early),
+        [ids[2].clone(), ids[1].clone(), ids[0].clone()]
+    );
+    let (_, late) = api
+        .get_json(&format!(
+            "/api/v1/accounts/{account}/deliveries?from={}",
+            created(3)
+        ))
+        .await;
+    assert_eq!(ids_of(&late), [ids[4].clone(), ids[3].clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
