@@ -1,5 +1,6 @@
 //! Kafka's default partitioner, so the embedded log and a Kafka producer put a key on
-//! the same partition.
+//! the same partition. librdkafka's default is CRC32-based, not this: an rdkafka producer
+//! must set `partitioner=murmur2_random` or name the partition from `partition_for`.
 
 /// The partition of `key` in a topic of `partitions` partitions: Kafka's
 /// `Utils.toPositive(Utils.murmur2(key)) % partitions`. Returns 0 when `partitions` is 0
