@@ -161,6 +161,14 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Comma
     }
 }
 
+/// `POST /<kind>s/{id}/<action>` for an action the resource does not have.
+fn unknown_action(kind: &str, action: &str) -> Result<Accepted, CommandError> {
+    Err(CommandError::NotFound {
+        kind: "action",
+        id: format!("{action:?} of a {kind}"),
+    })
+}
+
 /// Ids in paths and bodies: 1 to 64 characters of letters, digits, `-`, `_`, `.`.
 pub fn parse_id(kind: &str, id: &str) -> Result<String, CommandError> {
     let ok = !id.is_empty()
@@ -345,10 +353,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                                 svc.suspend_account(&ctx, &id, req.reason).await
                             }
                             "reactivate" => svc.reactivate_account(&ctx, &id).await,
-                            _ => Err(CommandError::NotFound {
-                                kind: "account action",
-                                id: action.clone(),
-                            }),
+                            _ => unknown_action("account", &action),
                         }
                     };
                     render(run.await, ok("accountId"))
@@ -428,10 +433,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                                 svc.ground_drone(&ctx, &id, req.reason).await
                             }
                             "return" => svc.return_drone(&ctx, &id).await,
-                            _ => Err(CommandError::NotFound {
-                                kind: "drone action",
-                                id: action.clone(),
-                            }),
+                            _ => unknown_action("drone", &action),
                         }
                     };
                     let result = run.await;
@@ -575,10 +577,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                                 svc.request_notifications(&ctx, &id, req.email, req.sms)
                                     .await
                             }
-                            _ => Err(CommandError::NotFound {
-                                kind: "delivery action",
-                                id: action.clone(),
-                            }),
+                            _ => unknown_action("delivery", &action),
                         }
                     };
                     render(run.await, ok("deliveryId"))

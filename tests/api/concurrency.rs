@@ -1,17 +1,11 @@
 //! One writer per partition: racing commands on the same aggregates never both win.
 
-use crate::helpers::{Api, Server, temp_dir};
+use crate::helpers::{Api, spawn_app};
 use reqwest::StatusCode;
-use serde_json::json;
 
 /// The status, and the consistency token when it won.
 async fn assign(api: &Api, delivery: &str, drone: &str) -> (StatusCode, Option<String>) {
-    let response = api
-        .post(
-            &format!("/api/v1/deliveries/{delivery}/assign-drone"),
-            json!({"droneId": drone}),
-        )
-        .await;
+    let response = api.assign(delivery, drone).await;
     let status = response.status();
     let body: serde_json::Value = response.json().await.expect("json");
     (
@@ -22,9 +16,7 @@ async fn assign(api: &Api, delivery: &str, drone: &str) -> (StatusCode, Option<S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_deliveries_racing_for_one_drone_make_exactly_one_winner() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (owner, _) = api.register_account("Contoso").await;
     api.register_drone("only-drone", 5.0).await;
     let mut deliveries = Vec::new();
@@ -55,9 +47,7 @@ async fn twenty_deliveries_racing_for_one_drone_make_exactly_one_winner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_drones_racing_for_one_delivery_make_exactly_one_winner() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (owner, _) = api.register_account("Contoso").await;
     let (delivery, _) = api.schedule(&owner, 1.0).await;
     for i in 0..20 {

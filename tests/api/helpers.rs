@@ -171,6 +171,14 @@ impl Api {
         )
     }
 
+    pub async fn assign(&self, delivery: &str, drone: &str) -> Response {
+        self.post(
+            &format!("/api/v1/deliveries/{delivery}/assign-drone"),
+            json!({"droneId": drone}),
+        )
+        .await
+    }
+
     /// Sum of `events_appended_total` over all topics: how much the log grew.
     pub async fn events_appended(&self) -> f64 {
         let text = self.get("/metrics").await.text().await.expect("metrics");
@@ -205,4 +213,13 @@ pub fn schedule_body(owner: &str, weight: f64) -> Value {
 
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
+}
+
+/// A server on a fresh data directory and a client for it; the directory lives as long
+/// as the first value, the process as long as the second.
+pub fn spawn_app() -> (tempfile::TempDir, Server, Api) {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let api = Api::of(&server);
+    (dir, server, api)
 }

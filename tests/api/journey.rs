@@ -2,16 +2,14 @@
 //! then read history, timeline, invoice and fleet — each read with the consistency
 //! token of the write before it (read-your-writes).
 
-use crate::helpers::{Api, Server, location, temp_dir};
+use crate::helpers::{location, spawn_app};
 use chrono::{Datelike, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_goes_from_scheduled_to_invoiced() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
 
     let (account, _) = api.register_account("Contoso").await;
     api.register_drone("drone-1", 5.0).await;
@@ -27,12 +25,7 @@ async fn a_delivery_goes_from_scheduled_to_invoiced() {
     assert_eq!(view["ownerId"], account.as_str());
     assert_eq!(view["packageWeightKg"], 1.5);
 
-    let assigned = api
-        .post(
-            &format!("/api/v1/deliveries/{delivery}/assign-drone"),
-            json!({"droneId": "drone-1"}),
-        )
-        .await;
+    let assigned = api.assign(&delivery, "drone-1").await;
     assert_eq!(assigned.status(), StatusCode::OK);
     let assigned: Value = assigned.json().await.expect("json");
     assert_eq!(assigned["version"], 2);
@@ -149,9 +142,7 @@ async fn a_delivery_goes_from_scheduled_to_invoiced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn history_pages_and_filters_an_accounts_deliveries() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (account, _) = api.register_account("Fabrikam").await;
     let mut ids = Vec::new();
     let mut token = String::new();
@@ -250,24 +241,11 @@ async fn history_pages_and_filters_an_accounts_deliveries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (account, _) = api.register_account("Contoso").await;
     api.register_drone("d1", 5.0).await;
     let (delivery, _) = api.schedule(&account, 1.0).await;
-    let assign = |delivery: String| {
-        let api = api.clone();
-        async move {
-            api.post(
-                &format!("/api/v1/deliveries/{delivery}/assign-drone"),
-                json!({"droneId": "d1"}),
-            )
-            .await
-            .status()
-        }
-    };
-    assert_eq!(assign(delivery.clone()).await, StatusCode::OK);
+    assert_eq!(api.assign(&delivery, "d1").await.status(), StatusCode::OK);
 
     let moved = api
         .client
@@ -294,7 +272,7 @@ async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
     assert_eq!(drone["status"], "idle");
 
     // Assigned again, then cancelled: the drone is free for another delivery.
-    assert_eq!(assign(delivery.clone()).await, StatusCode::OK);
+    assert_eq!(api.assign(&delivery, "d1").await.status(), StatusCode::OK);
     let cancelled = api
         .client
         .delete(api.url(&format!("/api/v1/deliveries/{delivery}")))
@@ -303,7 +281,7 @@ async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
         .expect("sent");
     assert_eq!(cancelled.status(), StatusCode::OK);
     let (other, _) = api.schedule(&account, 1.0).await;
-    assert_eq!(assign(other).await, StatusCode::OK);
+    assert_eq!(api.assign(&other, "d1").await.status(), StatusCode::OK);
 
     // Grounded and back in service.
     let (third, _) = api.schedule(&account, 1.0).await;
@@ -312,7 +290,7 @@ async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
         .await;
     assert_eq!(ground.status(), StatusCode::OK);
     assert_eq!(
-        assign(third).await,
+        api.assign(&third, "d1").await.status(),
         StatusCode::CONFLICT,
         "a grounded drone is not idle"
     );
@@ -320,9 +298,7 @@ async fn rescheduling_or_cancelling_an_assigned_delivery_releases_its_drone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_telemetry_batch_moves_many_drones_in_one_request() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     for i in 0..3 {
         api.register_drone(&format!("d{i}"), 5.0).await;
     }

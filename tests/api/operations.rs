@@ -1,14 +1,12 @@
 //! Operations endpoints and the API description.
 
-use crate::helpers::{Api, Server, temp_dir};
+use crate::helpers::spawn_app;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics_answer() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
     api.register_account("Contoso").await;
@@ -24,9 +22,7 @@ async fn health_readiness_and_metrics_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_describes_every_route() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (status, doc) = api.get_json("/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     let routes = [

@@ -1,7 +1,7 @@
 //! Bad input gets a clear problem response and changes nothing (SPEC §5, §7); a log that
 //! cannot take the write gets 503, never a 2xx.
 
-use crate::helpers::{Api, Server, drone_spec, location, schedule_body, temp_dir};
+use crate::helpers::{Api, drone_spec, location, schedule_body, spawn_app, temp_dir};
 use async_trait::async_trait;
 use drone_delivery::{App, Settings};
 use reqwest::{RequestBuilder, StatusCode};
@@ -31,9 +31,7 @@ async fn refused(api: &Api, request: RequestBuilder, status: StatusCode) -> Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_requests_are_400() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (account, _) = api.register_account("Contoso").await;
     let c = &api.client;
 
@@ -98,9 +96,7 @@ async fn malformed_requests_are_400() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_resources_are_404() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let c = &api.client;
     refused(
         &api,
@@ -151,9 +147,7 @@ async fn unknown_resources_are_404() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_versions_and_wrong_states_are_409() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let c = &api.client;
     let (account, _) = api.register_account("Contoso").await;
     let (delivery, _) = api.schedule(&account, 1.0).await;
@@ -202,9 +196,7 @@ async fn stale_versions_and_wrong_states_are_409() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_business_rules_are_422() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let c = &api.client;
     let (account, _) = api.register_account("Contoso").await;
     api.register_drone("small-drone", 1.0).await;
@@ -255,9 +247,7 @@ async fn broken_business_rules_are_422() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_over_the_limit_are_413() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let huge = format!(
         "{{\"name\": \"{}\", \"email\": \"a@b.c\"}}",
         "x".repeat(2 * 1024 * 1024)
@@ -400,9 +390,7 @@ async fn a_log_that_cannot_take_the_write_gets_503_and_nothing_changes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_telemetry_batch_naming_an_unknown_drone_is_refused_whole() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     api.register_drone("known", 5.0).await;
     let reading = |drone: &str| json!({"droneId": drone, "position": location(47.0, -122.0), "batteryPct": 50, "at": "2026-11-24T12:00:00Z"});
     let problem = refused(
@@ -431,18 +419,11 @@ async fn a_telemetry_batch_naming_an_unknown_drone_is_refused_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_after_pickup_is_409() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let api = Api::of(&server);
+    let (_dir, _server, api) = spawn_app();
     let (account, _) = api.register_account("Contoso").await;
     api.register_drone("d1", 5.0).await;
     let (delivery, _) = api.schedule(&account, 1.0).await;
-    let assigned = api
-        .post(
-            &format!("/api/v1/deliveries/{delivery}/assign-drone"),
-            json!({"droneId": "d1"}),
-        )
-        .await;
+    let assigned = api.assign(&delivery, "d1").await;
     assert_eq!(assigned.status(), StatusCode::OK);
     let picked = api
         .post(&format!("/api/v1/deliveries/{delivery}/pickup"), json!({}))
