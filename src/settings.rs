@@ -9,6 +9,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long a query waits for a consistency token or `minVersion` at most.
     pub max_consistency_wait: Duration,
+    /// How often a busy partition's projector applies a batch at most (see
+    /// `projections::Projector::new`): the price is up to this much read-model lag.
+    pub projector_pace: Duration,
 }
 
 impl Settings {
@@ -17,6 +20,7 @@ impl Settings {
             listen,
             data_dir,
             max_consistency_wait: Duration::from_secs(2),
+            projector_pace: Duration::from_millis(1),
         }
     }
 }

@@ -80,6 +80,7 @@ impl App {
             store.clone(),
             codec,
             ProjectorMetrics::new(&registry)?,
+            settings.projector_pace,
         );
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = projector.spawn(&projections::all(), stop.clone()).await?;

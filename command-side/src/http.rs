@@ -2,6 +2,7 @@
 //! `Idempotency-Key`, `If-Match`), call the service, render the answer. Every failure is
 //! rendered by `CommandError::problem`.
 
+use crate::completion::ToCompletion;
 use crate::error::CommandError;
 use crate::service::{Accepted, CommandContext, CommandService, Reading, ScheduleDelivery};
 use api::{BODY_LIMIT_BYTES, TOKEN_HEADER, limited_body};
@@ -278,16 +279,9 @@ fn ok(id_field: &'static str) -> Reply201 {
 
 type Svc = Arc<CommandService>;
 
-/// Runs a handler as a task of its own, so that it finishes even if the client goes away:
-/// once a command's events may be in the log, the write model must fold them, and a
-/// future dropped while waiting for the append would leave memory behind the log.
+/// Runs a handler to its end even if the client goes away (see [`ToCompletion`]).
 async fn to_completion(handler: impl Future<Output = Response> + Send + 'static) -> Response {
-    match tokio::spawn(handler).await {
-        Ok(response) => response,
-        Err(e) => CommandError::Internal(format!("the command task failed: {e}"))
-            .problem()
-            .into_response(),
-    }
+    ToCompletion::new(handler).await
 }
 
 fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clone {

@@ -10,7 +10,7 @@ use schemas::Codec;
 use schemas::events::Topic;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use storage::{Checkpoint, EventLog, ReadStore, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +20,8 @@ const BATCH: usize = 512;
 /// How long a caught-up partition waits for a record before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Records waiting that a paced partition applies at once rather than waiting.
+const PACE_UNTIL: u64 = 64;
 
 #[derive(Clone)]
 pub struct Projector {
@@ -27,20 +29,29 @@ pub struct Projector {
     store: Arc<dyn ReadStore>,
     codec: Codec,
     metrics: ProjectorMetrics,
+    pace: Duration,
 }
 
 impl Projector {
+    /// `pace`: a partition that applied a batch less than this long ago waits out the
+    /// rest before its next one, unless `PACE_UNTIL` records are waiting. Under a
+    /// stream of commands each apply then takes several events instead of one (an
+    /// apply costs a read, a read-store write and a thread wake-up, on the cores the
+    /// commands need), while an idle partition still applies its next event at once.
+    /// Zero applies every event as soon as it is durable.
     pub fn new(
         log: Arc<dyn EventLog>,
         store: Arc<dyn ReadStore>,
         codec: Codec,
         metrics: ProjectorMetrics,
+        pace: Duration,
     ) -> Projector {
         Projector {
             log,
             store,
             codec,
             metrics,
+            pace,
         }
     }
 
@@ -137,10 +148,11 @@ impl PartitionWorker {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.projection.name();
         let mut next = None;
+        let mut last_apply = None;
         while !*shutdown.borrow() {
             let result = match next {
                 None => self.checkpoint().await.map_err(ProjectionError::from),
-                Some(n) => self.step_or_wait(n).await,
+                Some(n) => self.step_or_wait(n, &mut last_apply).await,
             };
             match result {
                 Ok(n) => next = Some(n),
@@ -160,7 +172,11 @@ impl PartitionWorker {
         }
     }
 
-    async fn step_or_wait(&self, next: u64) -> Result<u64, ProjectionError> {
+    async fn step_or_wait(
+        &self,
+        next: u64,
+        last_apply: &mut Option<Instant>,
+    ) -> Result<u64, ProjectionError> {
         let log = &self.projector.log;
         let end = log.end_offset(self.topic.name(), self.partition).await?;
         self.report_lag(end.saturating_sub(next));
@@ -169,7 +185,17 @@ impl PartitionWorker {
                 .await?;
             return Ok(next);
         }
-        self.step(next).await
+        if let Some(last) = *last_apply
+            && end - next < PACE_UNTIL
+        {
+            let since = last.elapsed();
+            if since < self.projector.pace {
+                tokio::time::sleep(self.projector.pace - since).await;
+            }
+        }
+        let after = self.step(next).await?;
+        *last_apply = Some(Instant::now());
+        Ok(after)
     }
 
     /// Applies one batch from `next`; returns the checkpoint after it.
