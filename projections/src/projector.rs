@@ -1,6 +1,7 @@
-//! The projector worker: one task per (projection, topic, partition) tails the log from
-//! the projection's checkpoint and applies each batch of events together with the
-//! checkpoint after it, so a crash at any point neither loses nor doubles an effect.
+//! The projector workers: one task per (projection, topic) tails every partition of the
+//! topic from the projection's checkpoints and applies each batch of events together
+//! with the checkpoints after it, so a crash at any point neither loses nor doubles an
+//! effect.
 
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
@@ -55,7 +56,8 @@ impl Projector {
         }
     }
 
-    /// Starts the projections; the tasks end when `shutdown` turns true.
+    /// Starts the projections, one task per (projection, topic); the tasks end when
+    /// `shutdown` turns true.
     pub async fn spawn(
         &self,
         projections: &[Arc<dyn Projection>],
@@ -65,16 +67,8 @@ impl Projector {
         for projection in projections {
             let lags = Arc::new(Mutex::new(HashMap::new()));
             for topic in projection.topics() {
-                for partition in 0..self.log.partitions(topic.name()).await? {
-                    let worker = PartitionWorker {
-                        projector: self.clone(),
-                        projection: projection.clone(),
-                        topic: *topic,
-                        partition,
-                        lags: lags.clone(),
-                    };
-                    tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-                }
+                let worker = self.worker(projection, *topic, lags.clone()).await?;
+                tasks.push(tokio::spawn(worker.run(shutdown.clone())));
             }
         }
         Ok(tasks)
@@ -84,24 +78,37 @@ impl Projector {
     pub async fn catch_up(&self, projection: &Arc<dyn Projection>) -> Result<u64, ProjectionError> {
         let mut applied = 0;
         for topic in projection.topics() {
-            for partition in 0..self.log.partitions(topic.name()).await? {
-                let worker = PartitionWorker {
-                    projector: self.clone(),
-                    projection: projection.clone(),
-                    topic: *topic,
-                    partition,
-                    lags: Arc::new(Mutex::new(HashMap::new())),
-                };
-                let end = self.log.end_offset(topic.name(), partition).await?;
-                let mut next = worker.checkpoint().await?;
-                while next < end {
-                    let before = next;
-                    next = worker.step(next).await?;
-                    applied += next - before;
+            let worker = self
+                .worker(projection, *topic, Arc::new(Mutex::new(HashMap::new())))
+                .await?;
+            let ends = worker.ends().await?;
+            let mut next = worker.checkpoints().await?;
+            let mut turn = 0;
+            while next.iter().zip(&ends).any(|(next, end)| next < end) {
+                let stepped = worker.step(&mut next, &ends, turn).await?;
+                if stepped == 0 {
+                    break; // the log holds less than its end offsets promised
                 }
+                applied += stepped;
+                turn += 1;
             }
         }
         Ok(applied)
+    }
+
+    async fn worker(
+        &self,
+        projection: &Arc<dyn Projection>,
+        topic: Topic,
+        lags: Arc<Mutex<HashMap<Topic, u64>>>,
+    ) -> Result<TopicWorker, StorageError> {
+        Ok(TopicWorker {
+            projector: self.clone(),
+            projection: projection.clone(),
+            topic,
+            partitions: self.log.partitions(topic.name()).await?,
+            lags,
+        })
     }
 }
 
@@ -126,47 +133,73 @@ pub async fn caught_up(
     Ok(true)
 }
 
-struct PartitionWorker {
+/// Consumes every partition of one topic for one projection, as a Kafka consumer does
+/// with the partitions assigned to it: what it reads from them goes into one read-store
+/// write with a checkpoint per partition read.
+struct TopicWorker {
     projector: Projector,
     projection: Arc<dyn Projection>,
     topic: Topic,
-    partition: u32,
-    /// Lag of each partition of this projection; the gauge shows their sum.
-    lags: Arc<Mutex<HashMap<(Topic, u32), u64>>>,
+    partitions: u32,
+    /// Lag of each topic of this projection; the gauge shows their sum.
+    lags: Arc<Mutex<HashMap<Topic, u64>>>,
 }
 
-impl PartitionWorker {
-    async fn checkpoint(&self) -> Result<u64, StorageError> {
-        Ok(self
-            .projector
-            .store
-            .checkpoint(self.projection.name(), self.topic.name(), self.partition)
-            .await?
-            .unwrap_or(0))
+impl TopicWorker {
+    /// The next offset to apply of each partition.
+    async fn checkpoints(&self) -> Result<Vec<u64>, StorageError> {
+        let store = &self.projector.store;
+        let mut next = Vec::with_capacity(self.partitions as usize);
+        for partition in 0..self.partitions {
+            let checkpoint = store
+                .checkpoint(self.projection.name(), self.topic.name(), partition)
+                .await?;
+            next.push(checkpoint.unwrap_or(0));
+        }
+        Ok(next)
+    }
+
+    /// The end offset of each partition.
+    async fn ends(&self) -> Result<Vec<u64>, StorageError> {
+        let mut ends = Vec::with_capacity(self.partitions as usize);
+        for partition in 0..self.partitions {
+            ends.push(
+                self.projector
+                    .log
+                    .end_offset(self.topic.name(), partition)
+                    .await?,
+            );
+        }
+        Ok(ends)
     }
 
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.projection.name();
         let mut next = None;
         let mut last_apply = None;
+        let mut turn = 0;
         while !*shutdown.borrow() {
-            let result = match next {
-                None => self.checkpoint().await.map_err(ProjectionError::from),
-                Some(n) => self.step_or_wait(n, &mut last_apply).await,
-            };
-            match result {
-                Ok(n) => next = Some(n),
-                Err(error) => {
-                    self.projector
-                        .metrics
-                        .errors
-                        .with_label_values(&[name])
-                        .inc();
-                    tracing::error!(projection = name, topic = self.topic.name(), partition = self.partition, %error, "projector batch failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_AFTER) => {}
-                        _ = shutdown.changed() => {}
+            let result = match next.as_mut() {
+                None => match self.checkpoints().await {
+                    Ok(checkpoints) => {
+                        next = Some(checkpoints);
+                        Ok(())
                     }
+                    Err(error) => Err(error.into()),
+                },
+                Some(next) => self.step_or_wait(next, &mut last_apply, turn).await,
+            };
+            turn = turn.wrapping_add(1);
+            if let Err(error) = result {
+                self.projector
+                    .metrics
+                    .errors
+                    .with_label_values(&[name])
+                    .inc();
+                tracing::error!(projection = name, topic = self.topic.name(), %error, "projector batch failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         }
@@ -174,82 +207,120 @@ impl PartitionWorker {
 
     async fn step_or_wait(
         &self,
-        next: u64,
+        next: &mut [u64],
         last_apply: &mut Option<Instant>,
-    ) -> Result<u64, ProjectionError> {
-        let log = &self.projector.log;
-        let end = log.end_offset(self.topic.name(), self.partition).await?;
-        self.report_lag(end.saturating_sub(next));
-        if end <= next {
-            log.wait_for(self.topic.name(), self.partition, next, IDLE_WAIT)
+        turn: usize,
+    ) -> Result<(), ProjectionError> {
+        let mut ends = self.ends().await?;
+        let waiting: u64 = next
+            .iter()
+            .zip(&ends)
+            .map(|(next, end)| end.saturating_sub(*next))
+            .sum();
+        self.report_lag(waiting);
+        if waiting == 0 {
+            let positions: Vec<(u32, u64)> =
+                (0..self.partitions).zip(next.iter().copied()).collect();
+            self.projector
+                .log
+                .wait_for_any(self.topic.name(), &positions, IDLE_WAIT)
                 .await?;
-            return Ok(next);
+            return Ok(());
         }
         if let Some(last) = *last_apply
-            && end - next < PACE_UNTIL
+            && waiting < PACE_UNTIL
         {
             let since = last.elapsed();
             if since < self.projector.pace {
                 tokio::time::sleep(self.projector.pace - since).await;
+                // Take in what arrived meanwhile.
+                ends = self.ends().await?;
             }
         }
-        let after = self.step(next).await?;
+        self.step(next, &ends, turn).await?;
         *last_apply = Some(Instant::now());
-        Ok(after)
+        Ok(())
     }
 
-    /// Applies one batch from `next`; returns the checkpoint after it.
-    async fn step(&self, next: u64) -> Result<u64, ProjectionError> {
+    /// Applies one batch of at most `BATCH` records read from the partitions that have
+    /// records before `ends`, starting with partition `turn` (mod the count) so that no
+    /// partition waits behind the others; advances `next` once it is applied. Returns
+    /// how many records it applied.
+    async fn step(
+        &self,
+        next: &mut [u64],
+        ends: &[u64],
+        turn: usize,
+    ) -> Result<u64, ProjectionError> {
         let p = &self.projector;
-        let records = p
-            .log
-            .read(self.topic.name(), self.partition, next, BATCH)
-            .await?;
-        let Some(last) = records.last() else {
-            return Ok(next);
-        };
-        let after = last.offset + 1;
         let mut staged = Staged::new(p.store.as_ref());
-        for record in &records {
-            let envelope = p
-                .codec
-                .decode(&record.value)
-                .map_err(|e| ProjectionError::Decode {
-                    topic: record.topic.clone(),
-                    partition: record.partition,
-                    offset: record.offset,
-                    reason: e.to_string(),
-                })?;
-            let source = Source {
-                topic: self.topic,
-                partition: self.partition,
-                offset: record.offset,
-            };
-            self.projection
-                .project(&envelope, source, &mut staged)
+        let mut checkpoints = Vec::new();
+        let mut read = 0;
+        let count = next.len();
+        for index in (0..count).map(|i| (i + turn) % count) {
+            let (from, end) = (next[index], ends.get(index).copied().unwrap_or(0));
+            if from >= end || read >= BATCH {
+                continue;
+            }
+            let partition = u32::try_from(index).unwrap_or(u32::MAX);
+            let records = p
+                .log
+                .read(self.topic.name(), partition, from, BATCH - read)
                 .await?;
+            let Some(last) = records.last() else {
+                continue;
+            };
+            let after = last.offset + 1;
+            for record in &records {
+                let envelope =
+                    p.codec
+                        .decode(&record.value)
+                        .map_err(|e| ProjectionError::Decode {
+                            topic: record.topic.clone(),
+                            partition: record.partition,
+                            offset: record.offset,
+                            reason: e.to_string(),
+                        })?;
+                let source = Source {
+                    topic: self.topic,
+                    partition,
+                    offset: record.offset,
+                };
+                self.projection
+                    .project(&envelope, source, &mut staged)
+                    .await?;
+            }
+            read += records.len();
+            checkpoints.push(Checkpoint {
+                projection: self.projection.name().to_string(),
+                topic: self.topic.name().to_string(),
+                partition,
+                next: after,
+            });
         }
-        let checkpoint = Checkpoint {
-            projection: self.projection.name().to_string(),
-            topic: self.topic.name().to_string(),
-            partition: self.partition,
-            next: after,
-        };
-        p.store
-            .apply(staged.into_writes(), vec![checkpoint])
-            .await?;
+        if checkpoints.is_empty() {
+            return Ok(0);
+        }
+        let advanced: Vec<(usize, u64)> = checkpoints
+            .iter()
+            .map(|c| (c.partition as usize, c.next))
+            .collect();
+        p.store.apply(staged.into_writes(), checkpoints).await?;
+        for (index, after) in advanced {
+            next[index] = after;
+        }
         p.metrics
             .events
             .with_label_values(&[self.projection.name()])
-            .inc_by(records.len() as u64);
-        Ok(after)
+            .inc_by(read as u64);
+        Ok(read as u64)
     }
 
     fn report_lag(&self, lag: u64) {
         let Ok(mut lags) = self.lags.lock() else {
             return;
         };
-        lags.insert((self.topic, self.partition), lag);
+        lags.insert(self.topic, lag);
         let total: u64 = lags.values().sum();
         self.projector
             .metrics

@@ -7,8 +7,8 @@
 //! starts at 0 on every adapter (Kafka included, without transactions).
 
 use crate::{
-    Checkpoint, EventLog, NewRecord, Order, ReadStore, Record, Scan, StorageError, TopicSpec,
-    Write, partition_for,
+    Checkpoint, EventLog, NewRecord, Offset, Order, ReadStore, Record, Scan, StorageError,
+    TopicSpec, Write, partition_for,
 };
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -92,6 +92,7 @@ pub async fn event_log_suite<L: EventLog>(log: &L) {
     one_append_may_span_topics(log).await;
     reads_start_at_any_offset(log).await;
     wait_for_wakes_on_append_and_times_out_otherwise(log).await;
+    wait_for_any_wakes_on_an_append_to_any_partition(log).await;
     committed_offsets_are_kept_per_group(log).await;
 }
 
@@ -338,6 +339,59 @@ pub async fn wait_for_wakes_on_append_and_times_out_otherwise<L: EventLog>(log: 
     let end = log.wait_for(&topic, 0, 0, long).await.expect("wait");
     assert_eq!(end, 1);
     assert!(started.elapsed() < long / 2);
+}
+
+pub async fn wait_for_any_wakes_on_an_append_to_any_partition<L: EventLog>(log: &L) {
+    let topic = new_topic(log, "cf_wait_any", 4).await;
+    let at_start: Vec<(u32, Offset)> = (0..4).map(|p| (p, 0)).collect();
+
+    // Nothing arrives: it waits out the timeout.
+    let started = Instant::now();
+    let woken = log
+        .wait_for_any(&topic, &at_start, Duration::from_millis(200))
+        .await
+        .expect("wait");
+    assert!(!woken);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "returned before the timeout"
+    );
+
+    // An append to whichever partition its key lands on wakes the waiter.
+    let long = Duration::from_secs(30);
+    let started = Instant::now();
+    let (woken, appended) = tokio::join!(log.wait_for_any(&topic, &at_start, long), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.append(vec![record(&topic, "any-key", "v")]).await
+    });
+    let appended = appended.expect("append");
+    assert!(woken.expect("wait"));
+    assert!(
+        started.elapsed() < long / 2,
+        "the waiter slept through the append"
+    );
+
+    // A partition already beyond its offset answers at once; the others do not count.
+    let landed = appended[0].partition;
+    let started = Instant::now();
+    assert!(
+        log.wait_for_any(&topic, &at_start, long)
+            .await
+            .expect("wait")
+    );
+    assert!(started.elapsed() < long / 2);
+    let caught_up: Vec<(u32, Offset)> = (0..4)
+        .map(|p| (p, if p == landed { 1 } else { 0 }))
+        .collect();
+    let short = Duration::from_millis(100);
+    assert!(
+        !log.wait_for_any(&topic, &caught_up, short)
+            .await
+            .expect("wait")
+    );
+
+    // Unknown partitions are errors, as everywhere else.
+    assert!(log.wait_for_any(&topic, &[(9, 0)], short).await.is_err());
 }
 
 pub async fn committed_offsets_are_kept_per_group<L: EventLog>(log: &L) {

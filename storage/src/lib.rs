@@ -99,6 +99,17 @@ pub trait EventLog: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Offset, StorageError>;
 
+    /// Waits until one of `positions`, (partition, offset) pairs of `topic`, has a record
+    /// at or beyond its offset, or `timeout` passes; true when one has. A consumer of
+    /// several partitions tails them all with this, as a Kafka consumer polls all the
+    /// partitions assigned to it at once.
+    async fn wait_for_any(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+        timeout: Duration,
+    ) -> Result<bool, StorageError>;
+
     /// Commits a consumer group's position (the next offset it will read).
     async fn commit_offset(
         &self,
@@ -203,4 +214,42 @@ pub trait ReadStore: Send + Sync + 'static {
         topic: &str,
         partition: u32,
     ) -> Result<Option<Offset>, StorageError>;
+}
+
+#[doc(hidden)]
+pub mod probe {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+    static SUM: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+    static CNT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+    thread_local! { pub static MARK: Cell<Option<Instant>> = const { Cell::new(None) }; }
+    pub fn mark() {
+        MARK.with(|m| m.set(Some(Instant::now())));
+    }
+    pub fn since_mark(i: usize) {
+        if let Some(t) = MARK.with(|m| m.get()) {
+            add(i, t);
+        }
+    }
+    pub fn add(i: usize, since: Instant) {
+        SUM[i].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let n = CNT[i].fetch_add(1, Ordering::Relaxed) + 1;
+        if i == 0 && n % 10000 == 0 {
+            let s: Vec<String> = (0..8)
+                .map(|j| {
+                    let c = CNT[j].load(Ordering::Relaxed);
+                    if c == 0 {
+                        "-".into()
+                    } else {
+                        format!(
+                            "{:.1}",
+                            SUM[j].load(Ordering::Relaxed) as f64 / c as f64 / 1000.0
+                        )
+                    }
+                })
+                .collect();
+            eprintln!("PROBE us: {}", s.join(" "));
+        }
+    }
 }

@@ -311,6 +311,14 @@ impl EventLog for FlakyLog {
     ) -> Result<Offset, StorageError> {
         self.inner.wait_for(topic, partition, offset, timeout).await
     }
+    async fn wait_for_any(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        self.inner.wait_for_any(topic, positions, timeout).await
+    }
     async fn commit_offset(
         &self,
         group: &str,

@@ -78,6 +78,8 @@ struct Topics {
 struct Topic {
     id: u32,
     partitions: Vec<Partition>,
+    /// Bumped after every durable write to the topic, for consumers of several partitions.
+    appended: watch::Sender<u64>,
 }
 
 struct Partition {
@@ -106,7 +108,11 @@ impl Topic {
                 })
             })
             .collect::<Result<_, StorageError>>()?;
-        Ok(Topic { id, partitions })
+        Ok(Topic {
+            id,
+            partitions,
+            appended: watch::Sender::new(0),
+        })
     }
 
     fn partition_count(&self) -> u32 {
@@ -395,6 +401,39 @@ impl EventLog for EmbeddedLog {
         Ok(current)
     }
 
+    async fn wait_for_any(
+        &self,
+        name: &str,
+        positions: &[(u32, Offset)],
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        let topic = self.topic(name)?;
+        for &(partition, _) in positions {
+            topic.partition_or_error(name, partition)?;
+        }
+        // Subscribed before looking, so an append between the look and the wait still
+        // wakes this waiter.
+        let mut appended = topic.appended.subscribe();
+        let beyond = || {
+            positions.iter().any(|&(partition, offset)| {
+                topic
+                    .partition(partition)
+                    .is_some_and(|p| *p.end.borrow() > offset)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if beyond() {
+                return Ok(true);
+            }
+            // Timing out is an answer, not an error.
+            match tokio::time::timeout_at(deadline, appended.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Ok(beyond()),
+            }
+        }
+    }
+
     async fn commit_offset(
         &self,
         group: &str,
@@ -573,12 +612,25 @@ impl Shared {
             }
             answers.push(appended);
         }
+        crate::probe::since_mark(1);
+        let t3 = std::time::Instant::now();
         batch.commit()?;
+        crate::probe::add(2, t3);
+        crate::probe::mark();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let mut topics: Vec<Arc<Topic>> = Vec::new();
         for ((_, partition), (topic, end)) in next {
             if let Some(partition) = topic.partition(partition) {
                 partition.end.send_replace(end);
             }
+            if !topics.iter().any(|t| t.id == topic.id) {
+                topics.push(topic);
+            }
+        }
+        for topic in topics {
+            topic
+                .appended
+                .send_modify(|writes| *writes = writes.wrapping_add(1));
         }
         Ok(answers)
     }
