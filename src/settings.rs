@@ -20,12 +20,7 @@ impl Settings {
             listen,
             data_dir,
             max_consistency_wait: Duration::from_secs(2),
-            projector_pace: Duration::from_millis(
-                std::env::var("DD_EXP_PACE_MS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            ),
+            projector_pace: Duration::from_millis(1),
         }
     }
 }

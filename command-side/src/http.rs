@@ -281,12 +281,7 @@ type Svc = Arc<CommandService>;
 
 /// Runs a handler to its end even if the client goes away (see [`ToCompletion`]).
 async fn to_completion(handler: impl Future<Output = Response> + Send + 'static) -> Response {
-    let t0 = std::time::Instant::now();
-    storage::probe::mark();
-    let r = ToCompletion::new(handler).await;
-    storage::probe::add(3, storage::probe::MARK.with(|m| m.get()).unwrap_or(t0));
-    storage::probe::add(0, t0);
-    r
+    ToCompletion::new(handler).await
 }
 
 fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clone {

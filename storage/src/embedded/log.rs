@@ -612,11 +612,7 @@ impl Shared {
             }
             answers.push(appended);
         }
-        crate::probe::since_mark(1);
-        let t3 = std::time::Instant::now();
         batch.commit()?;
-        crate::probe::add(2, t3);
-        crate::probe::mark();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let mut topics: Vec<Arc<Topic>> = Vec::new();
         for ((_, partition), (topic, end)) in next {
