@@ -1,0 +1,180 @@
+//! The projector's consumers: one per (projection, topic) over all the topic's
+//! partitions, applying at once after an idle spell, pacing a busy topic, and not
+//! pacing when a full batch waits.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use projections::tables::{ACCOUNTS, SINGLE_ROW};
+use projections::{AccountsProjection, Projection, Projector, ProjectorMetrics};
+use prometheus::Registry;
+use schemas::Codec;
+use schemas::events::{AccountRegistered, Envelope, Event, EventMetadata, Topic};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
+use storage::{
+    Checkpoint, EventLog, NewRecord, Offset, ReadStore, Row, Scan, StorageError, TopicSpec, Write,
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+const PARTITIONS: u32 = 8;
+const PACE: Duration = Duration::from_secs(1);
+
+/// The embedded read store, counting its writes.
+struct CountingStore {
+    inner: EmbeddedReadStore,
+    applies: AtomicUsize,
+}
+
+#[async_trait]
+impl ReadStore for CountingStore {
+    async fn apply(
+        &self,
+        writes: Vec<Write>,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Result<(), StorageError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        self.inner.apply(writes, checkpoints).await
+    }
+    async fn get(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+    ) -> Result<Option<Row>, StorageError> {
+        self.inner.get(table, partition, clustering).await
+    }
+    async fn scan(
+        &self,
+        table: &str,
+        partition: &str,
+        scan: Scan,
+    ) -> Result<Vec<Row>, StorageError> {
+        self.inner.scan(table, partition, scan).await
+    }
+    async fn checkpoint(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError> {
+        self.inner.checkpoint(projection, topic, partition).await
+    }
+}
+
+fn registered(codec: &Codec, id: &str) -> NewRecord {
+    let envelope = Envelope {
+        metadata: EventMetadata {
+            event_id: Uuid::new_v4(),
+            aggregate_id: id.into(),
+            aggregate_version: 1,
+            occurred_at: Utc::now(),
+            causation_id: "cmd:test".into(),
+            correlation_id: "cmd:test".into(),
+        },
+        event: Event::AccountRegistered(AccountRegistered {
+            name: format!("Account {id}"),
+            email: format!("{id}@example.com"),
+        }),
+    };
+    NewRecord {
+        topic: Topic::Accounts.name().into(),
+        key: id.into(),
+        value: Bytes::from(codec.encode(&envelope).expect("encode")),
+    }
+}
+
+/// Waits until the projection's checkpoint of every partition reached the log's end.
+async fn caught_up(log: &EmbeddedLog, store: &CountingStore, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut behind = false;
+        for partition in 0..PARTITIONS {
+            let end = log
+                .end_offset(Topic::Accounts.name(), partition)
+                .await
+                .expect("end");
+            let next = store
+                .checkpoint(AccountsProjection.name(), Topic::Accounts.name(), partition)
+                .await
+                .expect("checkpoint")
+                .unwrap_or(0);
+            behind |= next < end;
+        }
+        if !behind {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "not caught up within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
+    log.create_topics(&[TopicSpec {
+        name: Topic::Accounts.name().into(),
+        partitions: PARTITIONS,
+    }])
+    .await
+    .expect("topics");
+    let store = Arc::new(CountingStore {
+        inner: EmbeddedReadStore::open(&dir.path().join("views")).expect("store"),
+        applies: AtomicUsize::new(0),
+    });
+    let codec = Codec::new().expect("codec");
+    let metrics = ProjectorMetrics::new(&Registry::new()).expect("metrics");
+    let projector = Projector::new(log.clone(), store.clone(), codec.clone(), metrics, PACE);
+    let (stop, stopped) = watch::channel(false);
+    let accounts: Arc<dyn Projection> = Arc::new(AccountsProjection);
+    let tasks = projector.spawn(&[accounts], stopped).await.expect("spawn");
+    assert_eq!(tasks.len(), 1, "one consumer for the one topic");
+
+    // After an idle spell the first event is applied at once, not after the pace.
+    log.append(vec![registered(&codec, "first")])
+        .await
+        .expect("append");
+    let took = caught_up(&log, &store, Duration::from_secs(10)).await;
+    assert!(took < PACE / 2, "the first event waited {took:?}");
+    assert_eq!(store.applies.load(Ordering::SeqCst), 1);
+
+    // A burst right after it, spread over the partitions, waits out the pace and then
+    // goes in one write with a checkpoint per partition.
+    let burst: Vec<String> = (0..40).map(|n| format!("burst-{n}")).collect();
+    let mut partitions = BTreeSet::new();
+    for id in &burst {
+        let appended = log
+            .append(vec![registered(&codec, id)])
+            .await
+            .expect("append");
+        partitions.insert(appended[0].partition);
+    }
+    assert!(partitions.len() >= 4, "the burst spans partitions");
+    caught_up(&log, &store, Duration::from_secs(10)).await;
+    assert_eq!(store.applies.load(Ordering::SeqCst), 2);
+    for id in &burst {
+        let row = store.get(ACCOUNTS, id, SINGLE_ROW).await.expect("get");
+        assert!(row.is_some(), "account {id} was projected");
+    }
+
+    // A full batch waiting is applied at once, pace or not.
+    let many: Vec<NewRecord> = (0..100)
+        .map(|n| registered(&codec, &format!("many-{n}")))
+        .collect();
+    log.append(many).await.expect("append");
+    let took = caught_up(&log, &store, Duration::from_secs(10)).await;
+    assert!(took < PACE / 2, "a full batch waited {took:?}");
+
+    stop.send(true).expect("stop");
+    for task in tasks {
+        task.await.expect("task");
+    }
+}
