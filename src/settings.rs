@@ -9,7 +9,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long a query waits for a consistency token or `minVersion` at most.
     pub max_consistency_wait: Duration,
-    /// How often a busy partition's projector applies a batch at most (see
+    /// How often a busy topic's projector applies a batch at most (see
     /// `projections::Projector::new`): the price is up to this much read-model lag.
     pub projector_pace: Duration,
 }

@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 
 /// Records applied in one read-store write at most.
 const BATCH: usize = 512;
-/// How long a caught-up partition waits for a record before looking at shutdown again.
+/// How long a caught-up topic waits for a record before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
-/// Records waiting that a paced partition applies at once rather than waiting.
+/// Records waiting that a paced topic applies at once rather than waiting out the pace.
 const PACE_UNTIL: u64 = 64;
 
 #[derive(Clone)]
@@ -34,11 +34,11 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// `pace`: a partition that applied a batch less than this long ago waits out the
-    /// rest before its next one, unless `PACE_UNTIL` records are waiting. Under a
+    /// `pace`: a topic's consumer that applied a batch less than this long ago waits out
+    /// the rest before its next one, unless `PACE_UNTIL` records are waiting. Under a
     /// stream of commands each apply then takes several events instead of one (an
-    /// apply costs a read, a read-store write and a thread wake-up, on the cores the
-    /// commands need), while an idle partition still applies its next event at once.
+    /// apply costs reads, a read-store write and a thread wake-up, on the cores the
+    /// commands need), while an idle topic still applies its next event at once.
     /// Zero applies every event as soon as it is durable.
     pub fn new(
         log: Arc<dyn EventLog>,
