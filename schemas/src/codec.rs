@@ -225,23 +225,26 @@ impl Codec {
         // The writer validates the value against the schema, so a mismatch between this
         // file and the .avsc is an error rather than a corrupt message. It frames the
         // datum with Avro's single-object header, which is swapped for Confluent's.
-        let mut single = Vec::with_capacity(256);
+        let mut framed = Vec::with_capacity(256);
         entry
             .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .write_value_ref(&value, &mut single)
+            .write_value_ref(&value, &mut framed)
             .map_err(|error| CodecError::Avro {
                 subject: entry.subject.clone(),
                 id: entry.id,
                 error,
             })?;
-        let datum = single.get(entry.single_object_header..).unwrap_or_default();
-        let mut bytes = Vec::with_capacity(HEADER_LEN + datum.len());
-        bytes.push(MAGIC);
-        bytes.extend_from_slice(&entry.id.to_be_bytes());
-        bytes.extend_from_slice(datum);
-        Ok(bytes)
+        if framed.len() < entry.single_object_header {
+            return Err(invalid(
+                subject,
+                "the Avro writer left out its header".into(),
+            ));
+        }
+        let [a, b, c, d] = entry.id.to_be_bytes();
+        framed.splice(..entry.single_object_header, [MAGIC, a, b, c, d]);
+        Ok(framed)
     }
 
     /// Decodes a framed message written with any schema version in the manifest.

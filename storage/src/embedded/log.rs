@@ -78,7 +78,8 @@ struct Topics {
 struct Topic {
     id: u32,
     partitions: Vec<Partition>,
-    /// Bumped after every durable write to the topic, for consumers of several partitions.
+    /// Bumped after every durable write to one of the topic's partitions, for consumers
+    /// of several partitions.
     appended: watch::Sender<u64>,
 }
 
@@ -614,16 +615,11 @@ impl Shared {
         }
         batch.commit()?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let mut topics: Vec<Arc<Topic>> = Vec::new();
         for ((_, partition), (topic, end)) in next {
             if let Some(partition) = topic.partition(partition) {
                 partition.end.send_replace(end);
             }
-            if !topics.iter().any(|t| t.id == topic.id) {
-                topics.push(topic);
-            }
-        }
-        for topic in topics {
+            // Once per partition written: a topic-wide waiter just looks again.
             topic
                 .appended
                 .send_modify(|writes| *writes = writes.wrapping_add(1));
