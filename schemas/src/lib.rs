@@ -2,9 +2,10 @@
 //!
 //! This crate owns the Avro schemas in `schemas/avro/` (the source of truth, one record
 //! per event type, every version ever used kept with its id in `avro/manifest.json`), the
-//! Rust event types that mirror them ([`events`]), and the [`Codec`] that turns an
-//! [`Envelope`] into a Confluent-framed Avro message and back ([`codec`]).
+//! Rust event types generated from them by `build.rs` ([`events`]), and the [`Codec`]
+//! that turns an [`Envelope`] into a Confluent-framed Avro message and back ([`codec`]).
 
+pub mod avro;
 pub mod codec;
 pub mod events;
 
