@@ -85,7 +85,7 @@ impl Account {
 }
 
 impl Aggregate for Account {
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &Event, _at: chrono::DateTime<chrono::Utc>) {
         Account::apply(self, event);
     }
 }

@@ -1,9 +1,10 @@
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use schemas::events::{
     ConfirmationType, DeliveryCancelled, DeliveryCompleted, DeliveryCreated, DeliveryFailed,
     DeliveryPickedUp, DeliveryRescheduled, DroneAssigned, DroneUnassigned, Event, Location,
     NotificationRequested,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
 use crate::aggregate::Aggregate;
@@ -55,8 +56,11 @@ impl Changes {
     }
 }
 
-/// A delivery from pickup to drop-off. `Default` is a delivery not created yet.
-#[derive(Debug, Clone, PartialEq)]
+/// A delivery from pickup to drop-off. `Default` is a delivery not created yet. The read
+/// models store this state as it is (folded with the same [`Delivery::apply`]), so the
+/// write and read sides cannot disagree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// `None` until created.
     pub stage: Option<Stage>,
@@ -73,10 +77,19 @@ pub struct Delivery {
     /// drone (reschedule, unassignment); kept in final stages as the record.
     pub drone_id: Option<String>,
     pub route_km: Option<f64>,
-    pub pickup_eta: Option<DateTime<Utc>>,
-    pub delivery_eta: Option<DateTime<Utc>>,
     pub notify_email: Option<String>,
     pub notify_sms: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the current drone was assigned (cleared with it).
+    pub assigned_at: Option<DateTime<Utc>>,
+    pub picked_up_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Where the package was handed over.
+    pub completed_location: Option<Location>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Why it was cancelled or failed.
+    pub reason: Option<String>,
 }
 
 impl Default for Delivery {
@@ -100,23 +113,18 @@ impl Default for Delivery {
             package_weight_kg: 0.0,
             drone_id: None,
             route_km: None,
-            pickup_eta: None,
-            delivery_eta: None,
             notify_email: None,
             notify_sms: None,
+            created_at: None,
+            assigned_at: None,
+            picked_up_at: None,
+            completed_at: None,
+            completed_location: None,
+            cancelled_at: None,
+            failed_at: None,
+            reason: None,
         }
     }
-}
-
-/// Time to fly `km` at `speed_mps`, added to `from`; `None` if it does not fit a date.
-fn eta(from: DateTime<Utc>, km: f64, speed_mps: f64) -> Option<DateTime<Utc>> {
-    let millis = (km * 1000.0 / speed_mps * 1000.0).round();
-    if !millis.is_finite() || millis < 0.0 || millis >= i64::MAX as f64 {
-        return None;
-    }
-    // Exact: `millis` is a whole number within i64, checked just above.
-    let delta = TimeDelta::try_milliseconds(millis as i64)?;
-    from.checked_add_signed(delta)
 }
 
 impl Delivery {
@@ -200,15 +208,15 @@ impl Delivery {
         ))
     }
 
-    /// Gives the delivery to an idle drone that can carry the package and fly the whole
-    /// round trip (from where it is, via pickup and drop-off, back home) on its range and
-    /// on its battery.
+    /// Gives the delivery to an idle drone that can carry the package and fly its route
+    /// from home (home → pickup → drop-off → home) within its range. Where the drone is
+    /// now and its battery are observations the command side does not fold; the workflow
+    /// checks them before it asks (see [`crate::FlightModel::fitness`]).
     pub fn assign_drone(
         &self,
         delivery_id: &str,
         drone_id: &str,
         drone: &Drone,
-        now: DateTime<Utc>,
     ) -> Result<Changes, DomainError> {
         let stage = self.current_stage()?;
         // No delivery is ever assigned two drones.
@@ -249,36 +257,26 @@ impl Delivery {
                 payload_kg: drone.payload_kg,
             });
         }
-        let start = drone.current_location();
-        let to_pickup_km = distance_km(&start, &self.pickup);
-        let to_dropoff_km = distance_km(&self.pickup, &self.dropoff);
-        let route_km = to_pickup_km + to_dropoff_km + distance_km(&self.dropoff, &drone.home);
+        let route_km = self.route_from(&drone.home, &drone.home);
         if route_km > drone.range_km {
             return Err(DomainError::OverRange {
                 route_km,
                 range_km: drone.range_km,
             });
         }
-        if let Some(battery_pct) = drone.battery_pct {
-            let battery_range_km = drone.range_km * battery_pct / 100.0;
-            if route_km > battery_range_km {
-                return Err(DomainError::OverBattery {
-                    route_km,
-                    battery_pct,
-                    battery_range_km,
-                });
-            }
-        }
-        let pickup_eta = eta(now, to_pickup_km, drone.speed_mps);
-        let delivery_eta = pickup_eta.and_then(|at| eta(at, to_dropoff_km, drone.speed_mps));
         let event = Event::DroneAssigned(DroneAssigned {
             delivery_id: delivery_id.to_owned(),
             drone_id: drone_id.to_owned(),
             route_km,
-            pickup_eta,
-            delivery_eta,
         });
         Ok(Changes::both(event, drone_id))
+    }
+
+    /// Great-circle km from `start` via pickup and drop-off to `home`.
+    pub fn route_from(&self, start: &Location, home: &Location) -> f64 {
+        distance_km(start, &self.pickup)
+            + distance_km(&self.pickup, &self.dropoff)
+            + distance_km(&self.dropoff, home)
     }
 
     /// Takes the drone off a delivery that is headed to pickup (e.g. the drone was
@@ -425,11 +423,11 @@ impl Delivery {
         self.stage = Some(stage);
         self.drone_id = None;
         self.route_km = None;
-        self.pickup_eta = None;
-        self.delivery_eta = None;
+        self.assigned_at = None;
     }
 
-    pub fn apply(&mut self, event: &Event) {
+    /// Folds one event of the delivery's stream, which happened `at`.
+    pub fn apply(&mut self, event: &Event, at: DateTime<Utc>) {
         match event {
             Event::DeliveryCreated(e) => {
                 *self = Self {
@@ -443,6 +441,7 @@ impl Delivery {
                     confirmation_required: e.confirmation_required,
                     package_id: e.package_id.clone(),
                     package_weight_kg: e.package_weight_kg,
+                    created_at: Some(at),
                     ..Self::default()
                 };
             }
@@ -457,8 +456,7 @@ impl Delivery {
                 self.stage = Some(Stage::HeadedToPickup);
                 self.drone_id = Some(e.drone_id.clone());
                 self.route_km = Some(e.route_km);
-                self.pickup_eta = e.pickup_eta;
-                self.delivery_eta = e.delivery_eta;
+                self.assigned_at = Some(at);
             }
             Event::DroneUnassigned(e)
                 if self.stage == Some(Stage::HeadedToPickup)
@@ -466,10 +464,25 @@ impl Delivery {
             {
                 self.await_drone(Stage::Created);
             }
-            Event::DeliveryPickedUp(_) => self.stage = Some(Stage::HeadedToDropoff),
-            Event::DeliveryCompleted(_) => self.stage = Some(Stage::Completed),
-            Event::DeliveryCancelled(_) => self.stage = Some(Stage::Cancelled),
-            Event::DeliveryFailed(_) => self.stage = Some(Stage::Failed),
+            Event::DeliveryPickedUp(e) => {
+                self.stage = Some(Stage::HeadedToDropoff);
+                self.picked_up_at = Some(e.at);
+            }
+            Event::DeliveryCompleted(e) => {
+                self.stage = Some(Stage::Completed);
+                self.completed_at = Some(e.at);
+                self.completed_location = Some(e.location);
+            }
+            Event::DeliveryCancelled(e) => {
+                self.stage = Some(Stage::Cancelled);
+                self.cancelled_at = Some(at);
+                self.reason.clone_from(&e.reason);
+            }
+            Event::DeliveryFailed(e) => {
+                self.stage = Some(Stage::Failed);
+                self.failed_at = Some(at);
+                self.reason = Some(e.reason.clone());
+            }
             Event::NotificationRequested(e) => {
                 if e.email.is_some() {
                     self.notify_email.clone_from(&e.email);
@@ -484,7 +497,7 @@ impl Delivery {
 }
 
 impl Aggregate for Delivery {
-    fn apply(&mut self, event: &Event) {
-        Delivery::apply(self, event);
+    fn apply(&mut self, event: &Event, at: DateTime<Utc>) {
+        Delivery::apply(self, event, at);
     }
 }

@@ -1,9 +1,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use schemas::events::{
-    DroneGrounded, DronePositionReported, DroneRegistered, DroneReturned, Event, Location,
+    DroneDocked, DroneGrounded, DronePositionReported, DroneRegistered, DroneReturned, Event,
+    Location,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +67,11 @@ impl FromStr for DroneStatus {
     }
 }
 
-/// A drone of the fleet. `Default` is a drone not registered yet.
-#[derive(Debug, Clone, PartialEq)]
+/// A drone of the fleet. `Default` is a drone not registered yet. The command side folds
+/// only the drone's own stream; the read models and the workflow also fold its telemetry
+/// (`position`, `battery_pct`, `position_at`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Drone {
     pub model: String,
     pub payload_kg: f64,
@@ -80,6 +85,8 @@ pub struct Drone {
     pub position: Option<Location>,
     pub battery_pct: Option<f64>,
     pub position_at: Option<DateTime<Utc>>,
+    /// Since when the drone has been on its charger: from docking until it takes off.
+    pub charging_since: Option<DateTime<Utc>>,
 }
 
 impl Default for Drone {
@@ -100,6 +107,7 @@ impl Default for Drone {
             position: None,
             battery_pct: None,
             position_at: None,
+            charging_since: None,
         }
     }
 }
@@ -132,10 +140,23 @@ impl Drone {
         })])
     }
 
-    /// Telemetry is an observation, accepted in any status.
-    pub fn report_position(&self, telemetry: &Telemetry) -> Result<Vec<Event>, DomainError> {
+    /// Telemetry is an observation, accepted in any status and in any order (an older
+    /// report than the last does not move the drone back), but not from further in the
+    /// future than the clocks of drone and server can disagree (`max_skew`).
+    pub fn report_position(
+        &self,
+        telemetry: &Telemetry,
+        now: DateTime<Utc>,
+        max_skew: TimeDelta,
+    ) -> Result<Vec<Event>, DomainError> {
         if !self.exists() {
             return Err(DomainError::DroneNotFound);
+        }
+        if telemetry.at() > now + max_skew {
+            return Err(DomainError::ReportFromTheFuture {
+                at: telemetry.at(),
+                skew_secs: max_skew.num_seconds(),
+            });
         }
         Ok(vec![Event::DronePositionReported(DronePositionReported {
             position: telemetry.position(),
@@ -152,6 +173,15 @@ impl Drone {
             Some(DroneStatus::Grounded) => Err(DomainError::DroneAlreadyGrounded),
             Some(_) => Ok(vec![Event::DroneGrounded(DroneGrounded { reason })]),
         }
+    }
+
+    /// Landed at its home base after a delivery: it charges until it is ready again.
+    pub fn dock(&self) -> Result<Vec<Event>, DomainError> {
+        let status = self.status.ok_or(DomainError::DroneNotFound)?;
+        if status != DroneStatus::Returning {
+            return Err(DomainError::DroneCannotDock { status });
+        }
+        Ok(vec![Event::DroneDocked(DroneDocked {})])
     }
 
     /// Back at base and ready for work: from returning, charging or grounded, and only
@@ -184,7 +214,8 @@ impl Drone {
         }
     }
 
-    pub fn apply(&mut self, event: &Event) {
+    /// Folds one event of the drone's stream or its telemetry, which happened `at`.
+    pub fn apply(&mut self, event: &Event, at: DateTime<Utc>) {
         match event {
             Event::DroneRegistered(e) => {
                 self.model.clone_from(&e.model);
@@ -197,6 +228,7 @@ impl Drone {
             Event::DroneAssigned(e) => {
                 self.status = Some(DroneStatus::Assigned);
                 self.delivery_id = Some(e.delivery_id.clone());
+                self.charging_since = None;
             }
             // Delivery events on the drone's stream only move it for the delivery it
             // carries, so a stale compensation cannot free a drone busy with another.
@@ -211,6 +243,10 @@ impl Drone {
                 self.delivery_id = None;
                 self.move_to(DroneStatus::Idle);
             }
+            Event::DroneDocked(_) => {
+                self.move_to(DroneStatus::Charging);
+                self.charging_since = Some(at);
+            }
             Event::DroneGrounded(_) => self.status = Some(DroneStatus::Grounded),
             Event::DroneReturned(_) => self.status = Some(DroneStatus::Idle),
             // Reports may arrive out of order; the newest observation wins.
@@ -222,10 +258,15 @@ impl Drone {
             _ => {}
         }
     }
+
+    /// True when `report` is older than the drone's last one (it changes nothing).
+    pub fn is_stale(&self, report: &DronePositionReported) -> bool {
+        self.position_at.is_some_and(|seen| report.at < seen)
+    }
 }
 
 impl Aggregate for Drone {
-    fn apply(&mut self, event: &Event) {
-        Drone::apply(self, event);
+    fn apply(&mut self, event: &Event, at: DateTime<Utc>) {
+        Drone::apply(self, event, at);
     }
 }

@@ -40,6 +40,8 @@ pub enum DomainError {
         "drone is {status}; only a returning, charging or grounded drone can return to service"
     )]
     DroneCannotReturn { status: DroneStatus },
+    #[error("drone is {status}; only a returning drone docks")]
+    DroneCannotDock { status: DroneStatus },
     #[error("drone still carries delivery {delivery_id}; release it before returning to service")]
     DroneStillCarriesDelivery { delivery_id: String },
     #[error("package is already registered")]
@@ -72,14 +74,6 @@ pub enum DomainError {
     OverPayload { weight_kg: f64, payload_kg: f64 },
     #[error("route of {route_km:.1} km is over the drone's range of {range_km:.1} km")]
     OverRange { route_km: f64, range_km: f64 },
-    #[error(
-        "route of {route_km:.1} km is over the {battery_range_km:.1} km the drone's battery ({battery_pct}%) allows"
-    )]
-    OverBattery {
-        route_km: f64,
-        battery_pct: f64,
-        battery_range_km: f64,
-    },
     #[error("delivery requires confirmation {required:?}, got {given:?}")]
     ConfirmationMismatch {
         required: ConfirmationType,
@@ -89,6 +83,11 @@ pub enum DomainError {
     NoNotificationChannel,
     #[error("deadline must be after the pickup time")]
     DeadlineNotAfterPickupTime,
+    #[error("report at {at} is more than {skew_secs} s ahead of the server's clock")]
+    ReportFromTheFuture {
+        at: chrono::DateTime<chrono::Utc>,
+        skew_secs: i64,
+    },
 }
 
 impl DomainError {
@@ -102,6 +101,7 @@ impl DomainError {
             | DroneAlreadyRegistered
             | DroneAlreadyGrounded
             | DroneCannotReturn { .. }
+            | DroneCannotDock { .. }
             | DroneStillCarriesDelivery { .. }
             | PackageAlreadyRegistered
             | DeliveryAlreadyExists
@@ -114,10 +114,10 @@ impl DomainError {
             | UnknownDrone { .. }
             | OverPayload { .. }
             | OverRange { .. }
-            | OverBattery { .. }
             | ConfirmationMismatch { .. }
             | NoNotificationChannel
-            | DeadlineNotAfterPickupTime => ErrorKind::Rule,
+            | DeadlineNotAfterPickupTime
+            | ReportFromTheFuture { .. } => ErrorKind::Rule,
         }
     }
 }

@@ -11,6 +11,11 @@
 //! a [`DeliveryPlan`] or a [`Location`] from [`location`] cannot hold an invalid value,
 //! so the aggregates never check shapes, only business facts.
 //!
+//! Two models of the world live here too, so every role computes them alike: the
+//! [`FlightModel`] (ETAs and the battery) and the [`Dispatcher`], the workflow's rules as
+//! a pure state machine (which drone takes which delivery, the flight driven by
+//! telemetry, and the compensations).
+//!
 //! ```
 //! use chrono::Utc;
 //! use domain::{Account, Aggregate, Delivery, DeliveryPlan, Drone, RegisterAccount, RegisterDrone, location};
@@ -18,16 +23,17 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = location(47.6062, -122.3321, 0.0)?;
-//! let account = Account::replay(&Account::default().register(&RegisterAccount::new("Contoso", "ops@contoso.example")?)?);
-//! let drone = Drone::replay(&Drone::default().register(&RegisterDrone::new("X1", 5.0, 40.0, 15.0, home)?)?);
+//! let now = Utc::now();
+//! let account = Account::replay(&Account::default().register(&RegisterAccount::new("Contoso", "ops@contoso.example")?)?, now);
+//! let drone = Drone::replay(&Drone::default().register(&RegisterDrone::new("X1", 5.0, 40.0, 15.0, home)?)?, now);
 //!
 //! let plan = DeliveryPlan::new(location(47.6205, -122.3493, 0.0)?, location(47.6606, -122.3123, 0.0)?, None, None)?;
 //! let created = Delivery::default().schedule("account-1", &account, &plan, false, ConfirmationType::None, "package-1", 1.2)?;
-//! let delivery = Delivery::replay(&created);
+//! let delivery = Delivery::replay(&created, now);
 //!
 //! // One command, two streams: the caller appends `changes.delivery` to the delivery's
 //! // stream and `changes.drone` to the stream of `changes.drone_id`.
-//! let changes = delivery.assign_drone("delivery-1", "drone-1", &drone, Utc::now())?;
+//! let changes = delivery.assign_drone("delivery-1", "drone-1", &drone)?;
 //! assert_eq!(changes.delivery, changes.drone);
 //! # Ok(())
 //! # }
@@ -36,8 +42,10 @@
 mod account;
 mod aggregate;
 mod delivery;
+mod dispatch;
 mod drone;
 mod error;
+mod flight;
 mod location;
 mod package;
 mod stage;
@@ -46,8 +54,10 @@ mod values;
 pub use account::{Account, AccountStatus};
 pub use aggregate::Aggregate;
 pub use delivery::{Changes, Delivery};
+pub use dispatch::{Decision, DispatchPolicy, Dispatcher};
 pub use drone::{Drone, DroneStatus};
 pub use error::{DomainError, ErrorKind};
+pub use flight::{Etas, FlightModel, Trip, Unfit};
 pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};
 pub use package::Package;
 pub use stage::Stage;

@@ -39,7 +39,7 @@ impl Package {
 }
 
 impl Aggregate for Package {
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &Event, _at: chrono::DateTime<chrono::Utc>) {
         Package::apply(self, event);
     }
 }

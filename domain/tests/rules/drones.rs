@@ -1,6 +1,7 @@
 //! Drones: registration, telemetry, grounding and return to service, and how the
 //! delivery events on a drone's stream move it through its statuses.
 
+use chrono::TimeDelta;
 use domain::{DomainError, Drone, DroneStatus, Telemetry};
 use schemas::events::{DroneGrounded, Event};
 
@@ -42,7 +43,7 @@ fn a_registered_drone_is_idle_at_home() {
 fn a_registered_drone_reports_its_position() {
     let report = Telemetry::new(pickup(), 80.0, at(10, 1)).expect("valid");
     given([drone_registered()])
-        .when(|drone: &Drone| drone.report_position(&report))
+        .when(|drone: &Drone| drone.report_position(&report, at(10, 1), TimeDelta::seconds(30)))
         .then_expect(vec![position_reported(pickup(), 80.0, at(10, 1))]);
 }
 
@@ -50,7 +51,7 @@ fn a_registered_drone_reports_its_position() {
 fn an_unknown_drone_cannot_report_its_position() {
     let report = Telemetry::new(pickup(), 80.0, at(10, 1)).expect("valid");
     given_nothing()
-        .when(|drone: &Drone| drone.report_position(&report))
+        .when(|drone: &Drone| drone.report_position(&report, at(10, 1), TimeDelta::seconds(30)))
         .then_error(DomainError::DroneNotFound);
 }
 
@@ -58,8 +59,78 @@ fn an_unknown_drone_cannot_report_its_position() {
 fn a_grounded_drone_still_reports_its_position() {
     let report = Telemetry::new(pickup(), 10.0, at(10, 1)).expect("valid");
     given([drone_registered(), drone_grounded()])
-        .when(|drone: &Drone| drone.report_position(&report))
+        .when(|drone: &Drone| drone.report_position(&report, at(10, 1), TimeDelta::seconds(30)))
         .then_accepted();
+}
+
+#[test]
+fn a_report_from_beyond_the_clock_skew_is_refused() {
+    let report = Telemetry::new(pickup(), 80.0, at(10, 2)).expect("valid");
+    given([drone_registered()])
+        .when(|drone: &Drone| drone.report_position(&report, at(10, 1), TimeDelta::seconds(30)))
+        .then_error(DomainError::ReportFromTheFuture {
+            at: at(10, 2),
+            skew_secs: 30,
+        });
+}
+
+#[test]
+fn a_report_within_the_clock_skew_is_accepted() {
+    let report = Telemetry::new(pickup(), 80.0, at(10, 1) + TimeDelta::seconds(30)).expect("valid");
+    given([drone_registered()])
+        .when(|drone: &Drone| drone.report_position(&report, at(10, 1), TimeDelta::seconds(30)))
+        .then_accepted();
+}
+
+#[test]
+fn an_older_report_does_not_move_the_drone_back() {
+    let drone = drone_with(&[
+        drone_registered(),
+        position_reported(pickup(), 70.0, at(10, 5)),
+        position_reported(home(), 90.0, at(10, 1)),
+    ]);
+    assert_eq!(drone.position, Some(pickup()));
+    assert_eq!(drone.battery_pct, Some(70.0));
+    let Event::DronePositionReported(stale) = position_reported(home(), 90.0, at(10, 1)) else {
+        unreachable!()
+    };
+    assert!(drone.is_stale(&stale));
+}
+
+#[test]
+fn a_returning_drone_docks_and_charges() {
+    let history = [
+        drone_registered(),
+        drone_assigned(),
+        picked_up(),
+        completed(),
+    ];
+    given(history.clone())
+        .when(|drone: &Drone| drone.dock())
+        .then_expect(vec![drone_docked()]);
+    let mut drone = drone_with(&history);
+    drone.apply(&drone_docked(), at(11, 0));
+    assert_eq!(drone.status, Some(DroneStatus::Charging));
+    assert_eq!(drone.charging_since, Some(at(11, 0)));
+    // Charged, it returns to service.
+    given(vec![
+        drone_registered(),
+        drone_assigned(),
+        picked_up(),
+        completed(),
+        drone_docked(),
+    ])
+    .when(|drone: &Drone| drone.return_to_service())
+    .then_expect(vec![drone_returned()]);
+}
+
+#[test]
+fn only_a_returning_drone_docks() {
+    given([drone_registered()])
+        .when(|drone: &Drone| drone.dock())
+        .then_error(DomainError::DroneCannotDock {
+            status: DroneStatus::Idle,
+        });
 }
 
 #[test]
@@ -143,7 +214,7 @@ fn a_returning_drone_returns_to_service_and_is_idle() {
         .when(|drone: &Drone| drone.return_to_service())
         .then_expect(vec![drone_returned()]);
     let mut drone = drone_with(&history);
-    drone.apply(&drone_returned());
+    drone.apply(&drone_returned(), at(11, 0));
     assert!(drone.is_idle());
 }
 
@@ -200,7 +271,7 @@ fn a_drone_moves_from_assigned_to_en_route_to_returning() {
         (drone_returned(), DroneStatus::Idle, None),
     ];
     for (event, status, delivery) in steps {
-        drone.apply(&event);
+        drone.apply(&event, at(11, 0));
         assert_eq!(drone.status, Some(status), "after {}", event.type_name());
         assert_eq!(drone.delivery_id.as_deref(), delivery);
     }

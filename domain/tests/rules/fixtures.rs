@@ -95,6 +95,10 @@ pub fn drone_grounded() -> Event {
     })
 }
 
+pub fn drone_docked() -> Event {
+    Event::DroneDocked(DroneDocked {})
+}
+
 pub fn drone_returned() -> Event {
     Event::DroneReturned(DroneReturned {})
 }
@@ -127,8 +131,6 @@ pub fn drone_assigned_to(delivery_id: &str, drone_id: &str) -> Event {
         delivery_id: delivery_id.into(),
         drone_id: drone_id.into(),
         route_km: 12.0,
-        pickup_eta: Some(at(10, 5)),
-        delivery_eta: Some(at(10, 15)),
     })
 }
 

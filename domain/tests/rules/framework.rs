@@ -4,8 +4,17 @@
 
 use std::fmt::Debug;
 
+use chrono::{DateTime, TimeZone, Utc};
 use domain::{Aggregate, DomainError, ErrorKind};
 use schemas::events::Event;
+
+/// When the events of a `given` history happened (the timestamps they leave in state).
+#[allow(non_snake_case)]
+pub fn HISTORY_AT() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0)
+        .single()
+        .expect("a valid time")
+}
 
 pub struct Given {
     history: Vec<Event>,
@@ -30,7 +39,7 @@ impl Given {
         self,
         decide: impl FnOnce(&A) -> Result<R, DomainError>,
     ) -> Then<R> {
-        let state = A::replay(&self.history);
+        let state = A::replay(&self.history, HISTORY_AT());
         Then {
             outcome: decide(&state),
         }
@@ -101,5 +110,5 @@ impl<R: Debug + PartialEq> Then<R> {
 
 /// The state an aggregate's history folds to.
 pub fn state<A: Aggregate>(history: &[Event]) -> A {
-    A::replay(history)
+    A::replay(history, HISTORY_AT())
 }

@@ -1,0 +1,727 @@
+//! The workflow's rules as a pure state machine: fed the events of the drones, their
+//! telemetry and the deliveries (with the time each happened), and asked at a given time
+//! what to do, it answers with [`Decision`]s — the commands the workflow sends. No I/O and
+//! no clock, so the same history and settings always give the same decisions (the
+//! what-if replay of analytics re-runs it).
+//!
+//! - Dispatch (SPEC §6): waiting deliveries in priority order (expedited first, then the
+//!   earliest deadline, then the oldest), each to the nearest idle drone that fits
+//!   ([`FlightModel::fitness`]: payload, range and battery with the reserve). Idle drones
+//!   sit in a spatial index, so a decision looks at the drones near the pickup, not at
+//!   the fleet. A delivery with a future pickup time waits until its drone must leave;
+//!   one that no drone of the fleet could ever carry fails.
+//! - The flight, from telemetry: at the pickup → pick up; at the drop-off → complete
+//!   (unless a confirmation is required); back home → dock; charged → ready.
+//! - Compensation: a grounded drone's delivery is unassigned before pickup and failed
+//!   after; a drone silent too long on a delivery is grounded; a delivery still waiting
+//!   at its deadline fails.
+//!
+//! A decision is tentative until the log shows its effect: the drone it uses is reserved
+//! and the aggregate it addresses waits, so it is not decided twice; a refused decision,
+//! or one the log does not confirm in time, is decided again (with the same idempotency
+//! key while the aggregate's version is the same, so the command is never applied twice).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rstar::RTree;
+use rstar::primitives::GeomWithData;
+use schemas::events::{Event, Location};
+
+use crate::delivery::Delivery;
+use crate::drone::{Drone, DroneStatus};
+use crate::flight::{FlightModel, Trip, whole_second};
+use crate::location::EARTH_RADIUS_KM;
+use crate::stage::Stage;
+
+/// How the workflow dispatches and supervises, besides the flight model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchPolicy {
+    /// Serve expedited deliveries before the others.
+    pub expedited_first: bool,
+    /// A delivery with a pickup time leaves this much earlier than its flight needs.
+    pub margin: TimeDelta,
+    /// A drone on a delivery that has not reported for this long is grounded.
+    pub silent_after: TimeDelta,
+    /// A decision the log has not confirmed after this long is made again.
+    pub confirm_within: TimeDelta,
+    /// A refused decision waits this long before it is made again.
+    pub retry_after: TimeDelta,
+}
+
+impl Default for DispatchPolicy {
+    fn default() -> Self {
+        DispatchPolicy {
+            expedited_first: true,
+            margin: TimeDelta::minutes(2),
+            silent_after: TimeDelta::minutes(2),
+            confirm_within: TimeDelta::seconds(30),
+            retry_after: TimeDelta::seconds(1),
+        }
+    }
+}
+
+/// A command the workflow should send. Versions are those of the addressed aggregate when
+/// the decision was taken (`If-Match`, and part of the idempotency key).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Assign {
+        delivery_id: String,
+        version: u64,
+        drone_id: String,
+    },
+    Unassign {
+        delivery_id: String,
+        version: u64,
+        reason: String,
+    },
+    Fail {
+        delivery_id: String,
+        version: u64,
+        reason: String,
+    },
+    PickUp {
+        delivery_id: String,
+        version: u64,
+    },
+    Complete {
+        delivery_id: String,
+        version: u64,
+        location: Location,
+        at: DateTime<Utc>,
+    },
+    Dock {
+        drone_id: String,
+        version: u64,
+    },
+    Ready {
+        drone_id: String,
+        version: u64,
+    },
+    Ground {
+        drone_id: String,
+        version: u64,
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The command's name (also the metric label).
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::Assign { .. } => "assign",
+            Decision::Unassign { .. } => "unassign",
+            Decision::Fail { .. } => "fail",
+            Decision::PickUp { .. } => "pick-up",
+            Decision::Complete { .. } => "complete",
+            Decision::Dock { .. } => "dock",
+            Decision::Ready { .. } => "ready",
+            Decision::Ground { .. } => "ground",
+        }
+    }
+
+    fn subject(&self) -> Subject {
+        match self {
+            Decision::Assign { delivery_id, .. }
+            | Decision::Unassign { delivery_id, .. }
+            | Decision::Fail { delivery_id, .. }
+            | Decision::PickUp { delivery_id, .. }
+            | Decision::Complete { delivery_id, .. } => Subject::Delivery(delivery_id.clone()),
+            Decision::Dock { drone_id, .. }
+            | Decision::Ready { drone_id, .. }
+            | Decision::Ground { drone_id, .. } => Subject::Drone(drone_id.clone()),
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Decision::Assign { version, .. }
+            | Decision::Unassign { version, .. }
+            | Decision::Fail { version, .. }
+            | Decision::PickUp { version, .. }
+            | Decision::Complete { version, .. }
+            | Decision::Dock { version, .. }
+            | Decision::Ready { version, .. }
+            | Decision::Ground { version, .. } => *version,
+        }
+    }
+
+    /// The idempotency key: the same decision on the same version of the same aggregate
+    /// has the same key, whichever workflow instance takes it and however often.
+    pub fn idempotency_key(&self) -> String {
+        let id = match self.subject() {
+            Subject::Delivery(id) | Subject::Drone(id) => id,
+        };
+        format!("workflow:{}:{id}:{}", self.action(), self.version())
+    }
+
+    /// A compensation (what `/metrics` counts as one).
+    pub fn is_compensation(&self) -> bool {
+        matches!(
+            self,
+            Decision::Unassign { .. } | Decision::Fail { .. } | Decision::Ground { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Subject {
+    Delivery(String),
+    Drone(String),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    version: u64,
+    /// Decided again after this (unless the log shows a newer version first).
+    until: DateTime<Utc>,
+    /// The drone an assignment reserved.
+    drone_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DroneEntry {
+    drone: Drone,
+    version: u64,
+    /// Where it sits in the index of dispatchable drones.
+    indexed: Option<[f64; 3]>,
+}
+
+#[derive(Debug, Clone)]
+struct DeliveryEntry {
+    delivery: Delivery,
+    version: u64,
+    /// Its place in the queue while it waits for a drone.
+    queued: Option<QueueKey>,
+    /// Whether a drone of the fleet could ever carry it (checked once, when no drone fit).
+    feasible: Option<bool>,
+}
+
+/// Queue order: expedited first (unless the policy says otherwise), then the earliest
+/// deadline (none last), then the oldest, then the id.
+type QueueKey = (bool, DateTime<Utc>, DateTime<Utc>, String);
+
+type IndexPoint = GeomWithData<[f64; 3], String>;
+
+/// A point on the unit sphere: straight-line (chord) distance orders like great-circle
+/// distance, so a 3-D index finds the nearest drone on Earth.
+fn unit_vector(l: &Location) -> [f64; 3] {
+    let (lat, lon) = (l.latitude.to_radians(), l.longitude.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+fn chord_to_km(distance_2: f64) -> f64 {
+    2.0 * EARTH_RADIUS_KM * (distance_2.sqrt() / 2.0).clamp(0.0, 1.0).asin()
+}
+
+/// The workflow's state and rules. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    model: FlightModel,
+    policy: DispatchPolicy,
+    drones: BTreeMap<String, DroneEntry>,
+    /// Deliveries that are not finished.
+    deliveries: BTreeMap<String, DeliveryEntry>,
+    /// Idle, unreserved drones by where they are.
+    idle: RTree<IndexPoint>,
+    /// Every drone by its home, to tell whether any could ever carry a delivery.
+    homes: RTree<IndexPoint>,
+    queue: BTreeSet<QueueKey>,
+    /// Drones an undecided assignment holds: drone → delivery.
+    reserved: HashMap<String, String>,
+    pending: HashMap<Subject, Pending>,
+    /// Drones whose flight rules to look at next (telemetry or status changed).
+    to_check: BTreeSet<String>,
+    /// Drones on a delivery, returning or charging: looked at on every tick.
+    active: BTreeSet<String>,
+    max_range_km: f64,
+    max_payload_kg: f64,
+    /// Whether the queue may have become dispatchable since the last decisions.
+    dirty: bool,
+}
+
+impl Dispatcher {
+    pub fn new(model: FlightModel, policy: DispatchPolicy) -> Dispatcher {
+        Dispatcher {
+            model,
+            policy,
+            drones: BTreeMap::new(),
+            deliveries: BTreeMap::new(),
+            idle: RTree::new(),
+            homes: RTree::new(),
+            queue: BTreeSet::new(),
+            reserved: HashMap::new(),
+            pending: HashMap::new(),
+            to_check: BTreeSet::new(),
+            active: BTreeSet::new(),
+            max_range_km: 0.0,
+            max_payload_kg: 0.0,
+            dirty: false,
+        }
+    }
+
+    pub fn model(&self) -> &FlightModel {
+        &self.model
+    }
+
+    /// A drone as the workflow knows it.
+    pub fn drone(&self, id: &str) -> Option<&Drone> {
+        self.drones.get(id).map(|e| &e.drone)
+    }
+
+    /// A delivery that is not finished, as the workflow knows it.
+    pub fn delivery(&self, id: &str) -> Option<&Delivery> {
+        self.deliveries.get(id).map(|e| &e.delivery)
+    }
+
+    /// Deliveries waiting for a drone.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Folds an event of a drone's stream or telemetry; `version` is the drone's version
+    /// after it (telemetry leaves it as it is).
+    pub fn apply_drone(&mut self, id: &str, version: u64, event: &Event, at: DateTime<Utc>) {
+        let entry = self.drones.entry(id.to_owned()).or_default();
+        let registered = entry.drone.exists();
+        entry.drone.apply(event, at);
+        if !matches!(event, Event::DronePositionReported(_)) {
+            entry.version = entry.version.max(version);
+            self.settle_pending(&Subject::Drone(id.to_owned()), version);
+        }
+        if let Event::DroneAssigned(_) = event {
+            // The log decided: the drone is taken, whatever it was reserved for.
+            self.reserved.remove(id);
+        }
+        let Some(entry) = self.drones.get(id) else {
+            return;
+        };
+        if !registered && entry.drone.exists() {
+            let drone = &entry.drone;
+            self.max_range_km = self.max_range_km.max(drone.range_km);
+            self.max_payload_kg = self.max_payload_kg.max(drone.payload_kg);
+            self.homes
+                .insert(IndexPoint::new(unit_vector(&drone.home), id.to_owned()));
+        }
+        self.reindex(id);
+        self.to_check.insert(id.to_owned());
+    }
+
+    /// Folds an event of a delivery's stream; `version` is the delivery's version after it.
+    pub fn apply_delivery(&mut self, id: &str, version: u64, event: &Event, at: DateTime<Utc>) {
+        let entry = self
+            .deliveries
+            .entry(id.to_owned())
+            .or_insert_with(|| DeliveryEntry {
+                delivery: Delivery::default(),
+                version: 0,
+                queued: None,
+                feasible: None,
+            });
+        if version <= entry.version {
+            return; // read twice (a restart of the consumer)
+        }
+        entry.delivery.apply(event, at);
+        entry.version = version;
+        if let Some(key) = entry.queued.take() {
+            self.queue.remove(&key);
+        }
+        let stage = entry.delivery.stage;
+        let drone_id = entry.delivery.drone_id.clone();
+        if stage.is_some_and(Stage::is_terminal) {
+            self.deliveries.remove(id);
+        } else if stage.is_some_and(Stage::awaits_drone) {
+            let key = self.queue_key(id);
+            if let (Some(key), Some(entry)) = (key, self.deliveries.get_mut(id)) {
+                self.queue.insert(key.clone());
+                entry.queued = Some(key);
+                self.dirty = true;
+            }
+        }
+        self.settle_pending(&Subject::Delivery(id.to_owned()), version);
+        if let Some(drone_id) = drone_id {
+            self.to_check.insert(drone_id);
+        }
+    }
+
+    fn queue_key(&self, id: &str) -> Option<QueueKey> {
+        let d = &self.deliveries.get(id)?.delivery;
+        Some((
+            !(d.expedited && self.policy.expedited_first),
+            d.deadline.unwrap_or(DateTime::<Utc>::MAX_UTC),
+            d.created_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            id.to_owned(),
+        ))
+    }
+
+    /// A decision the log now shows the effect of (a newer version) is done; so is a
+    /// reservation it held.
+    fn settle_pending(&mut self, subject: &Subject, version: u64) {
+        if self
+            .pending
+            .get(subject)
+            .is_some_and(|p| version > p.version)
+            && let Some(done) = self.pending.remove(subject)
+        {
+            // A drone the delivery now has stays reserved until its own stream says
+            // it is assigned (the two topics are read apart).
+            let kept = match (subject, &done.drone_id) {
+                (Subject::Delivery(id), Some(drone_id)) => self
+                    .deliveries
+                    .get(id)
+                    .is_some_and(|d| d.delivery.drone_id.as_ref() == Some(drone_id)),
+                _ => false,
+            };
+            if !kept {
+                self.release(done.drone_id);
+            }
+        }
+    }
+
+    fn release(&mut self, drone_id: Option<String>) {
+        if let Some(drone_id) = drone_id {
+            self.reserved.remove(&drone_id);
+            self.reindex(&drone_id);
+            self.dirty = true;
+        }
+    }
+
+    /// Puts a drone in the index of dispatchable drones, at its position, or takes it
+    /// out; and in the set of drones the ticks look at, or out of it.
+    fn reindex(&mut self, id: &str) {
+        let Some(entry) = self.drones.get_mut(id) else {
+            return;
+        };
+        let drone = &entry.drone;
+        let busy = drone.delivery_id.is_some()
+            || matches!(
+                drone.status,
+                Some(DroneStatus::Returning | DroneStatus::Charging)
+            );
+        if busy {
+            self.active.insert(id.to_owned());
+        } else {
+            self.active.remove(id);
+        }
+        let dispatchable = drone.is_idle() && !self.reserved.contains_key(id);
+        let point = dispatchable.then(|| unit_vector(&drone.current_location()));
+        if point == entry.indexed {
+            return;
+        }
+        if let Some(old) = entry.indexed.take() {
+            self.idle.remove(&IndexPoint::new(old, id.to_owned()));
+        }
+        if let Some(new) = point {
+            self.idle.insert(IndexPoint::new(new, id.to_owned()));
+            self.dirty = true;
+        }
+        entry.indexed = point;
+    }
+
+    /// The nearest idle drone that can fly the delivery now, with its trip.
+    pub fn best_drone(&self, delivery: &Delivery, now: DateTime<Utc>) -> Option<(String, Trip)> {
+        self.nearest_fit(delivery, now, &BTreeSet::new())
+    }
+
+    /// The nearest idle drone not in `taken` that can fly the delivery now.
+    fn nearest_fit(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        taken: &BTreeSet<String>,
+    ) -> Option<(String, Trip)> {
+        let pickup = unit_vector(&delivery.pickup);
+        for (point, distance_2) in self.idle.nearest_neighbor_iter_with_distance_2(&pickup) {
+            // No drone flies farther than the longest range to reach the pickup.
+            if chord_to_km(distance_2) > self.max_range_km {
+                break;
+            }
+            if taken.contains(&point.data) {
+                continue;
+            }
+            let Some(entry) = self.drones.get(&point.data) else {
+                continue;
+            };
+            if let Ok(trip) = self.model.fitness(&entry.drone, delivery, now) {
+                return Some((point.data.clone(), trip));
+            }
+        }
+        None
+    }
+
+    /// Whether any drone of the fleet could carry the delivery at its best (at home,
+    /// charged). Its round trip is at least twice the distance from its home to the
+    /// pickup, which bounds the search.
+    fn any_could_carry(&self, delivery: &Delivery) -> bool {
+        if delivery.package_weight_kg > self.max_payload_kg {
+            return false;
+        }
+        let pickup = unit_vector(&delivery.pickup);
+        for (point, distance_2) in self.homes.nearest_neighbor_iter_with_distance_2(&pickup) {
+            if 2.0 * chord_to_km(distance_2) > self.max_range_km {
+                break;
+            }
+            if let Some(entry) = self.drones.get(&point.data)
+                && self.model.could_ever_carry(&entry.drone, delivery)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn waits(&self, subject: &Subject, now: DateTime<Utc>) -> bool {
+        self.pending.get(subject).is_some_and(|p| now < p.until)
+    }
+
+    /// What to do now. `tick` also runs the rules that depend on time alone (silent
+    /// drones, charging, deadlines, future pickups); without it only what the events
+    /// since the last call changed is looked at.
+    pub fn decide(&mut self, now: DateTime<Utc>, tick: bool) -> Vec<Decision> {
+        self.expire(now);
+        let mut decisions = Vec::new();
+        let mut drones = std::mem::take(&mut self.to_check);
+        if tick {
+            drones.extend(self.active.iter().cloned());
+        }
+        for id in drones {
+            if let Some(decision) = self.flight_rule(&id, now) {
+                decisions.push(decision);
+            }
+        }
+        if tick || self.dirty {
+            self.dirty = false;
+            self.dispatch(now, tick, &mut decisions);
+        }
+        for decision in &decisions {
+            self.hold(decision, now);
+        }
+        decisions
+    }
+
+    /// Tells how a decision went: refused (or not sent), it is decided again after the
+    /// policy's pause; accepted, it waits for the log.
+    pub fn settle(&mut self, decision: &Decision, accepted: bool, now: DateTime<Utc>) {
+        if accepted {
+            return;
+        }
+        if let Some(pending) = self.pending.get_mut(&decision.subject()) {
+            pending.until = now + self.policy.retry_after;
+        }
+    }
+
+    fn hold(&mut self, decision: &Decision, now: DateTime<Utc>) {
+        let drone_id = match decision {
+            Decision::Assign {
+                drone_id,
+                delivery_id,
+                ..
+            } => {
+                self.reserved.insert(drone_id.clone(), delivery_id.clone());
+                self.reindex(drone_id);
+                Some(drone_id.clone())
+            }
+            _ => None,
+        };
+        self.pending.insert(
+            decision.subject(),
+            Pending {
+                version: decision.version(),
+                until: now + self.policy.confirm_within,
+                drone_id,
+            },
+        );
+    }
+
+    /// Decisions whose time ran out are forgotten, so they are taken again.
+    fn expire(&mut self, now: DateTime<Utc>) {
+        let expired: Vec<Subject> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.until)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for subject in expired {
+            if let Some(p) = self.pending.remove(&subject) {
+                self.release(p.drone_id);
+            }
+            if let Subject::Drone(id) = &subject {
+                self.to_check.insert(id.clone());
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// The flight and compensation rules of one drone.
+    fn flight_rule(&self, id: &str, now: DateTime<Utc>) -> Option<Decision> {
+        let entry = self.drones.get(id)?;
+        let drone = &entry.drone;
+        if self.waits(&Subject::Drone(id.to_owned()), now) {
+            return None;
+        }
+        if let Some(delivery_id) = &drone.delivery_id {
+            let delivery = self.deliveries.get(delivery_id)?;
+            if self.waits(&Subject::Delivery(delivery_id.clone()), now) {
+                return None;
+            }
+            return self.mission_rule(id, entry, delivery_id, delivery, now);
+        }
+        let position = drone.position?;
+        match drone.status? {
+            DroneStatus::Returning if self.model.arrived(&position, &drone.home) => {
+                Some(Decision::Dock {
+                    drone_id: id.to_owned(),
+                    version: entry.version,
+                })
+            }
+            DroneStatus::Charging if self.model.is_charged(drone, now) => Some(Decision::Ready {
+                drone_id: id.to_owned(),
+                version: entry.version,
+            }),
+            _ => None,
+        }
+    }
+
+    fn mission_rule(
+        &self,
+        drone_id: &str,
+        entry: &DroneEntry,
+        delivery_id: &str,
+        delivery: &DeliveryEntry,
+        now: DateTime<Utc>,
+    ) -> Option<Decision> {
+        let drone = &entry.drone;
+        let d = &delivery.delivery;
+        if d.drone_id.as_deref() != Some(drone_id) {
+            return None; // the two streams disagree until the other event is read
+        }
+        let version = delivery.version;
+        let delivery_id = delivery_id.to_owned();
+        let stage = d.stage?;
+        if drone.status == Some(DroneStatus::Grounded) {
+            let reason = "its drone was grounded".to_owned();
+            return Some(if stage == Stage::HeadedToPickup {
+                Decision::Unassign {
+                    delivery_id,
+                    version,
+                    reason,
+                }
+            } else {
+                Decision::Fail {
+                    delivery_id,
+                    version,
+                    reason: format!("{reason} after pickup"),
+                }
+            });
+        }
+        let leg_began = match stage {
+            Stage::HeadedToPickup => d.assigned_at,
+            _ => d.picked_up_at,
+        }?;
+        let heard = drone.position_at.map_or(leg_began, |at| at.max(leg_began));
+        if now - heard > self.policy.silent_after {
+            return Some(Decision::Ground {
+                drone_id: drone_id.to_owned(),
+                version: entry.version,
+                reason: format!(
+                    "no telemetry for {} s on delivery {delivery_id}",
+                    (now - heard).num_seconds()
+                ),
+            });
+        }
+        let position = drone.position?;
+        let reported_since = drone
+            .position_at
+            .is_some_and(|at| at >= whole_second(leg_began));
+        match stage {
+            Stage::HeadedToPickup if reported_since && self.model.arrived(&position, &d.pickup) => {
+                Some(Decision::PickUp {
+                    delivery_id,
+                    version,
+                })
+            }
+            Stage::HeadedToDropoff
+                if reported_since
+                    && self.model.arrived(&position, &d.dropoff)
+                    && d.confirmation_required == schemas::events::ConfirmationType::None =>
+            {
+                Some(Decision::Complete {
+                    delivery_id,
+                    version,
+                    location: position,
+                    at: drone.position_at.unwrap_or(now),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Waiting deliveries, in priority order, to the nearest drone that fits.
+    fn dispatch(&mut self, now: DateTime<Utc>, tick: bool, decisions: &mut Vec<Decision>) {
+        let mut reserved: BTreeSet<String> = BTreeSet::new();
+        let mut infeasible: Vec<String> = Vec::new();
+        let keys: Vec<QueueKey> = self.queue.iter().cloned().collect();
+        for (_, _, _, id) in keys {
+            let Some(entry) = self.deliveries.get(&id) else {
+                continue;
+            };
+            if self.waits(&Subject::Delivery(id.clone()), now) {
+                continue;
+            }
+            let d = &entry.delivery;
+            if tick && d.deadline.is_some_and(|deadline| now >= deadline) {
+                decisions.push(Decision::Fail {
+                    delivery_id: id.clone(),
+                    version: entry.version,
+                    reason: "no drone was free before the deadline".into(),
+                });
+                continue;
+            }
+            if self.idle.size() == reserved.len() {
+                if entry.feasible.is_none() {
+                    infeasible.push(id.clone());
+                }
+                continue;
+            }
+            match self.nearest_fit(d, now, &reserved) {
+                Some((drone_id, trip)) => {
+                    if let (Some(pickup_time), Some(drone)) = (d.pickup_time, self.drone(&drone_id))
+                        && now + self.model.lead_time(drone, &trip, now) + self.policy.margin
+                            < pickup_time
+                    {
+                        continue; // not yet: it would wait at the pickup
+                    }
+                    reserved.insert(drone_id.clone());
+                    decisions.push(Decision::Assign {
+                        delivery_id: id.clone(),
+                        version: entry.version,
+                        drone_id,
+                    });
+                }
+                None if entry.feasible.is_none() => infeasible.push(id),
+                None => {}
+            }
+        }
+        // Deliveries no idle drone fits: can any drone ever carry them?
+        for id in infeasible {
+            let Some(entry) = self.deliveries.get(&id) else {
+                continue;
+            };
+            if self.drones.is_empty() {
+                continue; // no fleet yet: wait for one
+            }
+            let feasible = self.any_could_carry(&entry.delivery);
+            let version = entry.version;
+            if let Some(entry) = self.deliveries.get_mut(&id) {
+                entry.feasible = Some(feasible);
+            }
+            if !feasible {
+                decisions.push(Decision::Fail {
+                    delivery_id: id,
+                    version,
+                    reason: "no drone of the fleet can carry it: the package is too heavy or the route too long for every drone".into(),
+                });
+            }
+        }
+    }
+}
