@@ -2,6 +2,7 @@
 //! process on the embedded default and is what runs when no role is named.
 
 use clap::{Parser, Subcommand};
+use drone_delivery::settings::WorkflowArgs;
 use drone_delivery::{App, Settings, telemetry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ struct ServeArgs {
     /// Directory of the embedded event log and read models.
     #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    workflow: WorkflowArgs,
 }
 
 #[tokio::main]
@@ -45,7 +48,11 @@ async fn main() -> anyhow::Result<()> {
         Some(Role::Serve(args)) => args,
         None => cli.serve,
     };
-    let app = App::start(Settings::new(args.listen, args.data_dir.clone())).await?;
+    let mut settings = Settings::new(args.listen, args.data_dir.clone());
+    args.workflow
+        .apply(&mut settings)
+        .map_err(anyhow::Error::msg)?;
+    let app = App::start(settings).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
     println!("drone-delivery listening on http://{}", app.addr);
     shutdown_signal().await;

@@ -1,8 +1,18 @@
+use chrono::TimeDelta;
+use domain::{DispatchPolicy, FlightModel};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What `serve` needs to start: where to listen and where the data lives.
+/// Who assigns drones: the workflow (`auto`, the default) or `assign-drone` calls alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DispatchMode {
+    Auto,
+    Manual,
+}
+
+/// What `serve` needs to start: where to listen, where the data lives, and how the
+/// roles behave.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -12,6 +22,12 @@ pub struct Settings {
     /// How often a busy topic's projector applies a batch at most (see
     /// `projections::Projector::new`): the price is up to this much read-model lag.
     pub projector_pace: Duration,
+    /// How far ahead of the server's clock a telemetry report may be stamped.
+    pub max_clock_skew: TimeDelta,
+    pub dispatch: DispatchMode,
+    /// ETAs and the battery, for the query side and the workflow alike.
+    pub flight: FlightModel,
+    pub policy: DispatchPolicy,
 }
 
 impl Settings {
@@ -21,6 +37,123 @@ impl Settings {
             data_dir,
             max_consistency_wait: Duration::from_secs(2),
             projector_pace: Duration::from_millis(1),
+            max_clock_skew: TimeDelta::seconds(30),
+            dispatch: DispatchMode::Auto,
+            flight: FlightModel::default(),
+            policy: DispatchPolicy::default(),
         }
+    }
+}
+
+impl Settings {
+    /// The dispatcher's policy, with assignment off in manual mode.
+    pub fn dispatch_policy(&self) -> DispatchPolicy {
+        DispatchPolicy {
+            auto_assign: self.dispatch == DispatchMode::Auto,
+            ..self.policy.clone()
+        }
+    }
+}
+
+/// The options of the flight model, the dispatcher and telemetry, shared by `serve` and
+/// `workflow`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WorkflowArgs {
+    /// `auto`: the workflow assigns drones; `manual`: only `assign-drone` calls do (the
+    /// flight and the compensations still run).
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_DISPATCH",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub dispatch: DispatchMode,
+    /// Battery (%) a drone must have left when it is back home.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_BATTERY_RESERVE_PCT",
+        default_value_t = 20.0
+    )]
+    pub battery_reserve_pct: f64,
+    /// A charging drone returns to service at this battery level (%).
+    #[arg(long, env = "DRONE_DELIVERY_READY_PCT", default_value_t = 80.0)]
+    pub ready_pct: f64,
+    /// Battery (%) gained per minute on the charger.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_CHARGE_PCT_PER_MINUTE",
+        default_value_t = 2.0
+    )]
+    pub charge_pct_per_minute: f64,
+    /// Battery (%) used per km flown; default: a full battery flies the drone's range.
+    #[arg(long, env = "DRONE_DELIVERY_DRAIN_PCT_PER_KM")]
+    pub drain_pct_per_km: Option<f64>,
+    /// Within this many metres of a spot a drone has arrived there.
+    #[arg(long, env = "DRONE_DELIVERY_ARRIVAL_RADIUS_M", default_value_t = 50.0)]
+    pub arrival_radius_m: f64,
+    /// Seconds from the decision to cruise.
+    #[arg(long, env = "DRONE_DELIVERY_TAKEOFF_SECS", default_value_t = 30)]
+    pub takeoff_secs: u32,
+    /// Seconds from above the spot to on the ground.
+    #[arg(long, env = "DRONE_DELIVERY_LANDING_SECS", default_value_t = 30)]
+    pub landing_secs: u32,
+    /// Seconds to load the package at the pickup.
+    #[arg(long, env = "DRONE_DELIVERY_HANDLING_SECS", default_value_t = 60)]
+    pub handling_secs: u32,
+    /// A delivery with a pickup time leaves this many seconds before its flight needs to.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_DISPATCH_MARGIN_SECS",
+        default_value_t = 120
+    )]
+    pub dispatch_margin_secs: u32,
+    /// A drone on a delivery silent for this many seconds is grounded (and its delivery
+    /// unassigned before pickup, failed after).
+    #[arg(long, env = "DRONE_DELIVERY_SILENT_AFTER_SECS", default_value_t = 120)]
+    pub silent_after_secs: u32,
+    /// Telemetry stamped further than this many seconds ahead of the server's clock is 422.
+    #[arg(long, env = "DRONE_DELIVERY_MAX_CLOCK_SKEW_SECS", default_value_t = 30)]
+    pub max_clock_skew_secs: u32,
+}
+
+impl WorkflowArgs {
+    /// Sets the options into `settings`; refuses values that make no sense.
+    pub fn apply(&self, settings: &mut Settings) -> Result<(), String> {
+        let percent = |name: &str, v: f64| {
+            if v.is_finite() && (0.0..=100.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("--{name} must be between 0 and 100, got {v}"))
+            }
+        };
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(format!("--{name} must be a number > 0, got {v}"))
+            }
+        };
+        let secs = |s: u32| TimeDelta::seconds(i64::from(s));
+        settings.dispatch = self.dispatch;
+        settings.max_clock_skew = secs(self.max_clock_skew_secs);
+        settings.flight = FlightModel {
+            takeoff: secs(self.takeoff_secs),
+            landing: secs(self.landing_secs),
+            handling: secs(self.handling_secs),
+            drain_pct_per_km: self
+                .drain_pct_per_km
+                .map(|d| positive("drain-pct-per-km", d))
+                .transpose()?,
+            charge_pct_per_minute: positive("charge-pct-per-minute", self.charge_pct_per_minute)?,
+            reserve_pct: percent("battery-reserve-pct", self.battery_reserve_pct)?,
+            ready_pct: percent("ready-pct", self.ready_pct)?,
+            arrival_radius_km: positive("arrival-radius-m", self.arrival_radius_m)? / 1000.0,
+        };
+        settings.policy = DispatchPolicy {
+            margin: secs(self.dispatch_margin_secs),
+            silent_after: secs(self.silent_after_secs),
+            ..DispatchPolicy::default()
+        };
+        Ok(())
     }
 }

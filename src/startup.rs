@@ -1,10 +1,12 @@
 //! Start-up: opens the stores, makes sure the topics exist, folds the write model, starts
-//! the projectors and serves the command, query and operations endpoints on one address.
+//! the projectors, serves the command, query and operations endpoints on one address, and
+//! starts the workflow, which sends its commands to that address like any client.
 
 use crate::Settings;
 use crate::ops;
 use anyhow::Context;
 use command_side::{CommandMetrics, CommandService};
+use domain::Dispatcher;
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
 use query_side::{QueryMetrics, QueryService};
@@ -17,6 +19,7 @@ use storage::{EventLog, ReadStore, TopicSpec};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::Filter;
+use workflow::{CommandClient, WorkflowMetrics};
 
 /// Partitions each topic is created with. Telemetry gets more: it is the busiest.
 pub fn topic_specs() -> Vec<TopicSpec> {
@@ -66,29 +69,38 @@ impl App {
             .await
             .context("cannot create the topics")?;
 
-        let commands =
-            CommandService::open(log.clone(), codec.clone(), CommandMetrics::new(&registry)?)
-                .await
-                .context("cannot fold the event log")?;
+        let commands = CommandService::open(
+            log.clone(),
+            codec.clone(),
+            CommandMetrics::new(&registry)?,
+            settings.max_clock_skew,
+        )
+        .await
+        .context("cannot fold the event log")?;
         let queries = QueryService::new(
             store.clone(),
             settings.max_consistency_wait,
+            settings.flight.clone(),
             QueryMetrics::new(&registry)?,
         );
+        let projector_metrics = ProjectorMetrics::new(&registry)?;
         let projector = Projector::new(
             log.clone(),
             store.clone(),
-            codec,
-            ProjectorMetrics::new(&registry)?,
+            codec.clone(),
+            projector_metrics.clone(),
             settings.projector_pace,
         );
         let (shutdown, stop) = watch::channel(false);
-        let mut tasks = projector.spawn(&projections::all(), stop.clone()).await?;
+        let mut tasks = projector
+            .spawn(&projections::all(&projector_metrics), stop.clone())
+            .await?;
+        let workflow_metrics = WorkflowMetrics::new(&registry)?;
 
         let routes = command_side::http::routes(Arc::new(commands))
             .or(query_side::http::routes(Arc::new(queries)))
             .unify()
-            .or(ops::routes(log, store, registry))
+            .or(ops::routes(log.clone(), store, registry))
             .unify()
             .recover(api::recover)
             .unify();
@@ -96,6 +108,7 @@ impl App {
         let listener = listen(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let stop_workflow = stop.clone();
         let mut stop_server = stop;
         tasks.push(tokio::spawn(async move {
             warp::serve(routes)
@@ -107,6 +120,15 @@ impl App {
                 .await;
         }));
         tracing::info!(%addr, "serving");
+        let workflow = workflow::Workflow::new(
+            log,
+            codec,
+            CommandClient::new(&local_url(addr)).context("cannot build the HTTP client")?,
+            Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
+            workflow_metrics,
+        )
+        .await?;
+        tasks.push(tokio::spawn(workflow.run(stop_workflow)));
         Ok(App {
             addr,
             shutdown,
@@ -122,6 +144,20 @@ impl App {
             let _ = task.await;
         }
     }
+}
+
+/// Where a process on this machine reaches `addr` (an unspecified address listens on
+/// loopback too).
+pub fn local_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+            SocketAddr::V6(_) => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// A listener whose accepted connections have Nagle's algorithm off (Linux passes

@@ -62,6 +62,25 @@ struct ReasonBody {
     reason: Option<String>,
 }
 
+/// Why a delivery fails, or loses its drone: required, it is shown to operators.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GivenReasonBody {
+    reason: String,
+}
+
+impl GivenReasonBody {
+    fn parse(&self) -> Result<&str, CommandError> {
+        let reason = self.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(CommandError::Invalid(
+                "reason must be 1 to 500 characters".into(),
+            ));
+        }
+        Ok(reason)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RegisterDroneBody {
@@ -426,6 +445,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                                 let req: ReasonBody = optional_body(&b)?;
                                 svc.ground_drone(&ctx, &id, req.reason).await
                             }
+                            "dock" => svc.dock_drone(&ctx, &id).await,
                             "return" => svc.return_drone(&ctx, &id).await,
                             _ => unknown_action("drone", &action),
                         }
@@ -554,6 +574,14 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                                 let req: AssignBody = json_body(&b)?;
                                 let drone_id = parse_id("drone", &req.drone_id)?;
                                 svc.assign_drone(&ctx, &id, &drone_id).await
+                            }
+                            "unassign-drone" => {
+                                let req: GivenReasonBody = json_body(&b)?;
+                                svc.unassign_drone(&ctx, &id, req.parse()?).await
+                            }
+                            "fail" => {
+                                let req: GivenReasonBody = json_body(&b)?;
+                                svc.fail_delivery(&ctx, &id, req.parse()?).await
                             }
                             "pickup" => svc.pick_up(&ctx, &id).await,
                             "confirmations" => {

@@ -6,10 +6,10 @@
 
 use crate::error::CommandError;
 use crate::metrics::CommandMetrics;
-use crate::state::{Aggregate, KeyedCommands, Outcome, Shard, Shards, Stream};
+use crate::state::{Kept, KeyedCommands, Outcome, Shard, Shards, Stream};
 use api::{ConsistencyToken, Position};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
     Account, Changes, Confirmation, Delivery, DeliveryPlan, Drone, Package, PackageInfo,
     RegisterAccount, RegisterDrone, Reschedule, Telemetry,
@@ -81,6 +81,8 @@ pub struct CommandService {
     packages: Shards<Package>,
     deliveries: Shards<Delivery>,
     metrics: CommandMetrics,
+    /// How far ahead of this server's clock a telemetry report may be stamped.
+    max_clock_skew: TimeDelta,
 }
 
 /// Events of one command, with the versions they give their aggregates.
@@ -165,7 +167,7 @@ fn check_expected<A>(
     }
 }
 
-fn replayed<A: Aggregate>(
+fn replayed<A: Kept>(
     stream: Option<&Stream<A>>,
     ctx: &CommandContext,
     id: &str,
@@ -180,10 +182,7 @@ fn replayed<A: Aggregate>(
     })
 }
 
-fn existing<'a, A: Aggregate>(
-    shard: &'a Shard<A>,
-    id: &str,
-) -> Result<&'a Stream<A>, CommandError> {
+fn existing<'a, A: Kept>(shard: &'a Shard<A>, id: &str) -> Result<&'a Stream<A>, CommandError> {
     shard
         .get(id)
         .filter(|s| s.exists())
@@ -194,11 +193,12 @@ fn existing<'a, A: Aggregate>(
 }
 
 impl CommandService {
-    /// Folds the whole log into memory; the topics must exist.
+    /// Folds the command topics into memory; the topics must exist.
     pub async fn open(
         log: Arc<dyn EventLog>,
         codec: Codec,
         metrics: CommandMetrics,
+        max_clock_skew: TimeDelta,
     ) -> Result<CommandService, CommandError> {
         let service = CommandService {
             accounts: Shards::new(log.partitions(Topic::Accounts.name()).await?),
@@ -208,6 +208,7 @@ impl CommandService {
             log,
             codec,
             metrics,
+            max_clock_skew,
         };
         service.rebuild().await?;
         Ok(service)
@@ -215,7 +216,10 @@ impl CommandService {
 
     async fn rebuild(&self) -> Result<(), CommandError> {
         let mut keyed = KeyedCommands::default();
-        for topic in Topic::ALL {
+        let commands = Topic::ALL
+            .into_iter()
+            .filter(|t| *t != Topic::DroneTelemetry);
+        for topic in commands {
             let partitions = self.log.partitions(topic.name()).await?;
             for partition in 0..partitions {
                 let mut from = 0;
@@ -276,12 +280,13 @@ impl CommandService {
 
     async fn replay(&self, topic: Topic, envelope: &Envelope) {
         let id = &envelope.metadata.aggregate_id;
+        let one = std::iter::once(envelope);
         match topic {
-            Topic::Accounts => self.accounts.lock(id).await.replay(envelope, true),
-            Topic::Drones => self.drones.lock(id).await.replay(envelope, true),
-            Topic::Packages => self.packages.lock(id).await.replay(envelope, true),
-            Topic::Deliveries => self.deliveries.lock(id).await.replay(envelope, true),
-            Topic::DroneTelemetry => self.drones.lock(id).await.replay(envelope, false),
+            Topic::Accounts => self.accounts.lock(id).await.entry(id).record(one),
+            Topic::Drones => self.drones.lock(id).await.entry(id).record(one),
+            Topic::Packages => self.packages.lock(id).await.entry(id).record(one),
+            Topic::Deliveries => self.deliveries.lock(id).await.entry(id).record(one),
+            Topic::DroneTelemetry => {}
         }
     }
 
@@ -350,7 +355,7 @@ impl CommandService {
     }
 
     /// A command on one aggregate: replay, version check, decision, append, fold.
-    async fn single<A: Aggregate>(
+    async fn single<A: Kept>(
         &self,
         shards: &Shards<A>,
         id: &str,
@@ -363,7 +368,7 @@ impl CommandService {
         self.counted(command, run).await
     }
 
-    async fn single_uncounted<A: Aggregate>(
+    async fn single_uncounted<A: Kept>(
         &self,
         shards: &Shards<A>,
         id: &str,
@@ -481,6 +486,16 @@ impl CommandService {
         .await
     }
 
+    /// A returning drone landed at its base: it charges.
+    pub async fn dock_drone(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+    ) -> Result<Accepted, CommandError> {
+        self.single(&self.drones, id, ctx, "dock-drone", true, |a| Ok(a.dock()?))
+            .await
+    }
+
     pub async fn return_drone(
         &self,
         ctx: &CommandContext,
@@ -506,7 +521,8 @@ impl CommandService {
     }
 
     /// Telemetry of one or many drones in one durable append. Readings do not move a
-    /// drone's version; each is checked against the drone's current state.
+    /// drone's version and are not folded here (no command decides on them); each is
+    /// checked against the drone's current state and this server's clock.
     pub async fn report_telemetry(
         &self,
         ctx: &CommandContext,
@@ -545,15 +561,13 @@ impl CommandService {
                         })
                     });
                 };
-                let events = stream.state.report_position(&r.telemetry)?;
+                let events =
+                    stream
+                        .state
+                        .report_position(&r.telemetry, draft.now, self.max_clock_skew)?;
                 draft.add(Topic::DroneTelemetry, &r.drone_id, stream.version, events);
             }
             let token = self.append("report-telemetry", &draft).await?;
-            for (_, envelope) in &draft.items {
-                if let Some(i) = shard_of(&mut guards, &envelope.metadata.aggregate_id) {
-                    guards[i].1.replay(envelope, false);
-                }
-            }
             let id = match readings {
                 [one] => one.drone_id.clone(),
                 _ => String::new(),
@@ -660,7 +674,6 @@ impl CommandService {
         id: &str,
         drone_id: &str,
     ) -> Result<Accepted, CommandError> {
-        let now = Utc::now();
         self.with_drone(
             ctx,
             id,
@@ -668,9 +681,36 @@ impl CommandService {
             "assign-drone",
             |delivery, drone| {
                 let unknown = Drone::default();
-                Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown), now)?)
+                Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown))?)
             },
         )
+        .await
+    }
+
+    /// Takes the drone off a delivery headed to pickup (compensation), so it can be
+    /// dispatched again.
+    pub async fn unassign_drone(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<Accepted, CommandError> {
+        self.with_drone(ctx, id, None, "unassign-drone", |delivery, _| {
+            Ok(delivery.unassign_drone(id, reason)?)
+        })
+        .await
+    }
+
+    /// Gives up on a delivery that is not finished; its drone, if any, is released.
+    pub async fn fail_delivery(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        reason: &str,
+    ) -> Result<Accepted, CommandError> {
+        self.with_drone(ctx, id, None, "fail-delivery", |delivery, _| {
+            Ok(delivery.fail(id, reason.to_owned())?)
+        })
         .await
     }
 

@@ -1,52 +1,40 @@
-//! The write side's view of every aggregate: folded from the log at start-up, then kept
+//! The write side's view of every aggregate: folded from the log at start-up (the
+//! command topics only: telemetry is an observation no command decides on), then kept
 //! current by the commands this process appends. It is sharded exactly like the log's
 //! partitions, and a shard's lock is held from decision to durable append, so this
 //! process is the one writer of each partition (SPEC §4).
 
 use api::{ConsistencyToken, Position};
 use domain::{Account, Delivery, Drone, Package};
-use schemas::events::{Envelope, Event, Topic};
+use schemas::events::{Envelope, Topic};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// An aggregate as the command side folds it.
-pub trait Aggregate: Default + Send + 'static {
+/// An aggregate the command side keeps: where its stream lives and what to call it.
+pub trait Kept: domain::Aggregate + Send + 'static {
     const KIND: &'static str;
     const TOPIC: Topic;
-    fn fold(&mut self, event: &Event);
 }
 
-impl Aggregate for Account {
+impl Kept for Account {
     const KIND: &'static str = "account";
     const TOPIC: Topic = Topic::Accounts;
-    fn fold(&mut self, event: &Event) {
-        self.apply(event)
-    }
 }
 
-impl Aggregate for Drone {
+impl Kept for Drone {
     const KIND: &'static str = "drone";
     const TOPIC: Topic = Topic::Drones;
-    fn fold(&mut self, event: &Event) {
-        self.apply(event)
-    }
 }
 
-impl Aggregate for Package {
+impl Kept for Package {
     const KIND: &'static str = "package";
     const TOPIC: Topic = Topic::Packages;
-    fn fold(&mut self, event: &Event) {
-        self.apply(event)
-    }
 }
 
-impl Aggregate for Delivery {
+impl Kept for Delivery {
     const KIND: &'static str = "delivery";
     const TOPIC: Topic = Topic::Deliveries;
-    fn fold(&mut self, event: &Event) {
-        self.apply(event)
-    }
 }
 
 /// What a command that carried an idempotency key produced, to answer its retries.
@@ -64,7 +52,7 @@ pub struct Stream<A> {
     outcomes: HashMap<String, Outcome>,
 }
 
-impl<A: Aggregate> Stream<A> {
+impl<A: Kept> Stream<A> {
     pub fn exists(&self) -> bool {
         self.version > 0
     }
@@ -73,10 +61,11 @@ impl<A: Aggregate> Stream<A> {
         self.outcomes.get(idempotency_key)
     }
 
-    /// Folds events of this aggregate that are now durable in the log.
+    /// Folds events of this aggregate that are durable in the log.
     pub fn record<'a>(&mut self, envelopes: impl IntoIterator<Item = &'a Envelope>) {
         for envelope in envelopes {
-            self.state.fold(&envelope.event);
+            self.state
+                .apply(&envelope.event, envelope.metadata.occurred_at);
             self.version = self.version.max(envelope.metadata.aggregate_version);
         }
     }
@@ -91,23 +80,13 @@ pub struct Shard<A> {
     streams: HashMap<String, Stream<A>>,
 }
 
-impl<A: Aggregate> Shard<A> {
+impl<A: Kept> Shard<A> {
     pub fn get(&self, id: &str) -> Option<&Stream<A>> {
         self.streams.get(id)
     }
 
     pub fn entry(&mut self, id: &str) -> &mut Stream<A> {
         self.streams.entry(id.to_string()).or_default()
-    }
-
-    /// Folds one event read back from the log (start-up). Telemetry is folded into the
-    /// drone without moving its version.
-    pub fn replay(&mut self, envelope: &Envelope, versioned: bool) {
-        let stream = self.entry(&envelope.metadata.aggregate_id);
-        stream.state.fold(&envelope.event);
-        if versioned {
-            stream.version = stream.version.max(envelope.metadata.aggregate_version);
-        }
     }
 }
 
@@ -116,7 +95,7 @@ pub struct Shards<A> {
     shards: Vec<Arc<Mutex<Shard<A>>>>,
 }
 
-impl<A: Aggregate> Shards<A> {
+impl<A: Kept> Shards<A> {
     pub fn new(partitions: u32) -> Shards<A> {
         Shards {
             shards: (0..partitions.max(1))

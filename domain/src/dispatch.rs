@@ -37,6 +37,9 @@ use crate::stage::Stage;
 /// How the workflow dispatches and supervises, besides the flight model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatchPolicy {
+    /// Assign drones to waiting deliveries (off: only `assign-drone` calls do; the flight
+    /// and the compensations still run).
+    pub auto_assign: bool,
     /// Serve expedited deliveries before the others.
     pub expedited_first: bool,
     /// A delivery with a pickup time leaves this much earlier than its flight needs.
@@ -52,6 +55,7 @@ pub struct DispatchPolicy {
 impl Default for DispatchPolicy {
     fn default() -> Self {
         DispatchPolicy {
+            auto_assign: true,
             expedited_first: true,
             margin: TimeDelta::minutes(2),
             silent_after: TimeDelta::minutes(2),
@@ -193,7 +197,8 @@ struct DeliveryEntry {
     version: u64,
     /// Its place in the queue while it waits for a drone.
     queued: Option<QueueKey>,
-    /// Whether a drone of the fleet could ever carry it (checked once, when no drone fit).
+    /// Whether a drone of the fleet could ever carry it (checked when no drone fit, until
+    /// one could).
     feasible: Option<bool>,
 }
 
@@ -229,7 +234,8 @@ pub struct Dispatcher {
     queue: BTreeSet<QueueKey>,
     /// Drones an undecided assignment holds: drone → delivery.
     reserved: HashMap<String, String>,
-    pending: HashMap<Subject, Pending>,
+    /// Ordered, so that expiries release drones in the same order in every run.
+    pending: BTreeMap<Subject, Pending>,
     /// Drones whose flight rules to look at next (telemetry or status changed).
     to_check: BTreeSet<String>,
     /// Drones on a delivery, returning or charging: looked at on every tick.
@@ -251,7 +257,7 @@ impl Dispatcher {
             homes: RTree::new(),
             queue: BTreeSet::new(),
             reserved: HashMap::new(),
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             to_check: BTreeSet::new(),
             active: BTreeSet::new(),
             max_range_km: 0.0,
@@ -284,9 +290,13 @@ impl Dispatcher {
     pub fn apply_drone(&mut self, id: &str, version: u64, event: &Event, at: DateTime<Utc>) {
         let entry = self.drones.entry(id.to_owned()).or_default();
         let registered = entry.drone.exists();
+        let telemetry = matches!(event, Event::DronePositionReported(_));
+        if !telemetry && version <= entry.version {
+            return; // read twice (a restart of the consumer)
+        }
         entry.drone.apply(event, at);
-        if !matches!(event, Event::DronePositionReported(_)) {
-            entry.version = entry.version.max(version);
+        if !telemetry {
+            entry.version = version;
             self.settle_pending(&Subject::Drone(id.to_owned()), version);
         }
         if let Event::DroneAssigned(_) = event {
@@ -489,10 +499,10 @@ impl Dispatcher {
                 decisions.push(decision);
             }
         }
-        if tick || self.dirty {
-            self.dirty = false;
+        if (tick || self.dirty) && self.policy.auto_assign {
             self.dispatch(now, tick, &mut decisions);
         }
+        self.dirty = false;
         for decision in &decisions {
             self.hold(decision, now);
         }
@@ -545,9 +555,15 @@ impl Dispatcher {
             if let Some(p) = self.pending.remove(&subject) {
                 self.release(p.drone_id);
             }
-            if let Subject::Drone(id) = &subject {
-                self.to_check.insert(id.clone());
-            }
+            // Look at it again at once, whichever aggregate the decision addressed.
+            let drone_id = match &subject {
+                Subject::Drone(id) => Some(id.clone()),
+                Subject::Delivery(id) => self
+                    .deliveries
+                    .get(id)
+                    .and_then(|d| d.delivery.drone_id.clone()),
+            };
+            self.to_check.extend(drone_id);
             self.dirty = true;
         }
     }
@@ -566,9 +582,12 @@ impl Dispatcher {
             }
             return self.mission_rule(id, entry, delivery_id, delivery, now);
         }
-        let position = drone.position?;
         match drone.status? {
-            DroneStatus::Returning if self.model.arrived(&position, &drone.home) => {
+            DroneStatus::Returning
+                if drone
+                    .position
+                    .is_some_and(|position| self.model.arrived(&position, &drone.home)) =>
+            {
                 Some(Decision::Dock {
                     drone_id: id.to_owned(),
                     version: entry.version,
@@ -678,7 +697,7 @@ impl Dispatcher {
                 continue;
             }
             if self.idle.size() == reserved.len() {
-                if entry.feasible.is_none() {
+                if entry.feasible != Some(true) {
                     infeasible.push(id.clone());
                 }
                 continue;
@@ -698,7 +717,7 @@ impl Dispatcher {
                         drone_id,
                     });
                 }
-                None if entry.feasible.is_none() => infeasible.push(id),
+                None if entry.feasible != Some(true) => infeasible.push(id),
                 None => {}
             }
         }
@@ -707,8 +726,8 @@ impl Dispatcher {
             let Some(entry) = self.deliveries.get(&id) else {
                 continue;
             };
-            if self.drones.is_empty() {
-                continue; // no fleet yet: wait for one
+            if self.homes.size() == 0 {
+                continue; // no fleet yet (telemetry may come before registration): wait
             }
             let feasible = self.any_could_carry(&entry.delivery);
             let version = entry.version;

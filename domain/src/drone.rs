@@ -85,8 +85,10 @@ pub struct Drone {
     pub position: Option<Location>,
     pub battery_pct: Option<f64>,
     pub position_at: Option<DateTime<Utc>>,
-    /// Since when the drone has been on its charger: from docking until it takes off.
+    /// Since when the drone has been on its charger (set when it docks).
     pub charging_since: Option<DateTime<Utc>>,
+    /// When it was taken off the charger for a delivery (its assignment).
+    pub charging_until: Option<DateTime<Utc>>,
 }
 
 impl Default for Drone {
@@ -108,6 +110,7 @@ impl Default for Drone {
             battery_pct: None,
             position_at: None,
             charging_since: None,
+            charging_until: None,
         }
     }
 }
@@ -228,7 +231,9 @@ impl Drone {
             Event::DroneAssigned(e) => {
                 self.status = Some(DroneStatus::Assigned);
                 self.delivery_id = Some(e.delivery_id.clone());
-                self.charging_since = None;
+                if self.charging_since.is_some() && self.charging_until.is_none() {
+                    self.charging_until = Some(at);
+                }
             }
             // Delivery events on the drone's stream only move it for the delivery it
             // carries, so a stale compensation cannot free a drone busy with another.
@@ -246,6 +251,7 @@ impl Drone {
             Event::DroneDocked(_) => {
                 self.move_to(DroneStatus::Charging);
                 self.charging_since = Some(at);
+                self.charging_until = None;
             }
             Event::DroneGrounded(_) => self.status = Some(DroneStatus::Grounded),
             Event::DroneReturned(_) => self.status = Some(DroneStatus::Idle),

@@ -124,8 +124,9 @@ impl FlightModel {
         }
     }
 
-    /// Battery now: the last report, plus what the charger added since; a drone that has
-    /// never reported counts as charged.
+    /// Battery now: the last report, plus what the charger added since (from docking,
+    /// or the last report if later, until now or until the drone left the charger); a
+    /// drone that has never reported counts as charged.
     pub fn battery_pct(&self, drone: &Drone, now: DateTime<Utc>) -> f64 {
         let Some(reported) = drone.battery_pct else {
             return 100.0;
@@ -133,9 +134,9 @@ impl FlightModel {
         let Some(since) = drone.charging_since else {
             return reported;
         };
-        // Charging starts at docking, or at the last report if it came later.
         let from = drone.position_at.map_or(since, |at| at.max(since));
-        let minutes = (now - from).num_milliseconds().max(0) as f64 / 60_000.0;
+        let until = drone.charging_until.map_or(now, |until| until.min(now));
+        let minutes = (until - from).num_milliseconds().max(0) as f64 / 60_000.0;
         (reported + minutes * self.charge_pct_per_minute).min(100.0)
     }
 
@@ -239,8 +240,14 @@ impl FlightModel {
                             + self.landing
                     }
                     None => {
+                        // Still on the ground: from the assignment, or from a later report
+                        // that shows it has not left yet.
+                        let start = drone
+                            .position_at
+                            .filter(|at| *at >= whole_second(assigned))
+                            .map_or(assigned, |at| at.max(assigned));
                         let trip = Trip::from(&drone.current_location(), delivery, &drone.home);
-                        assigned + self.lead_time(drone, &trip, assigned)
+                        start + self.lead_time(drone, &trip, start)
                     }
                 };
                 let pickup = arrival.max(now);

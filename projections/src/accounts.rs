@@ -1,21 +1,17 @@
 use crate::error::ProjectionError;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Model, Projection, Source, Staged, models};
 use crate::tables::{ACCOUNTS, SINGLE_ROW};
 use crate::views::AccountView;
 use async_trait::async_trait;
-use schemas::events::{Envelope, Event, Topic};
+use schemas::events::{Envelope, Event};
 
 /// Accounts and their status (the query side uses it to tell unknown accounts).
 pub struct AccountsProjection;
 
 #[async_trait]
 impl Projection for AccountsProjection {
-    fn name(&self) -> &'static str {
-        "accounts"
-    }
-
-    fn topics(&self) -> &'static [Topic] {
-        &[Topic::Accounts]
+    fn model(&self) -> Model {
+        models::ACCOUNTS
     }
 
     async fn project(

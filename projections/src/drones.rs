@@ -1,22 +1,27 @@
 use crate::error::ProjectionError;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Model, Projection, Source, Staged, models};
 use crate::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW};
 use crate::views::{DronePosition, DroneView, FleetEntry};
 use async_trait::async_trait;
-use domain::Drone;
-use schemas::events::{Envelope, Event, Topic};
+use prometheus::IntCounter;
+use schemas::events::{Envelope, Event};
 
 /// Drones, the fleet by status, and each drone's latest telemetry.
-pub struct DronesProjection;
+pub struct DronesProjection {
+    /// Reports older than the drone's shown one (accepted, changing nothing).
+    out_of_order: IntCounter,
+}
+
+impl DronesProjection {
+    pub fn new(out_of_order: IntCounter) -> DronesProjection {
+        DronesProjection { out_of_order }
+    }
+}
 
 #[async_trait]
 impl Projection for DronesProjection {
-    fn name(&self) -> &'static str {
-        "drones"
-    }
-
-    fn topics(&self) -> &'static [Topic] {
-        &[Topic::Drones, Topic::DroneTelemetry]
+    fn model(&self) -> Model {
+        models::DRONES
     }
 
     async fn project(
@@ -28,12 +33,20 @@ impl Projection for DronesProjection {
         let meta = &envelope.metadata;
         let id = &meta.aggregate_id;
         if let Event::DronePositionReported(e) = &envelope.event {
-            // One drone's reports share a partition, so offsets order them.
+            // A report older than the one shown changes nothing (clients may send out of
+            // order); it is counted.
+            let shown: Option<(DronePosition, u64)> =
+                staged.view(DRONE_POSITIONS, id, SINGLE_ROW).await?;
+            if shown.is_some_and(|(p, _)| e.at < p.at) {
+                self.out_of_order.inc();
+                return Ok(());
+            }
             let position = DronePosition {
                 position: e.position,
                 battery_pct: e.battery_pct,
                 at: e.at,
             };
+            // One drone's reports share a partition, so offsets version them.
             staged.put(
                 DRONE_POSITIONS,
                 id,
@@ -51,27 +64,21 @@ impl Projection for DronesProjection {
             return Ok(()); // applied already
         }
         let before = current.map(|(view, _)| view);
-        // The status machine is the domain's: fold the event into a domain drone.
-        let mut drone = before.as_ref().map(to_domain).unwrap_or_default();
-        drone.apply(&envelope.event);
+        // The status machine is the domain's: fold the event into the domain's drone.
+        let mut drone = before.as_ref().map(|v| v.drone.clone()).unwrap_or_default();
+        drone.apply(&envelope.event, meta.occurred_at);
         let Some(status) = drone.status else {
             return Ok(());
         };
         let version = meta.aggregate_version;
         let view = DroneView {
             drone_id: id.clone(),
-            model: drone.model,
-            payload_kg: drone.payload_kg,
-            range_km: drone.range_km,
-            speed_mps: drone.speed_mps,
-            home: drone.home,
-            status,
-            delivery_id: drone.delivery_id,
+            drone,
             version,
             updated_at: meta.occurred_at,
         };
         staged.put(DRONES, id, SINGLE_ROW, &view, version);
-        match before.map(|b| b.status) {
+        match before.map(|b| b.status()) {
             Some(old) if old == status => {}
             old => {
                 if let Some(old) = old {
@@ -85,18 +92,5 @@ impl Projection for DronesProjection {
             }
         }
         Ok(())
-    }
-}
-
-fn to_domain(view: &DroneView) -> Drone {
-    Drone {
-        model: view.model.clone(),
-        payload_kg: view.payload_kg,
-        range_km: view.range_km,
-        speed_mps: view.speed_mps,
-        home: view.home,
-        status: Some(view.status),
-        delivery_id: view.delivery_id.clone(),
-        ..Drone::default()
     }
 }

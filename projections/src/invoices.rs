@@ -1,22 +1,18 @@
 use crate::error::ProjectionError;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Model, Projection, Source, Staged, models};
 use crate::tables::{INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, invoice_partition};
 use crate::views::{InvoiceLine, InvoiceTrip};
 use async_trait::async_trait;
 use chrono::Datelike;
-use schemas::events::{Envelope, Event, Topic};
+use schemas::events::{Envelope, Event};
 
 /// Completed deliveries per account and month, with what they cost the fleet.
 pub struct InvoicesProjection;
 
 #[async_trait]
 impl Projection for InvoicesProjection {
-    fn name(&self) -> &'static str {
-        "invoices"
-    }
-
-    fn topics(&self) -> &'static [Topic] {
-        &[Topic::Deliveries]
+    fn model(&self) -> Model {
+        models::INVOICES
     }
 
     async fn project(

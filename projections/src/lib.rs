@@ -21,17 +21,19 @@ pub use drones::DronesProjection;
 pub use error::ProjectionError;
 pub use invoices::InvoicesProjection;
 pub use metrics::ProjectorMetrics;
-pub use projection::{Projection, Source, Staged};
+pub use projection::{Model, Projection, Source, Staged, models};
 pub use projector::{Projector, caught_up};
 
 use std::sync::Arc;
 
 /// Every projection, by name.
-pub fn all() -> Vec<Arc<dyn Projection>> {
+pub fn all(metrics: &ProjectorMetrics) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(AccountsProjection),
         Arc::new(DeliveriesProjection),
         Arc::new(InvoicesProjection),
-        Arc::new(DronesProjection),
+        Arc::new(DronesProjection::new(
+            metrics.telemetry_out_of_order.clone(),
+        )),
     ]
 }

@@ -5,7 +5,7 @@
 
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Model, Projection, Source, Staged};
 use api::ConsistencyToken;
 use schemas::Codec;
 use schemas::events::Topic;
@@ -112,18 +112,18 @@ impl Projector {
     }
 }
 
-/// True when `projection` has applied every position of `token` in its topics.
+/// True when the read model has applied every position of `token` in its topics.
 pub async fn caught_up(
     store: &dyn ReadStore,
-    projection: &dyn Projection,
+    model: Model,
     token: &ConsistencyToken,
 ) -> Result<bool, StorageError> {
     for position in &token.positions {
-        if !projection.topics().contains(&position.topic) {
+        if !model.topics.contains(&position.topic) {
             continue;
         }
         let next = store
-            .checkpoint(projection.name(), position.topic.name(), position.partition)
+            .checkpoint(model.name, position.topic.name(), position.partition)
             .await?
             .unwrap_or(0);
         if next <= position.offset {

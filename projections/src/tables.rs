@@ -7,6 +7,9 @@ pub const DELIVERIES: &str = "deliveries";
 pub const DELIVERY_TIMELINE: &str = "delivery_timeline";
 /// `account_deliveries`: partition = account id, clustering = [`history_key`].
 pub const ACCOUNT_DELIVERIES: &str = "account_deliveries";
+/// `deliveries_by_stage`: partition = stage, clustering = [`history_key`] (operators'
+/// view across accounts, e.g. every failed delivery).
+pub const DELIVERIES_BY_STAGE: &str = "deliveries_by_stage";
 /// `accounts`: partition = account id, one row → [`crate::views::AccountView`].
 pub const ACCOUNTS: &str = "accounts";
 /// `invoice_trips` (private to the invoices projection): partition = delivery id.

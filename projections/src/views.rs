@@ -1,8 +1,8 @@
 //! The read models as stored (JSON rows) and served by the query side.
 
 use chrono::{DateTime, Utc};
-use domain::{DroneStatus, Stage};
-use schemas::events::{ConfirmationType, Location};
+use domain::{Delivery, Drone, DroneStatus, Stage};
+use schemas::events::Location;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,43 +16,22 @@ pub struct AccountView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notify {
-    pub email: Option<String>,
-    pub sms: Option<String>,
-}
-
-/// `GET /deliveries/{id}`.
+/// `GET /deliveries/{id}`: the delivery as the domain folds it, with its id and version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     pub delivery_id: String,
-    pub owner_id: String,
-    pub pickup: Location,
-    pub dropoff: Location,
-    pub pickup_time: Option<DateTime<Utc>>,
-    pub deadline: Option<DateTime<Utc>>,
-    pub expedited: bool,
-    pub confirmation_required: ConfirmationType,
-    pub package_id: String,
-    pub package_weight_kg: f64,
-    pub stage: Stage,
-    pub drone_id: Option<String>,
-    pub route_km: Option<f64>,
-    pub pickup_eta: Option<DateTime<Utc>>,
-    pub delivery_eta: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub assigned_at: Option<DateTime<Utc>>,
-    pub picked_up_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub completed_at_location: Option<Location>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub failed_at: Option<DateTime<Utc>>,
-    pub failure_reason: Option<String>,
-    pub notify: Option<Notify>,
+    #[serde(flatten)]
+    pub delivery: Delivery,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+impl DeliveryView {
+    /// Its stage (a view exists only once the delivery is created).
+    pub fn stage(&self) -> Stage {
+        self.delivery.stage.unwrap_or(Stage::Created)
+    }
 }
 
 /// One entry of `GET /deliveries/{id}/events`.
@@ -69,16 +48,19 @@ pub struct TimelineEntry {
     pub data: serde_json::Value,
 }
 
-/// One delivery in `GET /accounts/{id}/deliveries`.
+/// One delivery in `GET /accounts/{id}/deliveries` and `GET /deliveries?stage=`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySummary {
     pub delivery_id: String,
+    pub owner_id: String,
     pub stage: Stage,
     pub drone_id: Option<String>,
     pub pickup_time: Option<DateTime<Utc>>,
     pub deadline: Option<DateTime<Utc>>,
     pub expedited: bool,
+    /// Why it was cancelled or failed.
+    pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -107,20 +89,33 @@ pub struct InvoiceLine {
     pub drone_hours: f64,
 }
 
-/// `GET /drones/{id}` without its live position (see [`DronePosition`]).
+/// `GET /drones/{id}` without its live position (see [`DronePosition`]): the drone as
+/// the domain folds its own stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DroneView {
     pub drone_id: String,
-    pub model: String,
-    pub payload_kg: f64,
-    pub range_km: f64,
-    pub speed_mps: f64,
-    pub home: Location,
-    pub status: DroneStatus,
-    pub delivery_id: Option<String>,
+    #[serde(flatten)]
+    pub drone: Drone,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+impl DroneView {
+    /// The drone with its latest telemetry folded in.
+    pub fn with_position(&self, position: Option<&DronePosition>) -> Drone {
+        let mut drone = self.drone.clone();
+        if let Some(p) = position {
+            drone.position = Some(p.position);
+            drone.battery_pct = Some(p.battery_pct);
+            drone.position_at = Some(p.at);
+        }
+        drone
+    }
+
+    pub fn status(&self) -> DroneStatus {
+        self.drone.status.unwrap_or(DroneStatus::Idle)
+    }
 }
 
 /// A drone's latest telemetry.

@@ -48,8 +48,6 @@ fn history() -> Vec<(Topic, Envelope)> {
         delivery_id: "del-1".into(),
         drone_id: "drone-1".into(),
         route_km: 12.5,
-        pickup_eta: Some(at(10)),
-        delivery_eta: Some(at(20)),
     };
     let picked = DeliveryPickedUp {
         delivery_id: "del-1".into(),
@@ -147,7 +145,9 @@ async fn project(
     let dir = tempfile::tempdir().expect("dir");
     let store = EmbeddedReadStore::open(dir.path()).expect("store");
     for _ in 0..times {
-        for projection in projections::all() {
+        let metrics =
+            projections::ProjectorMetrics::new(&prometheus::Registry::new()).expect("metrics");
+        for projection in projections::all(&metrics) {
             for (offset, (topic, envelope)) in events.iter().enumerate() {
                 if !projection.topics().contains(topic) {
                     continue;

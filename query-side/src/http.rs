@@ -72,6 +72,11 @@ fn time(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, QueryError
         .transpose()
 }
 
+fn stage(s: &str) -> Result<Stage, QueryError> {
+    s.parse::<Stage>()
+        .map_err(|_| QueryError::Invalid(format!("stage {s:?} is not a delivery stage")))
+}
+
 fn render<T: Serialize>(
     svc: &QueryService,
     query: &str,
@@ -149,22 +154,32 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         })
         .boxed();
 
+    let by_stage = api()
+        .and(warp::path!("deliveries"))
+        .and(common())
+        .then(|svc: Svc, q: Params, h: HeaderMap| async move {
+            let result = async {
+                let stage = q
+                    .get("stage")
+                    .ok_or_else(|| {
+                        QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into())
+                    })
+                    .and_then(|s| stage(s))?;
+                let cursor = q.get("cursor").map(String::as_str);
+                svc.deliveries_in_stage(stage, cursor, limit(&q)?, &freshness(&q, &h)?)
+                    .await
+            }
+            .await;
+            render(&svc, "deliveries-in-stage", result, None)
+        })
+        .boxed();
+
     let history = api()
         .and(warp::path!("accounts" / String / "deliveries"))
         .and(common())
         .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
             let result = async {
-                let stage = match q.get("stage") {
-                    Some(s) => Some(
-                        Stage::ALL
-                            .into_iter()
-                            .find(|x| x.as_str() == s)
-                            .ok_or_else(|| {
-                                QueryError::Invalid(format!("stage {s:?} is not a delivery stage"))
-                            })?,
-                    ),
-                    None => None,
-                };
+                let stage = q.get("stage").map(|s| stage(s)).transpose()?;
                 let filter = HistoryFilter {
                     stage,
                     from: time(&q, "from")?,
@@ -228,7 +243,9 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         })
         .boxed();
 
-    delivery
+    by_stage
+        .or(delivery)
+        .unify()
         .or(status)
         .unify()
         .or(timeline)

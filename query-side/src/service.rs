@@ -4,18 +4,16 @@ use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
 use api::ConsistencyToken;
 use chrono::{DateTime, Duration as Span, Utc};
-use domain::{DroneStatus, Stage, distance_km};
+use domain::{DroneStatus, FlightModel, Stage};
 use projections::tables::{
-    ACCOUNT_DELIVERIES, ACCOUNTS, DELIVERIES, DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET,
-    INVOICE_LINES, SINGLE_ROW, invoice_partition, time_key,
+    ACCOUNT_DELIVERIES, ACCOUNTS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
+    DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW, invoice_partition, time_key,
 };
 use projections::views::{
     AccountView, DeliverySummary, DeliveryView, DronePosition, DroneView, FleetEntry, InvoiceLine,
     TimelineEntry,
 };
-use projections::{
-    AccountsProjection, DeliveriesProjection, DronesProjection, InvoicesProjection, Projection,
-};
+use projections::{Model, models};
 use schemas::events::Location;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -99,6 +97,8 @@ pub struct Invoice {
 pub struct QueryService {
     store: Arc<dyn ReadStore>,
     max_wait: Duration,
+    /// The ETAs of a status are the domain's, computed with this.
+    flight: FlightModel,
     pub metrics: QueryMetrics,
 }
 
@@ -108,10 +108,16 @@ fn decode<T: DeserializeOwned>(table: &str, row: &Row) -> Result<T, QueryError> 
 }
 
 impl QueryService {
-    pub fn new(store: Arc<dyn ReadStore>, max_wait: Duration, metrics: QueryMetrics) -> Self {
+    pub fn new(
+        store: Arc<dyn ReadStore>,
+        max_wait: Duration,
+        flight: FlightModel,
+        metrics: QueryMetrics,
+    ) -> Self {
         QueryService {
             store,
             max_wait,
+            flight,
             metrics,
         }
     }
@@ -120,7 +126,7 @@ impl QueryService {
     /// (`table`, `partition`) reached `min_version`; false when it gave up waiting.
     async fn wait(
         &self,
-        projection: &dyn Projection,
+        model: Model,
         freshness: &Freshness,
         row: Option<(&str, &str)>,
     ) -> Result<bool, QueryError> {
@@ -131,9 +137,7 @@ impl QueryService {
         let mut pause = Duration::from_micros(200);
         loop {
             let token_ok = match &freshness.token {
-                Some(token) => {
-                    projections::caught_up(self.store.as_ref(), projection, token).await?
-                }
+                Some(token) => projections::caught_up(self.store.as_ref(), model, token).await?,
                 None => true,
             };
             let version_ok = match (freshness.min_version, row) {
@@ -182,53 +186,42 @@ impl QueryService {
         freshness: &Freshness,
     ) -> Result<(DeliveryView, bool), QueryError> {
         let fresh = self
-            .wait(&DeliveriesProjection, freshness, Some((DELIVERIES, id)))
+            .wait(models::DELIVERIES, freshness, Some((DELIVERIES, id)))
             .await?;
         Ok((self.one(DELIVERIES, "delivery", id).await?, fresh))
     }
 
-    /// `GET /deliveries/{id}/status`: the stage, the drone's last position and ETAs
-    /// recomputed from it, so they move with every telemetry report.
+    /// `GET /deliveries/{id}/status`: the stage, the drone's last position and the ETAs
+    /// the flight model derives from it now, so they move with every telemetry report.
     pub async fn delivery_status(
         &self,
         id: &str,
         freshness: &Freshness,
     ) -> Result<(DeliveryStatus, bool), QueryError> {
         let (view, fresh) = self.delivery(id, freshness).await?;
-        let drone_fresh = self.wait(&DronesProjection, freshness, None).await?;
-        let active = matches!(view.stage, Stage::HeadedToPickup | Stage::HeadedToDropoff);
+        let drone_fresh = self.wait(models::DRONES, freshness, None).await?;
+        let stage = view.stage();
+        let delivery = &view.delivery;
         let mut status = DeliveryStatus {
             delivery_id: view.delivery_id.clone(),
-            stage: view.stage,
-            drone_id: view.drone_id.clone(),
-            last_known_location: view.completed_at_location,
-            pickup_eta: view.pickup_eta,
-            delivery_eta: view.delivery_eta,
+            stage,
+            drone_id: delivery.drone_id.clone(),
+            last_known_location: delivery.completed_location,
+            pickup_eta: None,
+            delivery_eta: None,
             version: view.version,
             updated_at: view.updated_at,
         };
-        if let (true, Some(drone_id)) = (active, &view.drone_id) {
-            let drone: Option<DroneView> = self.optional(DRONES, drone_id).await?;
+        let active = matches!(stage, Stage::HeadedToPickup | Stage::HeadedToDropoff);
+        if let (true, Some(drone_id)) = (active, &delivery.drone_id)
+            && let Some(drone) = self.optional::<DroneView>(DRONES, drone_id).await?
+        {
             let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, drone_id).await?;
-            if let Some(p) = &position {
-                status.last_known_location = Some(p.position);
-            }
-            if let (Some(drone), Some(p)) = (drone, position)
-                && view.assigned_at.is_none_or(|assigned| p.at >= assigned)
-                && drone.speed_mps > 0.0
-            {
-                let travel =
-                    |km: f64| Span::milliseconds((km * 1000.0 / drone.speed_mps * 1000.0) as i64);
-                if view.stage == Stage::HeadedToPickup {
-                    let pickup_eta = p.at + travel(distance_km(&p.position, &view.pickup));
-                    status.pickup_eta = Some(pickup_eta);
-                    status.delivery_eta =
-                        Some(pickup_eta + travel(distance_km(&view.pickup, &view.dropoff)));
-                } else {
-                    status.delivery_eta =
-                        Some(p.at + travel(distance_km(&p.position, &view.dropoff)));
-                }
-            }
+            let drone = drone.with_position(position.as_ref());
+            status.last_known_location = Some(drone.current_location());
+            let etas = self.flight.etas(delivery, &drone, Utc::now());
+            status.pickup_eta = etas.pickup;
+            status.delivery_eta = etas.delivery;
         }
         Ok((status, fresh && drone_fresh))
     }
@@ -272,7 +265,7 @@ impl QueryService {
     }
 
     async fn account(&self, id: &str, freshness: &Freshness) -> Result<bool, QueryError> {
-        let fresh = self.wait(&AccountsProjection, freshness, None).await?;
+        let fresh = self.wait(models::ACCOUNTS, freshness, None).await?;
         let _: AccountView = self.one(ACCOUNTS, "account", id).await?;
         Ok(fresh)
     }
@@ -285,7 +278,7 @@ impl QueryService {
         freshness: &Freshness,
     ) -> Result<(Page<DeliverySummary>, bool), QueryError> {
         let fresh = self.account(account_id, freshness).await?
-            && self.wait(&DeliveriesProjection, freshness, None).await?;
+            && self.wait(models::DELIVERIES, freshness, None).await?;
         let from = match filter.from {
             Some(t) => Bound::Included(time_key(t)),
             None => Bound::Unbounded,
@@ -336,6 +329,44 @@ impl QueryService {
         Ok((Page { items, next_cursor }, fresh))
     }
 
+    /// `GET /deliveries?stage=`: every account's deliveries in one stage (the operators'
+    /// view, e.g. of failed deliveries), newest first.
+    pub async fn deliveries_in_stage(
+        &self,
+        stage: Stage,
+        cursor: Option<&str>,
+        limit: usize,
+        freshness: &Freshness,
+    ) -> Result<(Page<DeliverySummary>, bool), QueryError> {
+        let fresh = self.wait(models::DELIVERIES, freshness, None).await?;
+        let to = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_string()));
+        let rows = self
+            .store
+            .scan(
+                DELIVERIES_BY_STAGE,
+                stage.as_str(),
+                Scan {
+                    from: Bound::Unbounded,
+                    to,
+                    order: Order::Descending,
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let mut items = Vec::with_capacity(rows.len().min(limit));
+        let mut next_cursor = None;
+        for row in rows {
+            if items.len() == limit {
+                next_cursor = items.last().map(|s: &DeliverySummary| {
+                    projections::tables::history_key(s.created_at, &s.delivery_id)
+                });
+                break;
+            }
+            items.push(decode(DELIVERIES_BY_STAGE, &row)?);
+        }
+        Ok((Page { items, next_cursor }, fresh))
+    }
+
     /// `GET /accounts/{id}/invoice?year=&month=`.
     pub async fn invoice(
         &self,
@@ -345,7 +376,7 @@ impl QueryService {
         freshness: &Freshness,
     ) -> Result<(Invoice, bool), QueryError> {
         let fresh = self.account(account_id, freshness).await?
-            && self.wait(&InvoicesProjection, freshness, None).await?;
+            && self.wait(models::INVOICES, freshness, None).await?;
         let rows = self
             .store
             .scan(
@@ -383,7 +414,7 @@ impl QueryService {
         freshness: &Freshness,
     ) -> Result<(DroneDetails, bool), QueryError> {
         let fresh = self
-            .wait(&DronesProjection, freshness, Some((DRONES, id)))
+            .wait(models::DRONES, freshness, Some((DRONES, id)))
             .await?;
         let view: DroneView = self.one(DRONES, "drone", id).await?;
         let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, id).await?;
@@ -399,7 +430,7 @@ impl QueryService {
         limit: usize,
         freshness: &Freshness,
     ) -> Result<(Page<DroneDetails>, bool), QueryError> {
-        let fresh = self.wait(&DronesProjection, freshness, None).await?;
+        let fresh = self.wait(models::DRONES, freshness, None).await?;
         let statuses: Vec<DroneStatus> = match status {
             Some(s) => vec![s],
             None => DroneStatus::ALL.to_vec(),
@@ -462,18 +493,20 @@ impl QueryService {
 }
 
 fn details(view: DroneView, position: Option<DronePosition>) -> DroneDetails {
+    let status = view.status();
+    let drone = view.drone;
     DroneDetails {
         drone_id: view.drone_id,
-        status: view.status,
+        status,
         position: position.as_ref().map(|p| p.position),
         battery_pct: position.as_ref().map(|p| p.battery_pct),
         position_at: position.as_ref().map(|p| p.at),
-        delivery_id: view.delivery_id,
-        model: view.model,
-        payload_kg: view.payload_kg,
-        range_km: view.range_km,
-        speed_mps: view.speed_mps,
-        home: view.home,
+        delivery_id: drone.delivery_id,
+        model: drone.model,
+        payload_kg: drone.payload_kg,
+        range_km: drone.range_km,
+        speed_mps: drone.speed_mps,
+        home: drone.home,
         version: view.version,
         updated_at: view.updated_at,
     }

@@ -14,11 +14,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `drone-delivery serve` on port 0 and waits for its "listening" line.
+    /// Starts `drone-delivery serve` on port 0 with manual dispatch (these tests assign
+    /// drones themselves) and waits for its "listening" line.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &["--dispatch", "manual"])
+    }
+
+    /// Starts `drone-delivery serve` on port 0 with more options.
+    pub fn start_with(data_dir: &Path, options: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(options)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),

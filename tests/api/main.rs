@@ -9,3 +9,4 @@ mod idempotency;
 mod journey;
 mod operations;
 mod problems;
+mod workflow;

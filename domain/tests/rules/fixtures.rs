@@ -68,12 +68,17 @@ pub fn drone_spec(payload_kg: f64, range_km: f64) -> RegisterDrone {
 }
 
 pub fn drone_registered_with(payload_kg: f64, range_km: f64) -> Event {
+    drone_registered_at(home(), payload_kg, range_km)
+}
+
+/// A drone based at `home` instead of downtown.
+pub fn drone_registered_at(home: Location, payload_kg: f64, range_km: f64) -> Event {
     Event::DroneRegistered(DroneRegistered {
         model: "DJI FlyCart 30".into(),
         payload_kg,
         range_km,
         speed_mps: SPEED_MPS,
-        home: home(),
+        home,
     })
 }
 
@@ -216,4 +221,12 @@ pub fn delivery_in(stage: domain::Stage) -> Vec<Event> {
         Failed => history.extend([drone_assigned(), failed()]),
     }
     history
+}
+
+/// `l` with the drone in the air above it.
+pub fn aloft(l: Location) -> Location {
+    Location {
+        altitude: 60.0,
+        ..l
+    }
 }

@@ -3,8 +3,10 @@
 
 mod accounts;
 mod deliveries;
+mod dispatch;
 mod drones;
 mod fixtures;
+mod flight;
 mod framework;
 mod packages;
 mod values;

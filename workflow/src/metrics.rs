@@ -1,0 +1,54 @@
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The workflow's metrics, registered on the process's registry.
+#[derive(Clone)]
+pub struct WorkflowMetrics {
+    /// Commands sent, by action and outcome (accepted, refused, failed).
+    pub commands: IntCounterVec,
+    /// Compensations carried out (unassign, fail, ground).
+    pub compensations: IntCounterVec,
+    /// Deliveries waiting for a drone.
+    pub queued: IntGauge,
+    /// Time to take one round of decisions.
+    pub decide_seconds: Histogram,
+}
+
+impl WorkflowMetrics {
+    pub fn new(registry: &Registry) -> Result<WorkflowMetrics, prometheus::Error> {
+        let commands = IntCounterVec::new(
+            Opts::new(
+                "workflow_commands_total",
+                "Commands the workflow sent, by action and outcome",
+            ),
+            &["action", "outcome"],
+        )?;
+        let compensations = IntCounterVec::new(
+            Opts::new(
+                "workflow_compensations_total",
+                "Compensations carried out by the workflow, by kind",
+            ),
+            &["kind"],
+        )?;
+        let queued = IntGauge::new(
+            "workflow_queued_deliveries",
+            "Deliveries waiting for a drone",
+        )?;
+        let decide_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "workflow_decide_seconds",
+                "Time to take one round of workflow decisions",
+            )
+            .buckets(vec![1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1]),
+        )?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(compensations.clone()))?;
+        registry.register(Box::new(queued.clone()))?;
+        registry.register(Box::new(decide_seconds.clone()))?;
+        Ok(WorkflowMetrics {
+            commands,
+            compensations,
+            queued,
+            decide_seconds,
+        })
+    }
+}
