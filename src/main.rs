@@ -24,8 +24,29 @@ struct Cli {
 #[derive(Subcommand)]
 enum Role {
     /// Runs every role in one process: command and query APIs on one address,
-    /// projectors, on the embedded event log and read store in `--data-dir`.
+    /// projectors and the workflow, on the embedded event log and read store in
+    /// `--data-dir`.
     Serve(ServeArgs),
+    /// Runs the workflow alone: it follows the log and sends its commands to the command
+    /// API at `--command-url`. The embedded log is single-process, so on the embedded
+    /// default `serve` runs the workflow itself; this role is for a log another process
+    /// does not hold.
+    Workflow(WorkflowRoleArgs),
+}
+
+#[derive(clap::Args)]
+struct WorkflowRoleArgs {
+    /// Where the command API listens.
+    #[arg(long, env = "DRONE_DELIVERY_COMMAND_URL")]
+    command_url: String,
+    /// Address of this role's operations endpoints (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Directory of the embedded event log.
+    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    workflow: WorkflowArgs,
 }
 
 #[derive(clap::Args)]
@@ -44,21 +65,31 @@ struct ServeArgs {
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let cli = Cli::parse();
-    let args = match cli.role {
-        Some(Role::Serve(args)) => args,
-        None => cli.serve,
+    let app = match cli.role {
+        Some(Role::Workflow(args)) => {
+            let mut settings = Settings::new(args.listen, args.data_dir);
+            args.workflow
+                .apply(&mut settings)
+                .map_err(anyhow::Error::msg)?;
+            App::start_workflow(settings, &args.command_url).await?
+        }
+        Some(Role::Serve(args)) => serve(args).await?,
+        None => serve(cli.serve).await?,
     };
-    let mut settings = Settings::new(args.listen, args.data_dir.clone());
-    args.workflow
-        .apply(&mut settings)
-        .map_err(anyhow::Error::msg)?;
-    let app = App::start(settings).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
     println!("drone-delivery listening on http://{}", app.addr);
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<App> {
+    let mut settings = Settings::new(args.listen, args.data_dir);
+    args.workflow
+        .apply(&mut settings)
+        .map_err(anyhow::Error::msg)?;
+    App::start(settings).await
 }
 
 async fn shutdown_signal() {

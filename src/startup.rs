@@ -100,25 +100,15 @@ impl App {
         let routes = command_side::http::routes(Arc::new(commands))
             .or(query_side::http::routes(Arc::new(queries)))
             .unify()
-            .or(ops::routes(log.clone(), store, registry))
+            .or(ops::routes(log.clone(), Some(store), registry))
             .unify()
             .recover(api::recover)
-            .unify();
+            .unify()
+            .boxed();
 
-        let listener = listen(settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let addr = listener.local_addr()?;
         let stop_workflow = stop.clone();
-        let mut stop_server = stop;
-        tasks.push(tokio::spawn(async move {
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = stop_server.wait_for(|stopped| *stopped).await;
-                })
-                .run()
-                .await;
-        }));
+        let (addr, server) = serve(settings.listen, routes, stop)?;
+        tasks.push(server);
         tracing::info!(%addr, "serving");
         let workflow = workflow::Workflow::new(
             log,
@@ -137,6 +127,44 @@ impl App {
         })
     }
 
+    /// Starts the `workflow` role alone on the embedded log in `settings.data_dir`: it
+    /// sends its commands to the command API at `command_url` and serves its operations
+    /// endpoints on `settings.listen`.
+    pub async fn start_workflow(settings: Settings, command_url: &str) -> anyhow::Result<App> {
+        let lock = DataDirLock::acquire(&settings.data_dir)?;
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(&settings.data_dir.join("log"))
+                .context("cannot open the event log")?,
+        );
+        let registry = Registry::new();
+        let codec = Codec::new()?;
+        log.create_topics(&topic_specs())
+            .await
+            .context("cannot create the topics")?;
+        let workflow = workflow::Workflow::new(
+            log.clone(),
+            codec,
+            CommandClient::new(command_url).context("cannot build the HTTP client")?,
+            Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
+            WorkflowMetrics::new(&registry)?,
+        )
+        .await?;
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(workflow.run(stop.clone()))];
+        let routes = ops::routes(log, None, registry)
+            .recover(api::recover)
+            .unify()
+            .boxed();
+        let (addr, server) = serve(settings.listen, routes, stop)?;
+        tasks.push(server);
+        Ok(App {
+            addr,
+            shutdown,
+            tasks,
+            _lock: Some(lock),
+        })
+    }
+
     /// Stops serving and the projectors, and waits for them.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
@@ -144,6 +172,26 @@ impl App {
             let _ = task.await;
         }
     }
+}
+
+/// Serves `routes` on `listen` until `stop` turns true.
+fn serve(
+    listen: SocketAddr,
+    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = listen_on(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .run()
+            .await;
+    });
+    Ok((addr, task))
 }
 
 /// Where a process on this machine reaches `addr` (an unspecified address listens on
@@ -162,7 +210,7 @@ pub fn local_url(addr: SocketAddr) -> String {
 
 /// A listener whose accepted connections have Nagle's algorithm off (Linux passes
 /// `TCP_NODELAY` on to accepted sockets): request/response latency matters here.
-fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,

@@ -31,7 +31,7 @@ use schemas::events::{Event, Location};
 use crate::delivery::Delivery;
 use crate::drone::{Drone, DroneStatus};
 use crate::flight::{FlightModel, Trip, whole_second};
-use crate::location::EARTH_RADIUS_KM;
+use crate::location::{EARTH_RADIUS_KM, distance_km};
 use crate::stage::Stage;
 
 /// How the workflow dispatches and supervises, besides the flight model.
@@ -232,15 +232,21 @@ pub struct Dispatcher {
     /// Every drone by its home, to tell whether any could ever carry a delivery.
     homes: RTree<IndexPoint>,
     queue: BTreeSet<QueueKey>,
+    /// Queued deliveries not yet checked against the fleet (could any drone carry them?).
+    unchecked: BTreeSet<String>,
     /// Drones an undecided assignment holds: drone → delivery.
     reserved: HashMap<String, String>,
     /// Ordered, so that expiries release drones in the same order in every run.
     pending: BTreeMap<Subject, Pending>,
+    /// The pending decisions by when they are taken again, so expiring them is cheap.
+    expiries: BTreeSet<(DateTime<Utc>, Subject)>,
     /// Drones whose flight rules to look at next (telemetry or status changed).
     to_check: BTreeSet<String>,
     /// Drones on a delivery, returning or charging: looked at on every tick.
     active: BTreeSet<String>,
-    max_range_km: f64,
+    /// The longest trip any drone of the fleet could fly (range, and battery with the
+    /// reserve): no search looks farther.
+    max_reach_km: f64,
     max_payload_kg: f64,
     /// Whether the queue may have become dispatchable since the last decisions.
     dirty: bool,
@@ -256,11 +262,13 @@ impl Dispatcher {
             idle: RTree::new(),
             homes: RTree::new(),
             queue: BTreeSet::new(),
+            unchecked: BTreeSet::new(),
             reserved: HashMap::new(),
             pending: BTreeMap::new(),
+            expiries: BTreeSet::new(),
             to_check: BTreeSet::new(),
             active: BTreeSet::new(),
-            max_range_km: 0.0,
+            max_reach_km: 0.0,
             max_payload_kg: 0.0,
             dirty: false,
         }
@@ -308,7 +316,7 @@ impl Dispatcher {
         };
         if !registered && entry.drone.exists() {
             let drone = &entry.drone;
-            self.max_range_km = self.max_range_km.max(drone.range_km);
+            self.max_reach_km = self.max_reach_km.max(self.model.reach_km(drone));
             self.max_payload_kg = self.max_payload_kg.max(drone.payload_kg);
             self.homes
                 .insert(IndexPoint::new(unit_vector(&drone.home), id.to_owned()));
@@ -345,6 +353,9 @@ impl Dispatcher {
             if let (Some(key), Some(entry)) = (key, self.deliveries.get_mut(id)) {
                 self.queue.insert(key.clone());
                 entry.queued = Some(key);
+                if entry.feasible.is_none() && self.policy.auto_assign {
+                    self.unchecked.insert(id.to_owned());
+                }
                 self.dirty = true;
             }
         }
@@ -371,7 +382,7 @@ impl Dispatcher {
             .pending
             .get(subject)
             .is_some_and(|p| version > p.version)
-            && let Some(done) = self.pending.remove(subject)
+            && let Some(done) = self.unhold(subject)
         {
             // A drone the delivery now has stays reserved until its own stream says
             // it is assigned (the two topics are read apart).
@@ -440,10 +451,15 @@ impl Dispatcher {
         now: DateTime<Utc>,
         taken: &BTreeSet<String>,
     ) -> Option<(String, Trip)> {
+        // The trip is at least the way to the pickup and on to the drop-off: drones
+        // farther from the pickup than the longest reach minus that leg cannot fly it.
+        let within_km = self.max_reach_km - distance_km(&delivery.pickup, &delivery.dropoff);
+        if within_km < 0.0 {
+            return None;
+        }
         let pickup = unit_vector(&delivery.pickup);
         for (point, distance_2) in self.idle.nearest_neighbor_iter_with_distance_2(&pickup) {
-            // No drone flies farther than the longest range to reach the pickup.
-            if chord_to_km(distance_2) > self.max_range_km {
+            if chord_to_km(distance_2) > within_km {
                 break;
             }
             if taken.contains(&point.data) {
@@ -460,15 +476,16 @@ impl Dispatcher {
     }
 
     /// Whether any drone of the fleet could carry the delivery at its best (at home,
-    /// charged). Its round trip is at least twice the distance from its home to the
-    /// pickup, which bounds the search.
+    /// charged). A round trip home → pickup → drop-off → home is at least twice the longer
+    /// of home–pickup and pickup–drop-off (triangle inequality), which bounds the search.
     fn any_could_carry(&self, delivery: &Delivery) -> bool {
-        if delivery.package_weight_kg > self.max_payload_kg {
+        let leg_km = distance_km(&delivery.pickup, &delivery.dropoff);
+        if delivery.package_weight_kg > self.max_payload_kg || 2.0 * leg_km > self.max_reach_km {
             return false;
         }
         let pickup = unit_vector(&delivery.pickup);
         for (point, distance_2) in self.homes.nearest_neighbor_iter_with_distance_2(&pickup) {
-            if 2.0 * chord_to_km(distance_2) > self.max_range_km {
+            if 2.0 * chord_to_km(distance_2) > self.max_reach_km {
                 break;
             }
             if let Some(entry) = self.drones.get(&point.data)
@@ -515,9 +532,19 @@ impl Dispatcher {
         if accepted {
             return;
         }
-        if let Some(pending) = self.pending.get_mut(&decision.subject()) {
+        let subject = decision.subject();
+        if let Some(pending) = self.pending.get_mut(&subject) {
+            self.expiries.remove(&(pending.until, subject.clone()));
             pending.until = now + self.policy.retry_after;
+            self.expiries.insert((pending.until, subject));
         }
+    }
+
+    /// Forgets a pending decision.
+    fn unhold(&mut self, subject: &Subject) -> Option<Pending> {
+        let pending = self.pending.remove(subject)?;
+        self.expiries.remove(&(pending.until, subject.clone()));
+        Some(pending)
     }
 
     fn hold(&mut self, decision: &Decision, now: DateTime<Utc>) {
@@ -533,11 +560,15 @@ impl Dispatcher {
             }
             _ => None,
         };
+        let subject = decision.subject();
+        self.unhold(&subject);
+        let until = now + self.policy.confirm_within;
+        self.expiries.insert((until, subject.clone()));
         self.pending.insert(
-            decision.subject(),
+            subject,
             Pending {
                 version: decision.version(),
-                until: now + self.policy.confirm_within,
+                until,
                 drone_id,
             },
         );
@@ -545,13 +576,12 @@ impl Dispatcher {
 
     /// Decisions whose time ran out are forgotten, so they are taken again.
     fn expire(&mut self, now: DateTime<Utc>) {
-        let expired: Vec<Subject> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.until)
-            .map(|(s, _)| s.clone())
-            .collect();
-        for subject in expired {
+        while let Some((until, _)) = self.expiries.first()
+            && *until <= now
+        {
+            let Some((_, subject)) = self.expiries.pop_first() else {
+                break;
+            };
             if let Some(p) = self.pending.remove(&subject) {
                 self.release(p.drone_id);
             }
@@ -676,12 +706,18 @@ impl Dispatcher {
     }
 
     /// Waiting deliveries, in priority order, to the nearest drone that fits.
+    /// Between ticks only assignments are looked for, and only while idle drones are
+    /// left; a tick also fails deliveries past their deadline and checks whether any drone
+    /// could ever carry those no idle drone fits.
     fn dispatch(&mut self, now: DateTime<Utc>, tick: bool, decisions: &mut Vec<Decision>) {
         let mut reserved: BTreeSet<String> = BTreeSet::new();
         let mut infeasible: Vec<String> = Vec::new();
-        let keys: Vec<QueueKey> = self.queue.iter().cloned().collect();
-        for (_, _, _, id) in keys {
-            let Some(entry) = self.deliveries.get(&id) else {
+        for (_, _, _, id) in &self.queue {
+            let drones_left = self.idle.size() > reserved.len();
+            if !tick && !drones_left {
+                break;
+            }
+            let Some(entry) = self.deliveries.get(id) else {
                 continue;
             };
             if self.waits(&Subject::Delivery(id.clone()), now) {
@@ -696,13 +732,12 @@ impl Dispatcher {
                 });
                 continue;
             }
-            if self.idle.size() == reserved.len() {
-                if entry.feasible != Some(true) {
-                    infeasible.push(id.clone());
-                }
-                continue;
-            }
-            match self.nearest_fit(d, now, &reserved) {
+            let best = if drones_left {
+                self.nearest_fit(d, now, &reserved)
+            } else {
+                None
+            };
+            match best {
                 Some((drone_id, trip)) => {
                     if let (Some(pickup_time), Some(drone)) = (d.pickup_time, self.drone(&drone_id))
                         && now + self.model.lead_time(drone, &trip, now) + self.policy.margin
@@ -717,8 +752,18 @@ impl Dispatcher {
                         drone_id,
                     });
                 }
-                None if entry.feasible != Some(true) => infeasible.push(id),
+                None if tick && entry.feasible != Some(true) => infeasible.push(id.clone()),
                 None => {}
+            }
+        }
+        // New deliveries no drone was found for in this pass (the pass may have stopped
+        // before them) are checked now, once.
+        for id in std::mem::take(&mut self.unchecked) {
+            let assigned = decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Assign { delivery_id, .. } if *delivery_id == id));
+            if !assigned && !infeasible.contains(&id) {
+                infeasible.push(id);
             }
         }
         // Deliveries no idle drone fits: can any drone ever carry them?

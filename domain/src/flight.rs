@@ -124,6 +124,13 @@ impl FlightModel {
         }
     }
 
+    /// The longest trip the drone could fly at its best: within its range, and on a full
+    /// battery keeping the reserve.
+    pub fn reach_km(&self, drone: &Drone) -> f64 {
+        let on_battery = (100.0 - self.reserve_pct) / self.drain_pct_per_km(drone);
+        drone.range_km.min(on_battery.max(0.0))
+    }
+
     /// Battery now: the last report, plus what the charger added since (from docking,
     /// or the last report if later, until now or until the drone left the charger); a
     /// drone that has never reported counts as charged.

@@ -15,6 +15,7 @@ async fn health_readiness_and_metrics_answer() {
         "commands_total{command=\"register-account\",outcome=\"accepted\"} 1",
         "event_append_latency_seconds_bucket",
         "projector_lag_events{projection=\"deliveries\"}",
+        "workflow_queued_deliveries",
     ] {
         assert!(metrics.contains(name), "/metrics has {name}");
     }
@@ -34,8 +35,12 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/api/v1/telemetry"),
         ("post", "/api/v1/drones/{id}/ground"),
         ("post", "/api/v1/drones/{id}/return"),
+        ("post", "/api/v1/drones/{id}/dock"),
         ("post", "/api/v1/deliveries"),
         ("post", "/api/v1/deliveries/{id}/assign-drone"),
+        ("post", "/api/v1/deliveries/{id}/unassign-drone"),
+        ("post", "/api/v1/deliveries/{id}/fail"),
+        ("get", "/api/v1/deliveries"),
         ("patch", "/api/v1/deliveries/{id}"),
         ("delete", "/api/v1/deliveries/{id}"),
         ("post", "/api/v1/deliveries/{id}/pickup"),
