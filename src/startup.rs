@@ -92,9 +92,7 @@ impl App {
             settings.projector_pace,
         );
         let (shutdown, stop) = watch::channel(false);
-        let mut tasks = projector
-            .spawn(&projections::all(&projector_metrics), stop.clone())
-            .await?;
+        let mut tasks = projector.spawn(&projections::all(), stop.clone()).await?;
         let workflow_metrics = WorkflowMetrics::new(&registry)?;
 
         let routes = command_side::http::routes(Arc::new(commands))

@@ -215,6 +215,15 @@ fn unit_vector(l: &Location) -> [f64; 3] {
     [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
 }
 
+fn distance_2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
+}
+
+/// An idle drone moves in the index only when it moved farther than this from where it
+/// is indexed (reports of drones at their base would otherwise rebuild the index all the
+/// time); searches allow for it, so they still find the nearest.
+const INDEX_SLACK_KM: f64 = 0.1;
+
 fn chord_to_km(distance_2: f64) -> f64 {
     2.0 * EARTH_RADIUS_KM * (distance_2.sqrt() / 2.0).clamp(0.0, 1.0).asin()
 }
@@ -322,7 +331,9 @@ impl Dispatcher {
                 .insert(IndexPoint::new(unit_vector(&drone.home), id.to_owned()));
         }
         self.reindex(id);
-        self.to_check.insert(id.to_owned());
+        if !self.to_check.contains(id) {
+            self.to_check.insert(id.to_owned());
+        }
     }
 
     /// Folds an event of a delivery's stream; `version` is the delivery's version after it.
@@ -419,15 +430,22 @@ impl Dispatcher {
                 drone.status,
                 Some(DroneStatus::Returning | DroneStatus::Charging)
             );
-        if busy {
-            self.active.insert(id.to_owned());
-        } else {
+        if !busy {
             self.active.remove(id);
+        } else if !self.active.contains(id) {
+            self.active.insert(id.to_owned());
         }
         let dispatchable = drone.is_idle() && !self.reserved.contains_key(id);
         let point = dispatchable.then(|| unit_vector(&drone.current_location()));
-        if point == entry.indexed {
-            return;
+        if dispatchable {
+            self.dirty = true; // its position or battery may now fit a waiting delivery
+        }
+        match (entry.indexed, point) {
+            (Some(old), Some(new)) if chord_to_km(distance_2(&old, &new)) <= INDEX_SLACK_KM => {
+                return;
+            }
+            (None, None) => return,
+            _ => {}
         }
         if let Some(old) = entry.indexed.take() {
             self.idle.remove(&IndexPoint::new(old, id.to_owned()));
@@ -444,7 +462,9 @@ impl Dispatcher {
         self.nearest_fit(delivery, now, &BTreeSet::new())
     }
 
-    /// The nearest idle drone not in `taken` that can fly the delivery now.
+    /// The nearest idle drone not in `taken` that can fly the delivery now. The index
+    /// holds drones where they were within `INDEX_SLACK_KM`, so the walk goes on until no
+    /// indexed drone can be nearer than the best fit found.
     fn nearest_fit(
         &self,
         delivery: &Delivery,
@@ -458,8 +478,11 @@ impl Dispatcher {
             return None;
         }
         let pickup = unit_vector(&delivery.pickup);
+        let mut best: Option<(&str, Trip)> = None;
         for (point, distance_2) in self.idle.nearest_neighbor_iter_with_distance_2(&pickup) {
-            if chord_to_km(distance_2) > within_km {
+            let indexed_km = chord_to_km(distance_2);
+            let beyond = best.map_or(within_km, |(_, trip)| trip.to_pickup_km.min(within_km));
+            if indexed_km - INDEX_SLACK_KM > beyond {
                 break;
             }
             if taken.contains(&point.data) {
@@ -468,11 +491,13 @@ impl Dispatcher {
             let Some(entry) = self.drones.get(&point.data) else {
                 continue;
             };
-            if let Ok(trip) = self.model.fitness(&entry.drone, delivery, now) {
-                return Some((point.data.clone(), trip));
+            if let Ok(trip) = self.model.fitness(&entry.drone, delivery, now)
+                && best.is_none_or(|(_, b)| trip.to_pickup_km < b.to_pickup_km)
+            {
+                best = Some((&point.data, trip));
             }
         }
-        None
+        best.map(|(id, trip)| (id.to_owned(), trip))
     }
 
     /// Whether any drone of the fleet could carry the delivery at its best (at home,

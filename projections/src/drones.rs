@@ -3,20 +3,10 @@ use crate::projection::{Model, Projection, Source, Staged, models};
 use crate::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW};
 use crate::views::{DronePosition, DroneView, FleetEntry};
 use async_trait::async_trait;
-use prometheus::IntCounter;
 use schemas::events::{Envelope, Event};
 
 /// Drones, the fleet by status, and each drone's latest telemetry.
-pub struct DronesProjection {
-    /// Reports older than the drone's shown one (accepted, changing nothing).
-    out_of_order: IntCounter,
-}
-
-impl DronesProjection {
-    pub fn new(out_of_order: IntCounter) -> DronesProjection {
-        DronesProjection { out_of_order }
-    }
-}
+pub struct DronesProjection;
 
 #[async_trait]
 impl Projection for DronesProjection {
@@ -27,33 +17,22 @@ impl Projection for DronesProjection {
     async fn project(
         &self,
         envelope: &Envelope,
-        source: Source,
+        _source: Source,
         staged: &mut Staged<'_>,
     ) -> Result<(), ProjectionError> {
         let meta = &envelope.metadata;
         let id = &meta.aggregate_id;
         if let Event::DronePositionReported(e) = &envelope.event {
-            // A report older than the one shown changes nothing (clients may send out of
-            // order); it is counted.
-            let shown: Option<(DronePosition, u64)> =
-                staged.view(DRONE_POSITIONS, id, SINGLE_ROW).await?;
-            if shown.is_some_and(|(p, _)| e.at < p.at) {
-                self.out_of_order.inc();
-                return Ok(());
-            }
             let position = DronePosition {
                 position: e.position,
                 battery_pct: e.battery_pct,
                 at: e.at,
             };
-            // One drone's reports share a partition, so offsets version them.
-            staged.put(
-                DRONE_POSITIONS,
-                id,
-                SINGLE_ROW,
-                &position,
-                source.offset + 1,
-            );
+            // Versioned by the time of the report: the store keeps the newest, so a report
+            // older than the one shown changes nothing (clients may send out of order) and
+            // no read is needed; of two of the same time the later in the log wins.
+            let version = u64::try_from(e.at.timestamp_micros()).unwrap_or(0);
+            staged.put(DRONE_POSITIONS, id, SINGLE_ROW, &position, version);
             return Ok(());
         }
         let current: Option<(DroneView, u64)> = staged.view(DRONES, id, SINGLE_ROW).await?;

@@ -27,13 +27,11 @@ pub use projector::{Projector, caught_up};
 use std::sync::Arc;
 
 /// Every projection, by name.
-pub fn all(metrics: &ProjectorMetrics) -> Vec<Arc<dyn Projection>> {
+pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(AccountsProjection),
         Arc::new(DeliveriesProjection),
         Arc::new(InvoicesProjection),
-        Arc::new(DronesProjection::new(
-            metrics.telemetry_out_of_order.clone(),
-        )),
+        Arc::new(DronesProjection),
     ]
 }

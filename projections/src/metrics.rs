@@ -1,4 +1,4 @@
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The projectors' metrics, registered on the process's registry.
 #[derive(Clone)]
@@ -9,8 +9,6 @@ pub struct ProjectorMetrics {
     pub events: IntCounterVec,
     /// Failed batches (retried), by projection.
     pub errors: IntCounterVec,
-    /// Telemetry reports older than the drone's last one (accepted, shown nowhere).
-    pub telemetry_out_of_order: IntCounter,
 }
 
 impl ProjectorMetrics {
@@ -33,19 +31,13 @@ impl ProjectorMetrics {
             ),
             &["projection"],
         )?;
-        let telemetry_out_of_order = IntCounter::new(
-            "telemetry_out_of_order_total",
-            "Telemetry reports older than the drone's last one: accepted, not shown",
-        )?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(errors.clone()))?;
-        registry.register(Box::new(telemetry_out_of_order.clone()))?;
         Ok(ProjectorMetrics {
             lag,
             events,
             errors,
-            telemetry_out_of_order,
         })
     }
 }

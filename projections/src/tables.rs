@@ -18,7 +18,7 @@ pub const INVOICE_TRIPS: &str = "invoice_trips";
 pub const INVOICE_LINES: &str = "invoice_lines";
 /// `drones`: partition = drone id, one row → [`crate::views::DroneView`].
 pub const DRONES: &str = "drones";
-/// `drone_positions`: partition = drone id, one row, version = telemetry offset + 1.
+/// `drone_positions`: partition = drone id, one row, version = the report's time (µs).
 pub const DRONE_POSITIONS: &str = "drone_positions";
 /// `fleet`: partition = drone status, clustering = drone id.
 pub const FLEET: &str = "fleet";

@@ -145,9 +145,7 @@ async fn project(
     let dir = tempfile::tempdir().expect("dir");
     let store = EmbeddedReadStore::open(dir.path()).expect("store");
     for _ in 0..times {
-        let metrics =
-            projections::ProjectorMetrics::new(&prometheus::Registry::new()).expect("metrics");
-        for projection in projections::all(&metrics) {
+        for projection in projections::all() {
             for (offset, (topic, envelope)) in events.iter().enumerate() {
                 if !projection.topics().contains(topic) {
                     continue;

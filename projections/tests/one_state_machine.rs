@@ -276,7 +276,7 @@ async fn read_models_fold_to_the_command_sides_state_field_for_field() {
             metrics.clone(),
             Duration::ZERO,
         );
-        for projection in projections::all(&metrics) {
+        for projection in projections::all() {
             projector.catch_up(&projection).await.expect("catches up");
         }
 

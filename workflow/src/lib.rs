@@ -15,7 +15,7 @@ pub use metrics::WorkflowMetrics;
 use chrono::Utc;
 use domain::{Decision, Dispatcher};
 use schemas::Codec;
-use schemas::events::Topic;
+use schemas::events::{Event, Topic};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +107,14 @@ impl Workflow {
                     let meta = &envelope.metadata;
                     let (id, version, at) =
                         (&meta.aggregate_id, meta.aggregate_version, meta.occurred_at);
+                    if let Event::DronePositionReported(report) = &envelope.event
+                        && self
+                            .dispatcher
+                            .drone(id)
+                            .is_some_and(|d| d.is_stale(report))
+                    {
+                        self.metrics.telemetry_out_of_order.inc();
+                    }
                     match topic {
                         Topic::Deliveries => {
                             self.dispatcher

@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The workflow's metrics, registered on the process's registry.
 #[derive(Clone)]
@@ -11,6 +11,9 @@ pub struct WorkflowMetrics {
     pub queued: IntGauge,
     /// Time to take one round of decisions.
     pub decide_seconds: Histogram,
+    /// Telemetry reports older than their drone's last one: accepted, moving nothing.
+    /// Counted as the workflow reads them (from the start of the log after a restart).
+    pub telemetry_out_of_order: IntCounter,
 }
 
 impl WorkflowMetrics {
@@ -40,6 +43,11 @@ impl WorkflowMetrics {
             )
             .buckets(vec![1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1]),
         )?;
+        let telemetry_out_of_order = IntCounter::new(
+            "telemetry_out_of_order_total",
+            "Telemetry reports older than their drone's last one: accepted, moving nothing",
+        )?;
+        registry.register(Box::new(telemetry_out_of_order.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(compensations.clone()))?;
         registry.register(Box::new(queued.clone()))?;
@@ -49,6 +57,7 @@ impl WorkflowMetrics {
             compensations,
             queued,
             decide_seconds,
+            telemetry_out_of_order,
         })
     }
 }
