@@ -7,6 +7,11 @@ use drone_delivery::{App, Settings, telemetry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+// The server allocates and frees many small buffers per request and per event; glibc's
+// allocator spent a fifth of the CPU under telemetry load (perf), mimalloc much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -70,30 +70,12 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<(), ProjectionError>;
 }
 
-type RowKey = (&'static str, String, String);
-
 /// The writes of one batch, and the rows as they will be once it is applied: a
-/// projection that reads a row it wrote earlier in the batch sees its own write. Of
-/// several writes to one row only the one the store would keep is sent (a busy drone's
-/// reports in one batch are one write).
+/// projection that reads a row it wrote earlier in the batch sees its own write.
 pub struct Staged<'a> {
     store: &'a dyn ReadStore,
     writes: Vec<Write>,
-    rows: HashMap<RowKey, Option<Row>>,
-    /// Index in `writes` of the write kept for each row.
-    written: HashMap<RowKey, usize>,
-}
-
-/// Whether `new` takes effect over `old` on the same row (the store's version guard: the
-/// higher version wins, a delete wins a tie).
-fn supersedes(new: &Write, old: &Write) -> bool {
-    let version = |w: &Write| match w {
-        Write::Put { version, .. } | Write::Delete { version, .. } => *version,
-    };
-    let (new_version, old_version) = (version(new), version(old));
-    new_version > old_version
-        || (new_version == old_version
-            && (matches!(new, Write::Delete { .. }) || matches!(old, Write::Put { .. })))
+    rows: HashMap<(&'static str, String, String), Option<Row>>,
 }
 
 impl<'a> Staged<'a> {
@@ -102,7 +84,6 @@ impl<'a> Staged<'a> {
             store,
             writes: Vec::new(),
             rows: HashMap::new(),
-            written: HashMap::new(),
         }
     }
 
@@ -153,52 +134,31 @@ impl<'a> Staged<'a> {
     ) {
         // Views are plain data; serializing them cannot fail.
         let value = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        let key = (table, partition.to_string(), clustering.to_string());
         self.rows.insert(
-            key.clone(),
+            (table, partition.to_string(), clustering.to_string()),
             Some(Row {
                 clustering: clustering.to_string(),
                 value: value.clone(),
                 version,
             }),
         );
-        self.stage(
-            key,
-            Write::Put {
-                table: table.to_string(),
-                partition: partition.to_string(),
-                clustering: clustering.to_string(),
-                value,
-                version,
-            },
-        );
-    }
-
-    fn stage(&mut self, key: RowKey, write: Write) {
-        match self.written.get(&key) {
-            Some(&index) => {
-                if supersedes(&write, &self.writes[index]) {
-                    self.writes[index] = write;
-                }
-            }
-            None => {
-                self.written.insert(key, self.writes.len());
-                self.writes.push(write);
-            }
-        }
+        self.writes.push(Write::Put {
+            table: table.to_string(),
+            partition: partition.to_string(),
+            clustering: clustering.to_string(),
+            value,
+            version,
+        });
     }
 
     pub fn delete(&mut self, table: &'static str, partition: &str, clustering: &str, version: u64) {
-        let key = (table, partition.to_string(), clustering.to_string());
-        self.rows.insert(key.clone(), None);
-        self.stage(
-            key,
-            Write::Delete {
-                table: table.to_string(),
-                partition: partition.to_string(),
-                clustering: clustering.to_string(),
-                version,
-            },
-        );
+        self.rows
+            .insert((table, partition.to_string(), clustering.to_string()), None);
+        self.writes.push(Write::Delete {
+            table: table.to_string(),
+            partition: partition.to_string(),
+            clustering: clustering.to_string(),
+            version,
+        });
     }
 }
