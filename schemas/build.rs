@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 const UNSIGNED_LONGS: &[(&str, &str)] = &[("EventMetadata", "aggregateVersion")];
 /// The record every event starts with.
 const METADATA: &str = "EventMetadata";
+/// Records that are not events but frame them (a commit holds several events).
+const FRAMES: &[&str] = &["Commit"];
 const NAMESPACE: &str = "drone_delivery.events";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -564,6 +566,7 @@ fn main() {
 
     let mut types = Types::default();
     let mut events: Vec<(String, u32, Vec<Field>, Option<String>)> = Vec::new();
+    let mut frames: Vec<(String, u32)> = Vec::new();
     for subject in &subjects {
         let entry = current[subject];
         let json: Json = serde_json::from_str(&read(&dir.join(&entry.file)))
@@ -578,6 +581,10 @@ fn main() {
         let Named::Record { doc, fields } = types.named[&name].clone() else {
             unreachable!("record() defines a record")
         };
+        if FRAMES.contains(&subject.as_str()) {
+            frames.push((subject.clone(), entry.id));
+            continue;
+        }
         match fields.first() {
             Some(Field {
                 name,
@@ -690,6 +697,14 @@ fn main() {
         out,
         "            _ => return None,\n        }})\n    }}\n}}\n"
     );
+
+    for (frame, id) in &frames {
+        let _ = writeln!(
+            out,
+            "/// The manifest id of the current schema of `{frame}`.\npub const {}_SCHEMA_ID: u32 = {id};\n",
+            frame.to_ascii_uppercase()
+        );
+    }
 
     // Every schema file, with its text for run-time resolution and registries.
     let _ = writeln!(

@@ -2,7 +2,7 @@
 //! process on the embedded default and is what runs when no role is named.
 
 use clap::{Parser, Subcommand};
-use drone_delivery::settings::WorkflowArgs;
+use drone_delivery::settings::{Role, WorkflowArgs};
 use drone_delivery::{App, Settings, telemetry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,38 +20,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(subcommand)]
-    role: Option<Role>,
+    role: Option<Command>,
     /// With no role named, `serve` runs with these.
     #[command(flatten)]
     serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
-enum Role {
+enum Command {
     /// Runs every role in one process: command and query APIs on one address,
     /// projectors and the workflow, on the embedded event log and read store in
     /// `--data-dir`.
     Serve(ServeArgs),
-    /// Runs the workflow alone: it follows the log and sends its commands to the command
-    /// API at `--command-url`. The embedded log is single-process, so on the embedded
-    /// default `serve` runs the workflow itself; this role is for a log another process
-    /// does not hold.
-    Workflow(WorkflowRoleArgs),
-}
-
-#[derive(clap::Args)]
-struct WorkflowRoleArgs {
-    /// Where the command API listens.
-    #[arg(long, env = "DRONE_DELIVERY_COMMAND_URL")]
-    command_url: String,
-    /// Address of this role's operations endpoints (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8081")]
-    listen: SocketAddr,
-    /// Directory of the embedded event log.
-    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    #[command(flatten)]
-    workflow: WorkflowArgs,
+    /// Runs the workflow alone (`serve --roles workflow`): it follows the log and sends
+    /// its commands to the command API at `--command-url`. The embedded log is
+    /// single-process, so on the embedded default `serve` runs the workflow itself; this
+    /// role is for a log another process does not hold.
+    Workflow(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +47,16 @@ struct ServeArgs {
     /// Directory of the embedded event log and read models.
     #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// The roles to run (all by default), e.g. `--roles command-api,projector`.
+    #[arg(long, env = "DRONE_DELIVERY_ROLES", value_enum, value_delimiter = ',')]
+    roles: Vec<Role>,
+    /// Where the workflow sends its commands when this process runs no command API.
+    #[arg(long, env = "DRONE_DELIVERY_COMMAND_URL")]
+    command_url: Option<String>,
+    /// A busy topic's projector applies a batch at most this often (ms): more events per
+    /// read-store write, at the price of up to this much more read-model lag.
+    #[arg(long, env = "DRONE_DELIVERY_PROJECTOR_PACE_MS", default_value_t = 1)]
+    projector_pace_ms: u64,
     #[command(flatten)]
     workflow: WorkflowArgs,
 }
@@ -71,14 +66,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let cli = Cli::parse();
     let app = match cli.role {
-        Some(Role::Workflow(args)) => {
-            let mut settings = Settings::new(args.listen, args.data_dir);
-            args.workflow
-                .apply(&mut settings)
-                .map_err(anyhow::Error::msg)?;
-            App::start_workflow(settings, &args.command_url).await?
+        Some(Command::Workflow(mut args)) => {
+            args.roles = vec![Role::Workflow];
+            serve(args).await?
         }
-        Some(Role::Serve(args)) => serve(args).await?,
+        Some(Command::Serve(args)) => serve(args).await?,
         None => serve(cli.serve).await?,
     };
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
@@ -91,6 +83,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<App> {
     let mut settings = Settings::new(args.listen, args.data_dir);
+    if !args.roles.is_empty() {
+        settings.roles = args.roles;
+    }
+    settings.command_url = args.command_url;
+    settings.projector_pace = std::time::Duration::from_millis(args.projector_pace_ms);
     args.workflow
         .apply(&mut settings)
         .map_err(anyhow::Error::msg)?;

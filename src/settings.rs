@@ -11,6 +11,28 @@ pub enum DispatchMode {
     Manual,
 }
 
+/// A part of the system a process runs (SPEC §2); `serve` runs them all by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The command endpoints: the one writer of the log.
+    CommandApi,
+    /// The projector workers that build the read models.
+    Projector,
+    /// The query endpoints.
+    QueryApi,
+    /// Dispatch, the flight and the compensations; it sends commands to a command API.
+    Workflow,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::CommandApi,
+        Role::Projector,
+        Role::QueryApi,
+        Role::Workflow,
+    ];
+}
+
 /// What `serve` needs to start: where to listen, where the data lives, and how the
 /// roles behave.
 #[derive(Clone, Debug)]
@@ -28,6 +50,10 @@ pub struct Settings {
     /// ETAs and the battery, for the query side and the workflow alike.
     pub flight: FlightModel,
     pub policy: DispatchPolicy,
+    /// The roles this process runs.
+    pub roles: Vec<Role>,
+    /// Where the workflow sends its commands when this process runs no command API.
+    pub command_url: Option<String>,
 }
 
 impl Settings {
@@ -41,7 +67,13 @@ impl Settings {
             dispatch: DispatchMode::Auto,
             flight: FlightModel::default(),
             policy: DispatchPolicy::default(),
+            roles: Role::ALL.to_vec(),
+            command_url: None,
         }
+    }
+
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 }
 

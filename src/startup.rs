@@ -4,6 +4,7 @@
 
 use crate::Settings;
 use crate::ops;
+use crate::settings::Role;
 use anyhow::Context;
 use command_side::{CommandMetrics, CommandService};
 use domain::Dispatcher;
@@ -57,7 +58,8 @@ impl App {
         Ok(app)
     }
 
-    /// Starts on the given stores (other adapters, or tests that inject faults).
+    /// Starts the roles of `settings` on the given stores (other adapters, or tests that
+    /// inject faults).
     pub async fn start_with(
         settings: Settings,
         log: Arc<dyn EventLog>,
@@ -68,98 +70,84 @@ impl App {
         log.create_topics(&topic_specs())
             .await
             .context("cannot create the topics")?;
-
-        let commands = CommandService::open(
-            log.clone(),
-            codec.clone(),
-            CommandMetrics::new(&registry)?,
-            settings.max_clock_skew,
-        )
-        .await
-        .context("cannot fold the event log")?;
-        let queries = QueryService::new(
-            store.clone(),
-            settings.max_consistency_wait,
-            settings.flight.clone(),
-            QueryMetrics::new(&registry)?,
-        );
-        let projector_metrics = ProjectorMetrics::new(&registry)?;
-        let projector = Projector::new(
-            log.clone(),
-            store.clone(),
-            codec.clone(),
-            projector_metrics.clone(),
-            settings.projector_pace,
-        );
         let (shutdown, stop) = watch::channel(false);
-        let mut tasks = projector.spawn(&projections::all(), stop.clone()).await?;
-        let workflow_metrics = WorkflowMetrics::new(&registry)?;
+        let mut tasks = Vec::new();
+        let uses_store = settings.runs(Role::Projector) || settings.runs(Role::QueryApi);
+        let mut routes = ops::routes(
+            log.clone(),
+            uses_store.then(|| store.clone()),
+            registry.clone(),
+        );
 
-        let routes = command_side::http::routes(Arc::new(commands))
-            .or(query_side::http::routes(Arc::new(queries)))
-            .unify()
-            .or(ops::routes(log.clone(), Some(store), registry))
-            .unify()
-            .recover(api::recover)
-            .unify()
-            .boxed();
+        if settings.runs(Role::CommandApi) {
+            let commands = CommandService::open(
+                log.clone(),
+                codec.clone(),
+                CommandMetrics::new(&registry)?,
+                settings.max_clock_skew,
+            )
+            .await
+            .context("cannot fold the event log")?;
+            routes = command_side::http::routes(Arc::new(commands))
+                .or(routes)
+                .unify()
+                .boxed();
+        }
+        if settings.runs(Role::QueryApi) {
+            let queries = QueryService::new(
+                store.clone(),
+                settings.max_consistency_wait,
+                settings.flight.clone(),
+                QueryMetrics::new(&registry)?,
+            );
+            routes = query_side::http::routes(Arc::new(queries))
+                .or(routes)
+                .unify()
+                .boxed();
+        }
+        if settings.runs(Role::Projector) {
+            let projector = Projector::new(
+                log.clone(),
+                store.clone(),
+                codec.clone(),
+                ProjectorMetrics::new(&registry)?,
+                settings.projector_pace,
+            );
+            tasks.extend(projector.spawn(&projections::all(), stop.clone()).await?);
+        }
+        let workflow_metrics = settings
+            .runs(Role::Workflow)
+            .then(|| WorkflowMetrics::new(&registry))
+            .transpose()?;
 
-        let stop_workflow = stop.clone();
-        let (addr, server) = serve(settings.listen, routes, stop)?;
+        let routes = routes.recover(api::recover).unify().boxed();
+        let (addr, server) = serve(settings.listen, routes, stop.clone())?;
         tasks.push(server);
-        tracing::info!(%addr, "serving");
-        let workflow = workflow::Workflow::new(
-            log,
-            codec,
-            CommandClient::new(&local_url(addr)).context("cannot build the HTTP client")?,
-            Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
-            workflow_metrics,
-        )
-        .await?;
-        tasks.push(tokio::spawn(workflow.run(stop_workflow)));
+        tracing::info!(%addr, roles = ?settings.roles, "serving");
+
+        if let Some(metrics) = workflow_metrics {
+            let command_url = match (&settings.command_url, settings.runs(Role::CommandApi)) {
+                (Some(url), _) => url.clone(),
+                (None, true) => local_url(addr),
+                (None, false) => anyhow::bail!(
+                    "the workflow sends its commands to a command API: give --command-url, or run the command-api role in this process"
+                ),
+            };
+            let workflow = workflow::Workflow::new(
+                log,
+                codec,
+                CommandClient::new(&command_url).context("cannot build the HTTP client")?,
+                Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
+                metrics,
+            )
+            .await?;
+            tasks.push(tokio::spawn(workflow.run(stop)));
+        }
         Ok(App {
             addr,
             shutdown,
             tasks,
             _lock: None,
-        })
-    }
-
-    /// Starts the `workflow` role alone on the embedded log in `settings.data_dir`: it
-    /// sends its commands to the command API at `command_url` and serves its operations
-    /// endpoints on `settings.listen`.
-    pub async fn start_workflow(settings: Settings, command_url: &str) -> anyhow::Result<App> {
-        let lock = DataDirLock::acquire(&settings.data_dir)?;
-        let log: Arc<dyn EventLog> = Arc::new(
-            EmbeddedLog::open(&settings.data_dir.join("log"))
-                .context("cannot open the event log")?,
-        );
-        let registry = Registry::new();
-        let codec = Codec::new()?;
-        log.create_topics(&topic_specs())
-            .await
-            .context("cannot create the topics")?;
-        let workflow = workflow::Workflow::new(
-            log.clone(),
-            codec,
-            CommandClient::new(command_url).context("cannot build the HTTP client")?,
-            Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
-            WorkflowMetrics::new(&registry)?,
-        )
-        .await?;
-        let (shutdown, stop) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(workflow.run(stop.clone()))];
-        let routes = ops::routes(log, None, registry)
-            .recover(api::recover)
-            .unify()
-            .boxed();
-        let (addr, server) = serve(settings.listen, routes, stop)?;
-        tasks.push(server);
-        Ok(App {
-            addr,
-            shutdown,
-            tasks,
-            _lock: Some(lock),
         })
     }
 

@@ -1,8 +1,11 @@
 -- POST /api/v1/telemetry: a batch of 100 reports of random drones among `load-0` ..
--- `load-<drones - 1>` (wrk ... -- <drones>), stamped with the current second.
+-- `load-<drones - 1>` (wrk ... -- <drones>), stamped with the current second. Each drone
+-- is somewhere in the city and moves a few metres between its reports, as a drone in the
+-- air or on its charger does.
 local drones = 1000
 local headers = {["Content-Type"] = "application/json"}
 local stamp, stamped_at = nil, -1
+local lat, lon = {}, {}
 
 init = function(args)
   if args[1] then drones = tonumber(args[1]) end
@@ -16,10 +19,14 @@ request = function()
   end
   local items = {}
   for i = 1, 100 do
+    local d = math.random(0, drones - 1)
+    -- Where the drone is comes from its number, so wrk's threads agree on it.
+    if not lat[d] then lat[d], lon[d] = 47.5 + (d * 7919 % 1000) / 5000, -122.4 + (d * 104729 % 1000) / 5000 end
+    lat[d] = lat[d] + (math.random() - 0.5) * 0.0004
+    lon[d] = lon[d] + (math.random() - 0.5) * 0.0006
     items[i] = string.format(
-      '{"droneId":"load-%d","position":{"latitude":%.5f,"longitude":%.5f,"altitude":80},"batteryPct":%d,"at":"%s"}',
-      math.random(0, drones - 1), 47.5 + math.random() * 0.2, -122.4 + math.random() * 0.2,
-      math.random(30, 100), stamp)
+      '{"droneId":"load-%d","position":{"latitude":%.6f,"longitude":%.6f,"altitude":80},"batteryPct":%d,"at":"%s"}',
+      d, lat[d], lon[d], math.random(30, 100), stamp)
   end
   return wrk.format("POST", "/api/v1/telemetry", headers, "[" .. table.concat(items, ",") .. "]")
 end

@@ -19,7 +19,6 @@ use schemas::events::{ConfirmationType, Envelope, Event, EventMetadata, Topic};
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{EventLog, NewRecord};
-use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 const KEYED_PREFIX: &str = "key:";
@@ -83,6 +82,7 @@ pub struct CommandService {
     metrics: CommandMetrics,
     /// How far ahead of this server's clock a telemetry report may be stamped.
     max_clock_skew: TimeDelta,
+    telemetry_partitions: u32,
 }
 
 /// Events of one command, with the versions they give their aggregates.
@@ -205,6 +205,7 @@ impl CommandService {
             drones: Shards::new(log.partitions(Topic::Drones.name()).await?),
             packages: Shards::new(log.partitions(Topic::Packages.name()).await?),
             deliveries: Shards::new(log.partitions(Topic::Deliveries.name()).await?),
+            telemetry_partitions: log.partitions(Topic::DroneTelemetry.name()).await?,
             log,
             codec,
             metrics,
@@ -228,7 +229,7 @@ impl CommandService {
                     let Some(last) = records.last() else { break };
                     from = last.offset + 1;
                     for record in &records {
-                        let envelope = self.codec.decode(&record.value).map_err(|e| {
+                        let envelopes = self.codec.decode_all(&record.value).map_err(|e| {
                             CommandError::Internal(format!(
                                 "{}/{partition}@{}: {e}",
                                 topic.name(),
@@ -240,8 +241,10 @@ impl CommandService {
                             partition,
                             offset: record.offset,
                         };
-                        keyed.note(topic, &envelope, position);
-                        self.replay(topic, &envelope).await;
+                        for envelope in &envelopes {
+                            keyed.note(topic, envelope, position);
+                            self.replay(topic, envelope).await;
+                        }
                     }
                 }
             }
@@ -290,17 +293,33 @@ impl CommandService {
         }
     }
 
-    /// Encodes and appends a draft; returns where it landed once durable.
+    /// Encodes and appends a draft, one record per (topic, partition) it writes (a
+    /// commit when several of its events live there, so readers get them all or none);
+    /// returns where they landed once durable.
     async fn append(&self, command: &str, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
-        let mut records = Vec::with_capacity(draft.items.len());
+        let mut groups: Vec<(Topic, u32, Vec<&Envelope>)> = Vec::new();
         for (topic, envelope) in &draft.items {
+            let partition =
+                storage::partition_for(&envelope.metadata.aggregate_id, self.partitions(*topic));
+            match groups
+                .iter_mut()
+                .find(|(t, p, _)| t == topic && *p == partition)
+            {
+                Some((_, _, events)) => events.push(envelope),
+                None => groups.push((*topic, partition, vec![envelope])),
+            }
+        }
+        let mut records = Vec::with_capacity(groups.len());
+        for (topic, _, events) in &groups {
             let value = self
                 .codec
-                .encode(envelope)
+                .encode_all(events.iter().copied())
                 .map_err(|e| CommandError::Internal(e.to_string()))?;
             records.push(NewRecord {
                 topic: topic.name().to_string(),
-                key: envelope.metadata.aggregate_id.clone(),
+                // Every event of the group maps to this partition; the first one's key
+                // routes the record there.
+                key: events[0].metadata.aggregate_id.clone(),
                 value: Bytes::from(value),
             });
         }
@@ -315,16 +334,26 @@ impl CommandService {
             self.metrics.events.with_label_values(&[topic.name()]).inc();
         }
         Ok(ConsistencyToken::from_positions(
-            draft
-                .items
+            groups
                 .iter()
                 .zip(appended)
-                .map(|((topic, _), a)| Position {
+                .map(|((topic, _, _), a)| Position {
                     topic: *topic,
                     partition: a.partition,
                     offset: a.offset,
                 }),
         ))
+    }
+
+    /// Partitions of a topic (fixed once created).
+    fn partitions(&self, topic: Topic) -> u32 {
+        match topic {
+            Topic::Accounts => self.accounts.partitions(),
+            Topic::Drones => self.drones.partitions(),
+            Topic::Packages => self.packages.partitions(),
+            Topic::Deliveries => self.deliveries.partitions(),
+            Topic::DroneTelemetry => self.telemetry_partitions,
+        }
     }
 
     fn count(&self, command: &str, result: &Result<Accepted, CommandError>) {
@@ -529,55 +558,48 @@ impl CommandService {
         readings: &[Reading],
     ) -> Result<Accepted, CommandError> {
         let run = async {
+            // Reports change no state, so no lock is held through the append: concurrent
+            // batches share the log's group commit instead of waiting in turn. A drone
+            // is never removed, so one checked to exist still exists when its report lands.
+            let mut draft = Draft::new(ctx);
             let mut partitions: Vec<u32> = readings
                 .iter()
                 .map(|r| self.drones.partition_of(&r.drone_id))
                 .collect();
             partitions.sort_unstable();
             partitions.dedup();
-            let mut guards: Vec<(u32, OwnedMutexGuard<Shard<Drone>>)> = Vec::new();
+            let mut version = 0;
             for p in partitions {
-                guards.push((p, self.drones.lock_partition(p).await));
-            }
-            let shard_of = |guards: &mut Vec<(u32, OwnedMutexGuard<Shard<Drone>>)>, id: &str| {
-                let p = self.drones.partition_of(id);
-                guards.iter_mut().position(|(q, _)| *q == p)
-            };
-            let mut draft = Draft::new(ctx);
-            for r in readings {
-                let Some(i) = shard_of(&mut guards, &r.drone_id) else {
-                    continue;
-                };
-                let stream = guards[i].1.get(&r.drone_id).filter(|s| s.exists());
-                let Some(stream) = stream else {
-                    return Err(if readings.len() == 1 {
-                        CommandError::NotFound {
-                            kind: "drone",
-                            id: r.drone_id.clone(),
-                        }
-                    } else {
-                        CommandError::Domain(domain::DomainError::UnknownDrone {
-                            drone_id: r.drone_id.clone(),
-                        })
-                    });
-                };
-                let events =
-                    stream
-                        .state
-                        .report_position(&r.telemetry, draft.now, self.max_clock_skew)?;
-                draft.add(Topic::DroneTelemetry, &r.drone_id, stream.version, events);
+                let shard = self.drones.lock_partition(p).await;
+                for r in readings
+                    .iter()
+                    .filter(|r| self.drones.partition_of(&r.drone_id) == p)
+                {
+                    let Some(stream) = shard.get(&r.drone_id).filter(|s| s.exists()) else {
+                        return Err(if readings.len() == 1 {
+                            CommandError::NotFound {
+                                kind: "drone",
+                                id: r.drone_id.clone(),
+                            }
+                        } else {
+                            CommandError::Domain(domain::DomainError::UnknownDrone {
+                                drone_id: r.drone_id.clone(),
+                            })
+                        });
+                    };
+                    let events = stream.state.report_position(
+                        &r.telemetry,
+                        draft.now,
+                        self.max_clock_skew,
+                    )?;
+                    version = stream.version;
+                    draft.add(Topic::DroneTelemetry, &r.drone_id, stream.version, events);
+                }
             }
             let token = self.append("report-telemetry", &draft).await?;
-            let id = match readings {
-                [one] => one.drone_id.clone(),
-                _ => String::new(),
-            };
-            let version = match readings {
-                [one] => guards
-                    .iter()
-                    .find_map(|(_, g)| g.get(&one.drone_id).map(|s| s.version))
-                    .unwrap_or(0),
-                _ => 0,
+            let (id, version) = match readings {
+                [one] => (one.drone_id.clone(), version),
+                _ => (String::new(), 0),
             };
             Ok(Accepted {
                 id,

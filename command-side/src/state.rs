@@ -108,6 +108,10 @@ impl<A: Kept> Shards<A> {
         }
     }
 
+    pub fn partitions(&self) -> u32 {
+        self.shards.len() as u32
+    }
+
     pub fn partition_of(&self, id: &str) -> u32 {
         storage::partition_for(id, self.shards.len() as u32)
     }

@@ -189,6 +189,8 @@ struct DroneEntry {
     version: u64,
     /// Where it sits in the index of dispatchable drones.
     indexed: Option<[f64; 3]>,
+    /// Whether it is in `active`.
+    active: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -305,7 +307,12 @@ impl Dispatcher {
     /// Folds an event of a drone's stream or telemetry; `version` is the drone's version
     /// after it (telemetry leaves it as it is).
     pub fn apply_drone(&mut self, id: &str, version: u64, event: &Event, at: DateTime<Utc>) {
-        let entry = self.drones.entry(id.to_owned()).or_default();
+        if !self.drones.contains_key(id) {
+            self.drones.insert(id.to_owned(), DroneEntry::default());
+        }
+        let Some(entry) = self.drones.get_mut(id) else {
+            return;
+        };
         let registered = entry.drone.exists();
         let telemetry = matches!(event, Event::DronePositionReported(_));
         if !telemetry && version <= entry.version {
@@ -330,8 +337,9 @@ impl Dispatcher {
             self.homes
                 .insert(IndexPoint::new(unit_vector(&drone.home), id.to_owned()));
         }
-        self.reindex(id);
-        if !self.to_check.contains(id) {
+        let busy = self.reindex(id);
+        // An idle drone's report fires no flight rule; anything else may.
+        if (busy || !telemetry) && !self.to_check.contains(id) {
             self.to_check.insert(id.to_owned());
         }
     }
@@ -419,10 +427,11 @@ impl Dispatcher {
     }
 
     /// Puts a drone in the index of dispatchable drones, at its position, or takes it
-    /// out; and in the set of drones the ticks look at, or out of it.
-    fn reindex(&mut self, id: &str) {
+    /// out; and in the set of drones the ticks look at, or out of it. True when the drone
+    /// is busy (on a delivery, returning or charging).
+    fn reindex(&mut self, id: &str) -> bool {
         let Some(entry) = self.drones.get_mut(id) else {
-            return;
+            return false;
         };
         let drone = &entry.drone;
         let busy = drone.delivery_id.is_some()
@@ -430,10 +439,13 @@ impl Dispatcher {
                 drone.status,
                 Some(DroneStatus::Returning | DroneStatus::Charging)
             );
-        if !busy {
-            self.active.remove(id);
-        } else if !self.active.contains(id) {
-            self.active.insert(id.to_owned());
+        if busy != entry.active {
+            entry.active = busy;
+            if busy {
+                self.active.insert(id.to_owned());
+            } else {
+                self.active.remove(id);
+            }
         }
         let dispatchable = drone.is_idle() && !self.reserved.contains_key(id);
         let point = dispatchable.then(|| unit_vector(&drone.current_location()));
@@ -442,9 +454,9 @@ impl Dispatcher {
         }
         match (entry.indexed, point) {
             (Some(old), Some(new)) if chord_to_km(distance_2(&old, &new)) <= INDEX_SLACK_KM => {
-                return;
+                return busy;
             }
-            (None, None) => return,
+            (None, None) => return busy,
             _ => {}
         }
         if let Some(old) = entry.indexed.take() {
@@ -455,6 +467,7 @@ impl Dispatcher {
             self.dirty = true;
         }
         entry.indexed = point;
+        busy
     }
 
     /// The nearest idle drone that can fly the delivery now, with its trip.

@@ -272,9 +272,9 @@ impl TopicWorker {
             };
             let after = last.offset + 1;
             for record in &records {
-                let envelope =
+                let envelopes =
                     p.codec
-                        .decode(&record.value)
+                        .decode_all(&record.value)
                         .map_err(|e| ProjectionError::Decode {
                             topic: record.topic.clone(),
                             partition: record.partition,
@@ -286,9 +286,11 @@ impl TopicWorker {
                     partition,
                     offset: record.offset,
                 };
-                self.projection
-                    .project(&envelope, source, &mut staged)
-                    .await?;
+                for envelope in &envelopes {
+                    self.projection
+                        .project(envelope, source, &mut staged)
+                        .await?;
+                }
             }
             read += records.len();
             checkpoints.push(Checkpoint {

@@ -136,26 +136,89 @@ impl Codec {
         let mut w = Writer::with_capacity(256);
         w.raw(&[MAGIC]);
         w.raw(&envelope.event.schema_id().to_be_bytes());
-        envelope
-            .metadata
+        write_envelope(envelope, &mut w)?;
+        Ok(w.into_bytes())
+    }
+
+    /// Encodes the events of one record: one event as itself, several as a
+    /// [`Commit`] that holds each framed with its schema id (readers get all or none).
+    pub fn encode_all<'a>(
+        &self,
+        envelopes: impl IntoIterator<Item = &'a Envelope>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let envelopes: Vec<&Envelope> = envelopes.into_iter().collect();
+        if let [one] = envelopes[..] {
+            return self.encode(one);
+        }
+        let mut events = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let mut datum = Writer::with_capacity(192);
+            write_envelope(envelope, &mut datum)?;
+            events.push(CommittedEvent {
+                // Manifest ids are small; one beyond an Avro int is a manifest error.
+                schema_id: i32::try_from(envelope.event.schema_id()).map_err(|_| {
+                    CodecError::Manifest(format!(
+                        "schema id {} does not fit an Avro int",
+                        envelope.event.schema_id()
+                    ))
+                })?,
+                datum: datum.into_bytes(),
+            });
+        }
+        let mut w =
+            Writer::with_capacity(64 + events.iter().map(|e| e.datum.len() + 4).sum::<usize>());
+        w.raw(&[MAGIC]);
+        w.raw(&COMMIT_SCHEMA_ID.to_be_bytes());
+        Commit { events }
             .write_avro(&mut w)
-            .and_then(|()| envelope.event.write_avro(&mut w))
             .map_err(|e| CodecError::Invalid {
-                subject: envelope.event.type_name().to_owned(),
+                subject: "Commit".into(),
                 detail: e.0,
             })?;
         Ok(w.into_bytes())
     }
 
-    /// Decodes a framed message written with any schema version in the manifest.
-    pub fn decode(&self, bytes: &[u8]) -> Result<Envelope, CodecError> {
-        let (&[magic, id @ ..], datum) = bytes
-            .split_first_chunk::<HEADER_LEN>()
-            .ok_or(CodecError::Truncated { len: bytes.len() })?;
-        if magic != MAGIC {
-            return Err(CodecError::BadMagic(magic));
+    /// Decodes a record: one event, or every event of a commit, in order.
+    pub fn decode_all(&self, bytes: &[u8]) -> Result<Vec<Envelope>, CodecError> {
+        let (id, datum) = split_frame(bytes)?;
+        if id != COMMIT_SCHEMA_ID {
+            return Ok(vec![self.decode_datum(id, datum)?]);
         }
-        let id = u32::from_be_bytes(id);
+        let commit = read_frame::<Commit>("Commit", id, datum)?;
+        commit
+            .events
+            .iter()
+            .map(|event| {
+                let inner = u32::try_from(event.schema_id)
+                    .map_err(|_| CodecError::UnknownSchemaId(event.schema_id as u32))?;
+                if inner == COMMIT_SCHEMA_ID {
+                    return Err(CodecError::Datum {
+                        subject: "Commit".into(),
+                        id,
+                        detail: "a commit inside a commit".into(),
+                    });
+                }
+                self.decode_datum(inner, &event.datum)
+            })
+            .collect()
+    }
+
+    /// Decodes a framed message of one event written with any schema version in the
+    /// manifest (a commit is an error here: see [`Codec::decode_all`]).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Envelope, CodecError> {
+        let (id, datum) = split_frame(bytes)?;
+        if id == COMMIT_SCHEMA_ID {
+            return Err(CodecError::Datum {
+                subject: "Commit".into(),
+                id,
+                detail: "a commit holds several events: decode it with decode_all".into(),
+            });
+        }
+        self.decode_datum(id, datum)
+    }
+
+    /// Decodes the datum of one event written with schema `id`.
+    fn decode_datum(&self, id: u32, datum: &[u8]) -> Result<Envelope, CodecError> {
         let file = *self
             .inner
             .by_id
@@ -185,6 +248,46 @@ impl Codec {
             }
         }
     }
+}
+
+/// The schema id and the datum of a Confluent-framed message.
+fn split_frame(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    let (&[magic, id @ ..], datum) = bytes
+        .split_first_chunk::<HEADER_LEN>()
+        .ok_or(CodecError::Truncated { len: bytes.len() })?;
+    if magic != MAGIC {
+        return Err(CodecError::BadMagic(magic));
+    }
+    Ok((u32::from_be_bytes(id), datum))
+}
+
+fn write_envelope(envelope: &Envelope, w: &mut Writer) -> Result<(), CodecError> {
+    envelope
+        .metadata
+        .write_avro(w)
+        .and_then(|()| envelope.event.write_avro(w))
+        .map_err(|e| CodecError::Invalid {
+            subject: envelope.event.type_name().to_owned(),
+            detail: e.0,
+        })
+}
+
+/// Reads a whole datum of a record that is not an event (a frame such as [`Commit`]).
+fn read_frame<T: AvroRecord>(subject: &str, id: u32, datum: &[u8]) -> Result<T, CodecError> {
+    let mut r = Reader::new(datum);
+    let value = T::read_avro(&mut r).map_err(|e| CodecError::Datum {
+        subject: subject.to_owned(),
+        id,
+        detail: e.0,
+    })?;
+    if !r.rest().is_empty() {
+        return Err(CodecError::TrailingBytes {
+            subject: subject.to_owned(),
+            id,
+            count: r.rest().len(),
+        });
+    }
+    Ok(value)
 }
 
 /// Reads a datum of the current schema `id` with the generated code.

@@ -15,7 +15,7 @@ pub use metrics::WorkflowMetrics;
 use chrono::Utc;
 use domain::{Decision, Dispatcher};
 use schemas::Codec;
-use schemas::events::{Event, Topic};
+use schemas::events::{Envelope, Event, Topic};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,38 +96,42 @@ impl Workflow {
                 self.next[t][partition] = last.offset + 1;
                 read += records.len() as u64;
                 for record in &records {
-                    let envelope = match self.codec.decode(&record.value) {
-                        Ok(envelope) => envelope,
+                    let envelopes = match self.codec.decode_all(&record.value) {
+                        Ok(envelopes) => envelopes,
                         Err(error) => {
                             // Not ours to fix: the projectors report it too.
                             tracing::warn!(topic = topic.name(), partition, offset = record.offset, %error, "workflow skips an undecodable record");
                             continue;
                         }
                     };
-                    let meta = &envelope.metadata;
-                    let (id, version, at) =
-                        (&meta.aggregate_id, meta.aggregate_version, meta.occurred_at);
-                    if let Event::DronePositionReported(report) = &envelope.event
-                        && self
-                            .dispatcher
-                            .drone(id)
-                            .is_some_and(|d| d.is_stale(report))
-                    {
-                        self.metrics.telemetry_out_of_order.inc();
-                    }
-                    match topic {
-                        Topic::Deliveries => {
-                            self.dispatcher
-                                .apply_delivery(id, version, &envelope.event, at)
-                        }
-                        _ => self
-                            .dispatcher
-                            .apply_drone(id, version, &envelope.event, at),
+                    for envelope in &envelopes {
+                        self.fold(topic, envelope);
                     }
                 }
             }
         }
         Ok(read)
+    }
+
+    fn fold(&mut self, topic: Topic, envelope: &Envelope) {
+        let meta = &envelope.metadata;
+        let (id, version, at) = (&meta.aggregate_id, meta.aggregate_version, meta.occurred_at);
+        if let Event::DronePositionReported(report) = &envelope.event
+            && self
+                .dispatcher
+                .drone(id)
+                .is_some_and(|d| d.is_stale(report))
+        {
+            self.metrics.telemetry_out_of_order.inc();
+        }
+        match topic {
+            Topic::Deliveries => self
+                .dispatcher
+                .apply_delivery(id, version, &envelope.event, at),
+            _ => self
+                .dispatcher
+                .apply_drone(id, version, &envelope.event, at),
+        }
     }
 
     /// Waits until any followed partition has a record past what was read, or `timeout`.

@@ -31,9 +31,14 @@ struct Inner {
     db: Database,
     rows: Keyspace,
     checkpoints: Keyspace,
-    /// Serializes `apply` so its read-compare-write of versions is not interleaved.
-    apply_lock: Mutex<()>,
+    /// Serializes `apply` so its read-compare-write of versions is not interleaved, and
+    /// holds the versions of rows written lately: busy rows (a drone's position) are
+    /// compared without a read. Exact, since every write goes through `apply`.
+    apply_lock: Mutex<HashMap<Vec<u8>, RowMeta>>,
 }
+
+/// Row versions kept in memory at most; past it the cache starts over.
+const VERSION_CACHE_ROWS: usize = 1 << 18;
 
 impl EmbeddedReadStore {
     /// Opens the store in `dir` (created if missing).
@@ -46,7 +51,7 @@ impl EmbeddedReadStore {
                 db,
                 rows,
                 checkpoints,
-                apply_lock: Mutex::new(()),
+                apply_lock: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -72,7 +77,7 @@ impl Inner {
             positions.insert(key, checkpoint.next);
         }
 
-        let _serialized = self
+        let mut versions = self
             .apply_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -114,8 +119,12 @@ impl Inner {
                 ),
             };
             let key = keys::row_key(&keys::row_prefix(&table, &partition)?, &clustering)?;
-            let current = match winners.get(&key) {
-                Some((meta, _)) => Some(*meta),
+            let current = match winners
+                .get(&key)
+                .map(|(meta, _)| meta)
+                .or(versions.get(&key))
+            {
+                Some(meta) => Some(*meta),
                 None => self
                     .rows
                     .get(&key)?
@@ -131,13 +140,23 @@ impl Inner {
         // same atomic batch, so a crash only makes the projector replay from the last
         // checkpoint that reached the journal.
         let mut batch = self.db.batch();
+        let mut written = Vec::with_capacity(winners.len());
         for (key, (meta, value)) in winners {
-            batch.insert(&self.rows, key, keys::encode_row_value(meta, &value));
+            batch.insert(
+                &self.rows,
+                key.as_slice(),
+                keys::encode_row_value(meta, &value),
+            );
+            written.push((key, meta));
         }
         for (key, next) in positions {
             batch.insert(&self.checkpoints, key, next.to_be_bytes().to_vec());
         }
         batch.commit()?;
+        if versions.len() + written.len() > VERSION_CACHE_ROWS {
+            versions.clear();
+        }
+        versions.extend(written);
         Ok(())
     }
 
