@@ -36,4 +36,4 @@ caught_up=$(echo "$(date +%s.%N) - $started" | bc)
 requests=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
 echo "$out" | grep -E "Latency|Requests/sec|Non-2xx|Socket errors" || true
 echo "reports/s: $(echo "$requests * 100" | bc)"
-echo "drones read model: largest lag $max_lag reports, caught up ${caught_up}s after the load"
+echo "drones read model: largest lag $max_lag log records (a record holds the reports of one batch for one partition), caught up ${caught_up}s after the load"

@@ -326,3 +326,63 @@ async fn a_telemetry_batch_moves_many_drones_in_one_request() {
         .collect();
     assert_eq!(positions, [47.0, 48.0, 49.0]);
 }
+
+/// A batch's reports of one partition are one log record (a commit): with 40 drones over
+/// 16 partitions many share one, and two reports of a drone always do. Every report is
+/// read back, the newer of a drone's two wins, and a restarted server reads the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_report_of_a_batch_is_folded_when_a_partition_holds_many() {
+    let dir = crate::helpers::temp_dir();
+    let mut server = crate::helpers::Server::start(dir.path());
+    let api = crate::helpers::Api::of(&server);
+    for i in 0..40 {
+        api.register_drone(&format!("b{i}"), 5.0).await;
+    }
+    let now = Utc::now();
+    let mut batch: Vec<Value> = Vec::new();
+    for i in 0..40 {
+        for (age, lat) in [(5, 40.0), (0, 41.0)] {
+            batch.push(json!({"droneId": format!("b{i}"),
+                "position": location(lat + f64::from(i) / 100.0, -122.0),
+                "batteryPct": 50, "at": now - chrono::TimeDelta::seconds(age)}));
+        }
+    }
+    let response = api.post("/api/v1/telemetry", json!(batch)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["accepted"], 80);
+    let token = body["consistencyToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let latitudes = |api: crate::helpers::Api, token: String| async move {
+        let (_, fleet) = api
+            .get_json(&format!(
+                "/api/v1/drones?status=idle&limit=100&consistencyToken={token}"
+            ))
+            .await;
+        let mut seen: Vec<(String, f64)> = fleet["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|d| {
+                (
+                    d["droneId"].as_str().expect("id").to_string(),
+                    d["position"]["latitude"].as_f64().expect("a position"),
+                )
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        seen
+    };
+    let before = latitudes(api.clone(), token.clone()).await;
+    assert_eq!(before.len(), 40);
+    for (id, lat) in &before {
+        let i: f64 = id[1..].parse().expect("number");
+        assert!((lat - (41.0 + i / 100.0)).abs() < 1e-9, "{id}: {lat}");
+    }
+    server.stop();
+    let server = crate::helpers::Server::start(dir.path());
+    let api = crate::helpers::Api::of(&server);
+    assert_eq!(latitudes(api, token).await, before);
+}
