@@ -137,7 +137,8 @@ impl Decision {
         }
     }
 
-    fn version(&self) -> u64 {
+    /// The version of the addressed aggregate the decision was taken on.
+    pub fn version(&self) -> u64 {
         match self {
             Decision::Assign { version, .. }
             | Decision::Unassign { version, .. }

@@ -102,16 +102,7 @@ impl CommandClient {
 
     pub async fn send(&self, decision: &Decision) -> Sent {
         let (path, body) = Self::request(decision);
-        let version = match decision {
-            Decision::Assign { version, .. }
-            | Decision::Unassign { version, .. }
-            | Decision::Fail { version, .. }
-            | Decision::PickUp { version, .. }
-            | Decision::Complete { version, .. }
-            | Decision::Dock { version, .. }
-            | Decision::Ready { version, .. }
-            | Decision::Ground { version, .. } => *version,
-        };
+        let version = decision.version();
         let mut request = self
             .http
             .post(format!("{}/api/v1/{path}", self.base))
