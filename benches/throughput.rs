@@ -16,8 +16,8 @@ use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
 use storage::{EventLog, NewRecord, TopicSpec};
+use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 
 const VALUE_BYTES: usize = 200;
 

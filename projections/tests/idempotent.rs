@@ -10,8 +10,8 @@ use projections::tables::{
 use projections::{Source, Staged};
 use schemas::events::*;
 use std::ops::Bound;
-use storage::embedded::EmbeddedReadStore;
 use storage::{Order, ReadStore, Row, Scan};
+use storage_embedded::EmbeddedReadStore;
 use uuid::Uuid;
 
 fn at(minute: u32) -> chrono::DateTime<Utc> {

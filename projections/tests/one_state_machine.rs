@@ -19,8 +19,8 @@ use schemas::events::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
 use storage::{EventLog, NewRecord, ReadStore, TopicSpec};
+use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use uuid::Uuid;
 
 /// xorshift64*: a deterministic workload per seed, without a dependency.

@@ -14,10 +14,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
 use storage::{
     Checkpoint, EventLog, NewRecord, Offset, ReadStore, Row, Scan, StorageError, TopicSpec, Write,
 };
+use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use tokio::sync::watch;
 use uuid::Uuid;
 

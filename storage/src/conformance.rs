@@ -94,6 +94,7 @@ pub async fn event_log_suite<L: EventLog>(log: &L) {
     wait_for_wakes_on_append_and_times_out_otherwise(log).await;
     wait_for_any_wakes_on_an_append_to_any_partition(log).await;
     committed_offsets_are_kept_per_group(log).await;
+    a_consumer_reads_its_partitions_from_their_offsets_and_waits_for_more(log).await;
 }
 
 pub async fn topics_are_created_once<L: EventLog>(log: &L) {
@@ -392,6 +393,74 @@ pub async fn wait_for_any_wakes_on_an_append_to_any_partition<L: EventLog>(log: 
 
     // Unknown partitions are errors, as everywhere else.
     assert!(log.wait_for_any(&topic, &[(9, 0)], short).await.is_err());
+}
+
+pub async fn a_consumer_reads_its_partitions_from_their_offsets_and_waits_for_more<L: EventLog>(
+    log: &L,
+) {
+    let topic = new_topic(log, "cf_consume", 3).await;
+    // Three records on each of partitions 0 and 1.
+    let mut appended = Vec::new();
+    for partition in 0..2 {
+        for (i, key) in keys_on(partition, 3, 3).into_iter().enumerate() {
+            appended.push(record(&topic, &key, &format!("p{partition}-{i}")));
+        }
+    }
+    log.append(appended).await.expect("append");
+
+    // Partition 0 from offset 1, partition 1 from 0; partition 2 is not assigned.
+    let mut consumer = log
+        .consume(&topic, &[(0, 1), (1, 0)])
+        .await
+        .expect("consumer");
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while seen.len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(30), "{seen:?}");
+        let records = consumer
+            .poll(2, Duration::from_secs(5))
+            .await
+            .expect("poll");
+        assert!(records.len() <= 2, "at most max records a poll");
+        seen.extend(records);
+    }
+    let mut by_partition: BTreeMap<u32, Vec<(Offset, String)>> = BTreeMap::new();
+    for r in &seen {
+        by_partition
+            .entry(r.partition)
+            .or_default()
+            .push((r.offset, String::from_utf8_lossy(&r.value).into_owned()));
+    }
+    assert_eq!(
+        by_partition,
+        BTreeMap::from([
+            (0, vec![(1, "p0-1".into()), (2, "p0-2".into())]),
+            (
+                1,
+                vec![(0, "p1-0".into()), (1, "p1-1".into()), (2, "p1-2".into())]
+            ),
+        ])
+    );
+
+    // Caught up: a poll waits out its timeout, then takes what is appended after.
+    let started = Instant::now();
+    let none = consumer
+        .poll(10, Duration::from_millis(200))
+        .await
+        .expect("poll");
+    assert!(none.is_empty(), "{none:?}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let key = keys_on(1, 3, 1).remove(0);
+    let (polled, _) = tokio::join!(consumer.poll(10, Duration::from_secs(30)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.append(vec![record(&topic, &key, "late")])
+            .await
+            .expect("append")
+    });
+    let polled = polled.expect("poll");
+    assert_eq!(values(&polled), ["late"]);
+    assert_eq!((polled[0].partition, polled[0].offset), (1, 3));
+    assert!(log.consume(&topic, &[(9, 0)]).await.is_err());
 }
 
 pub async fn committed_offsets_are_kept_per_group<L: EventLog>(log: &L) {

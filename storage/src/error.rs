@@ -37,17 +37,3 @@ pub enum StorageError {
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
-
-impl From<fjall::Error> for StorageError {
-    fn from(error: fjall::Error) -> Self {
-        match error {
-            // fjall refuses every write after a failed journal write or fsync: the data
-            // on disk may be incomplete, so only a restart (and its recovery) helps.
-            fjall::Error::Poisoned => StorageError::Unavailable(
-                "the storage engine stopped after an I/O failure; restart the process".to_owned(),
-            ),
-            fjall::Error::Io(e) => StorageError::Io(e),
-            other => StorageError::Engine(other.to_string()),
-        }
-    }
-}

@@ -1,4 +1,5 @@
-//! Storage ports of the system and their embedded adapters.
+//! The storage ports of the system, free of any engine: each adapter (embedded on fjall,
+//! Kafka, ScyllaDB) is a crate of its own that implements them.
 //!
 //! * [`EventLog`]: the source of truth, shaped after Kafka — topics split into partitions,
 //!   records keyed by aggregate id (same key → same partition → ordered), offsets, reads
@@ -11,7 +12,6 @@
 //! Every adapter runs the same [`conformance`] suite.
 
 pub mod conformance;
-pub mod embedded;
 mod error;
 mod partitioner;
 
@@ -126,6 +126,26 @@ pub trait EventLog: Send + Sync + 'static {
         topic: &str,
         partition: u32,
     ) -> Result<Option<Offset>, StorageError>;
+
+    /// A consumer of `topic` that reads each partition of `positions` from its offset on,
+    /// as a Kafka consumer does with the partitions assigned to it: no round trip per
+    /// partition to learn where the log ends.
+    async fn consume(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+    ) -> Result<Box<dyn Consumer>, StorageError>;
+}
+
+/// Reads the partitions assigned to it, in offset order within each.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The records after the consumer's positions, at most `max`, waiting up to `timeout`
+    /// for the first; empty when none came. Each record read moves its partition on.
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError>;
+
+    /// Records known to wait past the positions (as of the last poll), for metrics.
+    fn lag(&self) -> u64;
 }
 
 /// A row of a read-model table.

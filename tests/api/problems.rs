@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use storage::embedded::{EmbeddedLog, EmbeddedReadStore};
-use storage::{Appended, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec};
+use storage::{Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec};
+use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 
 /// Sends the request; checks the status, the problem body, and that the log did not grow.
 async fn refused(api: &Api, request: RequestBuilder, status: StatusCode) -> Value {
@@ -337,6 +337,13 @@ impl EventLog for FlakyLog {
         partition: u32,
     ) -> Result<Option<Offset>, StorageError> {
         self.inner.committed_offset(group, topic, partition).await
+    }
+    async fn consume(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+    ) -> Result<Box<dyn Consumer>, StorageError> {
+        self.inner.consume(topic, positions).await
     }
 }
 

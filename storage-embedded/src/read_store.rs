@@ -7,9 +7,9 @@
 //!   but never purged).
 //! * `checkpoints`: `len projection | len topic | partition (u32 BE)` → next (u64 BE).
 
-use super::keys::{self, RowMeta};
-use super::{blocking, open_database};
+use crate::keys::{self, RowMeta};
 use crate::{Checkpoint, Offset, Order, ReadStore, Row, Scan, StorageError, Write};
+use crate::{blocking, engine, open_database};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -44,8 +44,12 @@ impl EmbeddedReadStore {
     /// Opens the store in `dir` (created if missing).
     pub fn open(dir: &Path) -> Result<EmbeddedReadStore, StorageError> {
         let db = open_database(dir)?;
-        let rows = db.keyspace(ROWS, KeyspaceCreateOptions::default)?;
-        let checkpoints = db.keyspace(CHECKPOINTS, KeyspaceCreateOptions::default)?;
+        let rows = db
+            .keyspace(ROWS, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let checkpoints = db
+            .keyspace(CHECKPOINTS, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
         Ok(EmbeddedReadStore {
             inner: Arc::new(Inner {
                 db,
@@ -127,7 +131,8 @@ impl Inner {
                 Some(meta) => Some(*meta),
                 None => self
                     .rows
-                    .get(&key)?
+                    .get(&key)
+                    .map_err(engine)?
                     .map(|raw| keys::decode_row_value(&raw).map(|(meta, _)| meta))
                     .transpose()?,
             };
@@ -152,7 +157,7 @@ impl Inner {
         for (key, next) in positions {
             batch.insert(&self.checkpoints, key, next.to_be_bytes().to_vec());
         }
-        batch.commit()?;
+        batch.commit().map_err(engine)?;
         if versions.len() + written.len() > VERSION_CACHE_ROWS {
             versions.clear();
         }
@@ -182,7 +187,7 @@ impl Inner {
         };
         let mut rows = Vec::new();
         for entry in entries {
-            let (key, raw) = entry.into_inner()?;
+            let (key, raw) = entry.into_inner().map_err(engine)?;
             let (meta, value) = keys::decode_row_value(&raw)?;
             if meta.deleted {
                 continue;
@@ -246,7 +251,7 @@ impl ReadStore for EmbeddedReadStore {
             // Too long to have been stored.
             return Ok(None);
         };
-        let Some(raw) = self.inner.rows.get(&key)? else {
+        let Some(raw) = self.inner.rows.get(&key).map_err(engine)? else {
             return Ok(None);
         };
         let (meta, value) = keys::decode_row_value(&raw)?;
@@ -282,7 +287,8 @@ impl ReadStore for EmbeddedReadStore {
         };
         self.inner
             .checkpoints
-            .get(key)?
+            .get(key)
+            .map_err(engine)?
             .map(|raw| keys::decode_u64(&raw, "checkpoint"))
             .transpose()
     }

@@ -1,5 +1,6 @@
-//! Embedded adapters on [fjall](https://docs.rs/fjall): the default deployment keeps the
-//! event log and the read models in one data directory, without servers.
+//! The embedded adapters of the storage ports, on [fjall](https://docs.rs/fjall): the
+//! default deployment keeps the event log and the read models in one data directory,
+//! without servers.
 //!
 //! Layout the application is expected to use (each fjall database locks its own
 //! directory, so the log and the read store need one each):
@@ -23,15 +24,31 @@ pub use lock::DataDirLock;
 pub use log::EmbeddedLog;
 pub use read_store::EmbeddedReadStore;
 
-use crate::StorageError;
+// The port's types, under the names the adapter's modules use.
 use std::path::Path;
+pub(crate) use storage::{
+    Appended, Checkpoint, Consumer, EventLog, NewRecord, Offset, Order, ReadStore, Record, Row,
+    Scan, StorageError, TopicSpec, Write, partition_for,
+};
+
+/// A fjall error as the port's: fjall refuses every write after a failed journal write
+/// or fsync (the data on disk may be incomplete), so only a restart and its recovery help.
+pub(crate) fn engine(error: fjall::Error) -> StorageError {
+    match error {
+        fjall::Error::Poisoned => StorageError::Unavailable(
+            "the storage engine stopped after an I/O failure; restart the process".to_owned(),
+        ),
+        fjall::Error::Io(e) => StorageError::Io(e),
+        other => StorageError::Engine(other.to_string()),
+    }
+}
 
 /// Opens (creating if needed) the fjall database in `dir`.
 fn open_database(dir: &Path) -> Result<fjall::Database, StorageError> {
     std::fs::create_dir_all(dir)?;
     fjall::Database::builder(dir).open().map_err(|e| match e {
         fjall::Error::Locked => StorageError::Locked(dir.to_path_buf()),
-        other => other.into(),
+        other => engine(other),
     })
 }
 

@@ -5,10 +5,10 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use storage::conformance::{self, unique_name};
-use storage::embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
 use storage::{
     Checkpoint, EventLog, NewRecord, ReadStore, StorageError, TopicSpec, Write, partition_for,
 };
+use storage_embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
 use tempfile::TempDir;
 
 fn temp_dir() -> TempDir {

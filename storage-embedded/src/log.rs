@@ -18,10 +18,10 @@
 //! (the batch reaches the memtable after the fsync, and reads stop at the published end
 //! offset, Kafka's high watermark).
 
-use super::{blocking, keys, open_database};
 use crate::{
-    Appended, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
+    Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
 };
+use crate::{blocking, engine, keys, open_database};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
@@ -96,11 +96,13 @@ impl Topic {
     fn open(db: &Database, id: u32, partitions: u32) -> Result<Topic, StorageError> {
         let partitions = (0..partitions)
             .map(|partition| {
-                let records = db.keyspace(&format!("log.{id}.{partition}"), || {
-                    KeyspaceCreateOptions::default().max_memtable_size(PARTITION_MEMTABLE_BYTES)
-                })?;
+                let records = db
+                    .keyspace(&format!("log.{id}.{partition}"), || {
+                        KeyspaceCreateOptions::default().max_memtable_size(PARTITION_MEMTABLE_BYTES)
+                    })
+                    .map_err(engine)?;
                 let end = match records.last_key_value() {
-                    Some(last) => keys::record_offset(&last.key()?)? + 1,
+                    Some(last) => keys::record_offset(&last.key().map_err(engine)?)? + 1,
                     None => 0,
                 };
                 Ok(Partition {
@@ -170,12 +172,16 @@ impl EmbeddedLog {
     /// Opens the log in `dir` (created if missing), recovering topics and end offsets.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, StorageError> {
         let db = open_database(dir)?;
-        let topic_specs = db.keyspace(TOPICS, KeyspaceCreateOptions::default)?;
-        let groups = db.keyspace(GROUPS, KeyspaceCreateOptions::default)?;
+        let topic_specs = db
+            .keyspace(TOPICS, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let groups = db
+            .keyspace(GROUPS, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
 
         let mut topics = Topics::default();
         for entry in topic_specs.iter() {
-            let (name, spec) = entry.into_inner()?;
+            let (name, spec) = entry.into_inner().map_err(engine)?;
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| StorageError::Corrupt("topic name is not UTF-8".to_owned()))?;
             let (partitions, id) = decode_topic_spec(&spec)?;
@@ -253,6 +259,105 @@ impl EmbeddedLog {
     }
 }
 
+/// Up to `max` records of one partition from offset `from`, stopping at the published
+/// end: records past it may be in the engine but not yet acknowledged as durable.
+async fn read_partition(
+    topic: &Topic,
+    name: &str,
+    partition: u32,
+    from: Offset,
+    max: usize,
+) -> Result<Vec<Record>, StorageError> {
+    let Some(found) = topic.partition(partition) else {
+        return Ok(Vec::new());
+    };
+    let end = *found.end.borrow();
+    let until = end.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
+    if from >= until {
+        return Ok(Vec::new());
+    }
+    let records = found.records.clone();
+    let name = name.to_owned();
+    blocking(until - from, move || {
+        records
+            .range(keys::offset_key(from)..keys::offset_key(until))
+            .map(|entry| {
+                let (key, raw) = entry.into_inner().map_err(engine)?;
+                let (timestamp_ms, record_key, value) = keys::decode_record_value(&raw)?;
+                Ok(Record {
+                    topic: name.clone(),
+                    partition,
+                    offset: keys::record_offset(&key)?,
+                    key: record_key.to_owned(),
+                    value: Bytes::copy_from_slice(value),
+                    timestamp_ms,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// A consumer of some partitions of one topic: reads from its positions and, when they
+/// are all at the end, waits on the topic's appends.
+struct EmbeddedConsumer {
+    topic: Arc<Topic>,
+    name: String,
+    positions: Vec<(u32, Offset)>,
+    /// The partition read first next time, so none waits behind the others.
+    turn: usize,
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before reading, so an append between the read and the wait wakes it.
+        let mut appended = self.topic.appended.subscribe();
+        loop {
+            let mut records = Vec::new();
+            let count = self.positions.len();
+            for i in (0..count).map(|i| (i + self.turn) % count) {
+                if records.len() >= max {
+                    break;
+                }
+                let (partition, from) = self.positions[i];
+                let read = read_partition(
+                    &self.topic,
+                    &self.name,
+                    partition,
+                    from,
+                    max - records.len(),
+                )
+                .await?;
+                if let Some(last) = read.last() {
+                    self.positions[i].1 = last.offset + 1;
+                }
+                records.extend(read);
+            }
+            self.turn = self.turn.wrapping_add(1);
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            // Timing out is an answer, not an error.
+            match tokio::time::timeout_at(deadline, appended.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn lag(&self) -> u64 {
+        self.positions
+            .iter()
+            .filter_map(|&(partition, next)| {
+                let end = *self.topic.partition(partition)?.end.borrow();
+                Some(end.saturating_sub(next))
+            })
+            .sum()
+    }
+}
+
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), StorageError> {
@@ -290,7 +395,7 @@ impl EventLog for EmbeddedLog {
         }
         // Rare and small: the fsync runs on this thread rather than a blocking task so
         // the topic map stays locked until the topics are durable.
-        batch.commit()?;
+        batch.commit().map_err(engine)?;
         known.next_id = next_id;
         for (spec, id) in created {
             let topic = Topic::open(&self.shared.db, id, spec.partitions)?;
@@ -345,35 +450,9 @@ impl EventLog for EmbeddedLog {
         from: Offset,
         max: usize,
     ) -> Result<Vec<Record>, StorageError> {
-        // Stop at the published end: records past it may be in the engine but not
-        // yet acknowledged as durable.
         let found = self.topic(topic)?;
-        let found = found.partition_or_error(topic, partition)?;
-        let end = *found.end.borrow();
-        let until = end.min(from.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
-        if from >= until {
-            return Ok(Vec::new());
-        }
-        let records = found.records.clone();
-        let topic = topic.to_owned();
-        blocking(until - from, move || {
-            records
-                .range(keys::offset_key(from)..keys::offset_key(until))
-                .map(|entry| {
-                    let (key, raw) = entry.into_inner()?;
-                    let (timestamp_ms, record_key, value) = keys::decode_record_value(&raw)?;
-                    Ok(Record {
-                        topic: topic.clone(),
-                        partition,
-                        offset: keys::record_offset(&key)?,
-                        key: record_key.to_owned(),
-                        value: Bytes::copy_from_slice(value),
-                        timestamp_ms,
-                    })
-                })
-                .collect()
-        })
-        .await
+        found.partition_or_error(topic, partition)?;
+        read_partition(&found, topic, partition, from, max).await
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
@@ -435,6 +514,23 @@ impl EventLog for EmbeddedLog {
         }
     }
 
+    async fn consume(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+    ) -> Result<Box<dyn Consumer>, StorageError> {
+        let found = self.topic(topic)?;
+        for &(partition, _) in positions {
+            found.partition_or_error(topic, partition)?;
+        }
+        Ok(Box::new(EmbeddedConsumer {
+            topic: found,
+            name: topic.to_owned(),
+            positions: positions.to_vec(),
+            turn: 0,
+        }))
+    }
+
     async fn commit_offset(
         &self,
         group: &str,
@@ -448,7 +544,8 @@ impl EventLog for EmbeddedLog {
         // and consumers are idempotent.
         self.shared
             .groups
-            .insert(key, next.to_be_bytes().to_vec())?;
+            .insert(key, next.to_be_bytes().to_vec())
+            .map_err(engine)?;
         Ok(())
     }
 
@@ -464,7 +561,8 @@ impl EventLog for EmbeddedLog {
         };
         self.shared
             .groups
-            .get(key)?
+            .get(key)
+            .map_err(engine)?
             .map(|raw| keys::decode_u64(&raw, "committed offset"))
             .transpose()
     }
@@ -613,7 +711,7 @@ impl Shared {
             }
             answers.push(appended);
         }
-        batch.commit()?;
+        batch.commit().map_err(engine)?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         for ((_, partition), (topic, end)) in next {
             if let Some(partition) = topic.partition(partition) {

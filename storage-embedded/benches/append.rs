@@ -6,8 +6,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::embedded::EmbeddedLog;
 use storage::{EventLog, NewRecord, TopicSpec};
+use storage_embedded::EmbeddedLog;
 
 const TOPIC: &str = "bench";
 const PARTITIONS: u32 = 8;
