@@ -9,10 +9,10 @@ use crate::projection::{Model, Projection, Source, Staged};
 use api::ConsistencyToken;
 use schemas::Codec;
 use schemas::events::Topic;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use storage::{Checkpoint, EventLog, ReadStore, StorageError};
+use storage::{Checkpoint, Consumer, EventLog, ReadStore, Record, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -21,8 +21,8 @@ const BATCH: usize = 512;
 /// How long a caught-up topic waits for a record before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
-/// Records waiting that a paced topic applies at once rather than waiting out the pace.
-const PACE_UNTIL: u64 = 64;
+/// Records in a poll that a paced topic applies at once rather than waiting out the pace.
+const PACE_UNTIL: usize = 64;
 
 #[derive(Clone)]
 pub struct Projector {
@@ -82,15 +82,14 @@ impl Projector {
                 .worker(projection, *topic, Arc::new(Mutex::new(HashMap::new())))
                 .await?;
             let ends = worker.ends().await?;
+            let mut consumer = worker.consumer().await?;
             let mut next = worker.checkpoints().await?;
-            let mut turn = 0;
             while next.iter().zip(&ends).any(|(next, end)| next < end) {
-                let stepped = worker.step(&mut next, &ends, turn).await?;
-                if stepped == 0 {
+                let records = consumer.poll(BATCH, IDLE_WAIT).await?;
+                if records.is_empty() {
                     break; // the log holds less than its end offsets promised
                 }
-                applied += stepped;
-                turn += 1;
+                applied += worker.apply(&records, &mut next).await?;
             }
         }
         Ok(applied)
@@ -159,7 +158,17 @@ impl TopicWorker {
         Ok(next)
     }
 
-    /// The end offset of each partition.
+    /// A consumer of every partition, from the checkpoints.
+    async fn consumer(&self) -> Result<Box<dyn Consumer>, StorageError> {
+        let next = self.checkpoints().await?;
+        let positions: Vec<(u32, u64)> = (0..self.partitions).zip(next).collect();
+        self.projector
+            .log
+            .consume(self.topic.name(), &positions)
+            .await
+    }
+
+    /// The end offset of each partition (for a catch-up that must stop somewhere).
     async fn ends(&self) -> Result<Vec<u64>, StorageError> {
         let mut ends = Vec::with_capacity(self.partitions as usize);
         for partition in 0..self.partitions {
@@ -175,22 +184,30 @@ impl TopicWorker {
 
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.projection.name();
-        let mut next = None;
-        let mut last_apply = None;
-        let mut turn = 0;
+        // Made again from the checkpoints after a failure: records it read before may
+        // not have been applied.
+        let mut state: Option<(Box<dyn Consumer>, Vec<u64>)> = None;
+        let mut last_apply: Option<Instant> = None;
         while !*shutdown.borrow() {
-            let result = match next.as_mut() {
-                None => match self.checkpoints().await {
-                    Ok(checkpoints) => {
-                        next = Some(checkpoints);
-                        Ok(())
-                    }
+            let result = match state.as_mut() {
+                None => match self.consumer().await {
+                    Ok(consumer) => match self.checkpoints().await {
+                        Ok(next) => {
+                            self.report_lag(consumer.lag());
+                            state = Some((consumer, next));
+                            Ok(())
+                        }
+                        Err(error) => Err(error.into()),
+                    },
                     Err(error) => Err(error.into()),
                 },
-                Some(next) => self.step_or_wait(next, &mut last_apply, turn).await,
+                Some((consumer, next)) => {
+                    self.poll_and_apply(consumer.as_mut(), next, &mut last_apply)
+                        .await
+                }
             };
-            turn = turn.wrapping_add(1);
             if let Err(error) = result {
+                state = None;
                 self.projector
                     .metrics
                     .errors
@@ -205,117 +222,88 @@ impl TopicWorker {
         }
     }
 
-    async fn step_or_wait(
+    /// Polls a batch and applies it. A batch smaller than `PACE_UNTIL` that comes less
+    /// than the pace after the last apply waits out the rest and takes in what arrived
+    /// meanwhile.
+    async fn poll_and_apply(
         &self,
+        consumer: &mut dyn Consumer,
         next: &mut [u64],
         last_apply: &mut Option<Instant>,
-        turn: usize,
     ) -> Result<(), ProjectionError> {
-        let mut ends = self.ends().await?;
-        let waiting: u64 = next
-            .iter()
-            .zip(&ends)
-            .map(|(next, end)| end.saturating_sub(*next))
-            .sum();
-        self.report_lag(waiting);
-        if waiting == 0 {
-            let positions: Vec<(u32, u64)> =
-                (0..self.partitions).zip(next.iter().copied()).collect();
-            self.projector
-                .log
-                .wait_for_any(self.topic.name(), &positions, IDLE_WAIT)
-                .await?;
+        let mut records = consumer.poll(BATCH, IDLE_WAIT).await?;
+        if records.is_empty() {
+            self.report_lag(consumer.lag());
             return Ok(());
         }
         if let Some(last) = *last_apply
-            && waiting < PACE_UNTIL
+            && records.len() < PACE_UNTIL
         {
             let since = last.elapsed();
             if since < self.projector.pace {
                 tokio::time::sleep(self.projector.pace - since).await;
-                // Take in what arrived meanwhile.
-                ends = self.ends().await?;
+                let more = consumer.poll(BATCH - records.len(), Duration::ZERO).await?;
+                records.extend(more);
             }
         }
-        self.step(next, &ends, turn).await?;
+        self.apply(&records, next).await?;
         *last_apply = Some(Instant::now());
+        // Only now: records read but not applied count as lag (tests and operators wait
+        // on a zero lag to mean "applied").
+        self.report_lag(consumer.lag());
         Ok(())
     }
 
-    /// Applies one batch of at most `BATCH` records read from the partitions that have
-    /// records before `ends`, starting with partition `turn` (mod the count) so that no
-    /// partition waits behind the others; advances `next` once it is applied. Returns
-    /// how many records it applied.
-    async fn step(
-        &self,
-        next: &mut [u64],
-        ends: &[u64],
-        turn: usize,
-    ) -> Result<u64, ProjectionError> {
+    /// Projects the records and applies their writes with a checkpoint per partition
+    /// read, in one read-store write; advances `next` once it is applied. Returns how
+    /// many records it applied.
+    async fn apply(&self, records: &[Record], next: &mut [u64]) -> Result<u64, ProjectionError> {
         let p = &self.projector;
         let mut staged = Staged::new(p.store.as_ref());
-        let mut checkpoints = Vec::new();
-        let mut read = 0;
-        let count = next.len();
-        for index in (0..count).map(|i| (i + turn) % count) {
-            let (from, end) = (next[index], ends.get(index).copied().unwrap_or(0));
-            if from >= end || read >= BATCH {
-                continue;
-            }
-            let partition = u32::try_from(index).unwrap_or(u32::MAX);
-            let records = p
-                .log
-                .read(self.topic.name(), partition, from, BATCH - read)
-                .await?;
-            let Some(last) = records.last() else {
-                continue;
+        let mut after: BTreeMap<u32, u64> = BTreeMap::new();
+        for record in records {
+            let envelopes =
+                p.codec
+                    .decode_all(&record.value)
+                    .map_err(|e| ProjectionError::Decode {
+                        topic: record.topic.clone(),
+                        partition: record.partition,
+                        offset: record.offset,
+                        reason: e.to_string(),
+                    })?;
+            let source = Source {
+                topic: self.topic,
+                partition: record.partition,
+                offset: record.offset,
             };
-            let after = last.offset + 1;
-            for record in &records {
-                let envelopes =
-                    p.codec
-                        .decode_all(&record.value)
-                        .map_err(|e| ProjectionError::Decode {
-                            topic: record.topic.clone(),
-                            partition: record.partition,
-                            offset: record.offset,
-                            reason: e.to_string(),
-                        })?;
-                let source = Source {
-                    topic: self.topic,
-                    partition,
-                    offset: record.offset,
-                };
-                for envelope in &envelopes {
-                    self.projection
-                        .project(envelope, source, &mut staged)
-                        .await?;
-                }
+            for envelope in &envelopes {
+                self.projection
+                    .project(envelope, source, &mut staged)
+                    .await?;
             }
-            read += records.len();
-            checkpoints.push(Checkpoint {
+            let end = after.entry(record.partition).or_default();
+            *end = (*end).max(record.offset + 1);
+        }
+        let checkpoints = after
+            .iter()
+            .map(|(&partition, &next)| Checkpoint {
                 projection: self.projection.name().to_string(),
                 topic: self.topic.name().to_string(),
                 partition,
-                next: after,
-            });
-        }
-        if checkpoints.is_empty() {
-            return Ok(0);
-        }
-        let advanced: Vec<(usize, u64)> = checkpoints
-            .iter()
-            .map(|c| (c.partition as usize, c.next))
+                next,
+            })
             .collect();
         p.store.apply(staged.into_writes(), checkpoints).await?;
-        for (index, after) in advanced {
-            next[index] = after;
+        for (partition, end) in after {
+            if let Some(slot) = next.get_mut(partition as usize) {
+                *slot = end;
+            }
         }
         p.metrics
             .events
             .with_label_values(&[self.projection.name()])
-            .inc_by(read as u64);
-        Ok(read as u64)
+            .inc_by(records.len() as u64);
+        Ok(records.len() as u64)
     }
 
     fn report_lag(&self, lag: u64) {

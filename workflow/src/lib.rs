@@ -20,13 +20,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{EventLog, StorageError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// The topics the workflow follows.
 const TOPICS: [Topic; 3] = [Topic::Drones, Topic::DroneTelemetry, Topic::Deliveries];
-/// Records read from one partition at a time.
+/// Records taken from a topic at a time.
 const READ_BATCH: usize = 1024;
+/// How long a caught-up follower waits for a record before looking at shutdown again.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// Commands in flight at once.
 const IN_FLIGHT: usize = 32;
 
@@ -34,15 +36,20 @@ const IN_FLIGHT: usize = 32;
 /// future pickups).
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// The running workflow: what it has read of each partition, its dispatcher, its outbox.
+/// What a topic's follower hands the workflow.
+enum Feed {
+    Events(Topic, Vec<Envelope>),
+    /// The follower has read what its topic held when the workflow started.
+    CaughtUp,
+}
+
+/// The running workflow: its dispatcher and the client it sends its decisions with.
 pub struct Workflow {
     log: Arc<dyn EventLog>,
     codec: Codec,
     client: CommandClient,
     dispatcher: Dispatcher,
     metrics: WorkflowMetrics,
-    /// Next offset per topic (in `TOPICS` order) and partition.
-    next: Vec<Vec<u64>>,
 }
 
 impl Workflow {
@@ -53,9 +60,8 @@ impl Workflow {
         dispatcher: Dispatcher,
         metrics: WorkflowMetrics,
     ) -> Result<Workflow, StorageError> {
-        let mut next = Vec::with_capacity(TOPICS.len());
         for topic in TOPICS {
-            next.push(vec![0; log.partitions(topic.name()).await? as usize]);
+            log.partitions(topic.name()).await?;
         }
         Ok(Workflow {
             log,
@@ -63,54 +69,7 @@ impl Workflow {
             client,
             dispatcher,
             metrics,
-            next,
         })
-    }
-
-    /// Folds what the log holds now (start-up: the whole history, so no decision is
-    /// taken on half of it); returns the records read.
-    pub async fn catch_up(&mut self) -> Result<u64, StorageError> {
-        let mut total = 0;
-        loop {
-            let read = self.read_once().await?;
-            if read == 0 {
-                return Ok(total);
-            }
-            total += read;
-        }
-    }
-
-    /// Reads one batch from every partition with records waiting and folds it.
-    async fn read_once(&mut self) -> Result<u64, StorageError> {
-        let mut read = 0;
-        for (t, topic) in TOPICS.into_iter().enumerate() {
-            for partition in 0..self.next[t].len() {
-                let from = self.next[t][partition];
-                let records = self
-                    .log
-                    .read(topic.name(), partition as u32, from, READ_BATCH)
-                    .await?;
-                let Some(last) = records.last() else {
-                    continue;
-                };
-                self.next[t][partition] = last.offset + 1;
-                read += records.len() as u64;
-                for record in &records {
-                    let envelopes = match self.codec.decode_all(&record.value) {
-                        Ok(envelopes) => envelopes,
-                        Err(error) => {
-                            // Not ours to fix: the projectors report it too.
-                            tracing::warn!(topic = topic.name(), partition, offset = record.offset, %error, "workflow skips an undecodable record");
-                            continue;
-                        }
-                    };
-                    for envelope in &envelopes {
-                        self.fold(topic, envelope);
-                    }
-                }
-            }
-        }
-        Ok(read)
     }
 
     fn fold(&mut self, topic: Topic, envelope: &Envelope) {
@@ -134,81 +93,68 @@ impl Workflow {
         }
     }
 
-    /// Waits until any followed partition has a record past what was read, or `timeout`.
-    /// The future owns what it needs, so the workflow can settle commands meanwhile.
-    fn wait(
-        &self,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
-        let waits: Vec<_> = TOPICS
-            .into_iter()
-            .enumerate()
-            .map(|(t, topic)| {
-                let positions: Vec<(u32, u64)> = self.next[t]
-                    .iter()
-                    .enumerate()
-                    .map(|(p, next)| (p as u32, *next))
-                    .collect();
-                let log = self.log.clone();
-                Box::pin(async move { log.wait_for_any(topic.name(), &positions, timeout).await })
-            })
-            .collect();
-        async move {
-            let (first, _, _) = futures_util::future::select_all(waits).await;
-            first.map(|_| ())
-        }
-    }
-
-    /// Runs until `shutdown` turns true: fold, decide, send, wait.
+    /// Runs until `shutdown` turns true: fold what the followers read, decide, send.
+    /// No decision is taken before the whole history is folded.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        if let Err(error) = self.catch_up().await {
-            tracing::error!(%error, "workflow cannot read the log; retrying");
+        let (feed, mut events) = mpsc::channel(64);
+        let mut followers = JoinSet::new();
+        for topic in TOPICS {
+            followers.spawn(follow(
+                self.log.clone(),
+                self.codec.clone(),
+                topic,
+                feed.clone(),
+                shutdown.clone(),
+            ));
         }
+        drop(feed);
+        let mut behind = TOPICS.len();
         let mut outbox: VecDeque<Decision> = VecDeque::new();
         let mut in_flight: JoinSet<(Decision, Sent)> = JoinSet::new();
         let mut last_tick = Instant::now() - TICK;
         while !*shutdown.borrow() {
-            let tick = last_tick.elapsed() >= TICK;
-            if tick {
-                last_tick = Instant::now();
-            }
-            let started = Instant::now();
-            let decisions = self.dispatcher.decide(Utc::now(), tick);
-            if !decisions.is_empty() {
-                self.metrics
-                    .decide_seconds
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            self.metrics.queued.set(self.dispatcher.queued() as i64);
-            outbox.extend(decisions);
-            while in_flight.len() < IN_FLIGHT
-                && let Some(decision) = outbox.pop_front()
-            {
-                let client = self.client.clone();
-                in_flight.spawn(async move {
-                    let sent = client.send(&decision).await;
-                    (decision, sent)
-                });
+            if behind == 0 {
+                let tick = last_tick.elapsed() >= TICK;
+                if tick {
+                    last_tick = Instant::now();
+                }
+                let started = Instant::now();
+                let decisions = self.dispatcher.decide(Utc::now(), tick);
+                if !decisions.is_empty() {
+                    self.metrics
+                        .decide_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                self.metrics.queued.set(self.dispatcher.queued() as i64);
+                outbox.extend(decisions);
+                while in_flight.len() < IN_FLIGHT
+                    && let Some(decision) = outbox.pop_front()
+                {
+                    let client = self.client.clone();
+                    in_flight.spawn(async move {
+                        let sent = client.send(&decision).await;
+                        (decision, sent)
+                    });
+                }
             }
             let until_tick = TICK.saturating_sub(last_tick.elapsed());
-            let wait = self.wait(until_tick);
             tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Ok((decision, sent)) = done {
                         self.settle(&decision, &sent);
                     }
                 }
-                waited = wait => {
-                    if let Err(error) = waited {
-                        tracing::warn!(%error, "workflow cannot wait on the log");
-                        tokio::time::sleep(TICK).await;
+                fed = events.recv() => match fed {
+                    Some(Feed::Events(topic, envelopes)) => {
+                        for envelope in &envelopes {
+                            self.fold(topic, envelope);
+                        }
                     }
-                }
+                    Some(Feed::CaughtUp) => behind = behind.saturating_sub(1),
+                    None => break, // the followers stopped: shutting down
+                },
+                _ = tokio::time::sleep(until_tick) => {}
                 _ = shutdown.changed() => break,
-            }
-            if let Err(error) = self.read_once().await {
-                tracing::warn!(%error, "workflow cannot read the log; retrying");
-                tokio::time::sleep(TICK).await;
             }
         }
         // Let the commands already sent finish, so none is cut in half by the exit.
@@ -217,6 +163,7 @@ impl Workflow {
                 self.settle(&decision, &sent);
             }
         }
+        followers.shutdown().await;
     }
 
     fn settle(&mut self, decision: &Decision, sent: &Sent) {
@@ -242,5 +189,80 @@ impl Workflow {
             }
         }
         self.dispatcher.settle(decision, accepted, Utc::now());
+    }
+}
+
+/// Reads one topic from its start and hands the workflow its events, telling it once
+/// what the topic held at the start has been read. A failed read starts a new consumer
+/// where the last one stood.
+async fn follow(
+    log: Arc<dyn EventLog>,
+    codec: Codec,
+    topic: Topic,
+    feed: mpsc::Sender<Feed>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let name = topic.name();
+    let mut positions: Vec<(u32, u64)> = Vec::new();
+    let mut start_ends: Option<Vec<u64>> = None;
+    let mut caught_up = false;
+    while !*shutdown.borrow() {
+        let run = async {
+            if positions.is_empty() {
+                let partitions = log.partitions(name).await?;
+                positions = (0..partitions).map(|p| (p, 0)).collect();
+            }
+            if start_ends.is_none() {
+                let mut ends = Vec::with_capacity(positions.len());
+                for &(partition, _) in &positions {
+                    ends.push(log.end_offset(name, partition).await?);
+                }
+                start_ends = Some(ends);
+            }
+            let mut consumer = log.consume(name, &positions).await?;
+            loop {
+                if !caught_up
+                    && let Some(ends) = &start_ends
+                    && positions
+                        .iter()
+                        .zip(ends)
+                        .all(|((_, next), end)| next >= end)
+                {
+                    caught_up = true;
+                    if feed.send(Feed::CaughtUp).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                let records = consumer.poll(READ_BATCH, IDLE_WAIT).await?;
+                let mut envelopes = Vec::with_capacity(records.len());
+                for record in &records {
+                    if let Some(slot) = positions.iter_mut().find(|(p, _)| *p == record.partition) {
+                        slot.1 = record.offset + 1;
+                    }
+                    match codec.decode_all(&record.value) {
+                        Ok(decoded) => envelopes.extend(decoded),
+                        // Not ours to fix: the projectors report it too.
+                        Err(error) => {
+                            tracing::warn!(topic = name, partition = record.partition, offset = record.offset, %error, "workflow skips an undecodable record")
+                        }
+                    }
+                }
+                if !envelopes.is_empty() && feed.send(Feed::Events(topic, envelopes)).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        };
+        let result: Result<(), StorageError> = run.await;
+        match result {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(topic = name, %error, "workflow cannot read the log; retrying");
+                tokio::time::sleep(TICK).await;
+            }
+        }
     }
 }
