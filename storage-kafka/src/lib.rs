@@ -1,1 +1,611 @@
-//! placeholder
+//! The Kafka adapter of the [`EventLog`] port, on rdkafka (librdkafka, bundled and built
+//! from source).
+//!
+//! - Topics are created through the admin API with the configured partitions and
+//!   replication factor; event topics keep their records for ever, telemetry for a time.
+//! - Appends go through one idempotent producer with `acks=all`, each record to the
+//!   partition the port's murmur2 partitioner gives its key (what Kafka's default
+//!   partitioner gives too), so the embedded and the Kafka log agree on placement.
+//! - [`EventLog::consume`] is a consumer assigned the partitions asked for at their
+//!   offsets; its lag comes from librdkafka's statistics, with no round trip per poll.
+//! - Consumer-group offsets are committed to and read from the broker.
+//!
+//! Blocking librdkafka calls (metadata, watermarks, polls of a `BaseConsumer`) run on
+//! tokio's blocking pool.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use storage::{
+    Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
+};
+
+/// How to reach the cluster and how to create topics.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Replicas of every topic this adapter creates.
+    pub replication_factor: i32,
+    /// How long telemetry topics keep their records (event topics keep them for ever).
+    pub telemetry_topics: Vec<String>,
+    pub telemetry_retention: Duration,
+    /// How long a produce may take before the append is an error (unknown outcome).
+    pub produce_timeout: Duration,
+    /// How long a metadata or watermark request may take.
+    pub request_timeout: Duration,
+    /// More librdkafka settings for every client: security (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and
+    /// tuning (`batch.num.messages`, …).
+    pub client: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: &str) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers.to_owned(),
+            replication_factor: 1,
+            telemetry_topics: Vec::new(),
+            telemetry_retention: Duration::from_secs(7 * 24 * 3600),
+            produce_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            client: Vec::new(),
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+fn unavailable(what: &str, error: KafkaError) -> StorageError {
+    StorageError::Unavailable(format!("kafka: {what}: {error}"))
+}
+
+/// The event log on a Kafka cluster.
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Metadata and watermarks (a consumer that never subscribes).
+    meta: Arc<BaseConsumer>,
+    partitions: Mutex<HashMap<String, u32>>,
+    /// One consumer per group, for committing and reading its offsets.
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Readers of single partitions for `read`, kept between calls (a fresh consumer per
+    /// read would reconnect every time).
+    readers: Mutex<HashMap<(String, u32), SharedReader>>,
+}
+
+type SharedReader = Arc<Mutex<Reader>>;
+
+struct Reader {
+    consumer: BaseConsumer,
+    /// The offset the next poll returns.
+    next: Option<Offset>,
+}
+
+impl KafkaLog {
+    /// Connects (lazily: librdkafka connects on first use) with an idempotent producer.
+    pub fn connect(settings: KafkaSettings) -> Result<KafkaLog, StorageError> {
+        let config = |what: &str, error: KafkaError| {
+            StorageError::Invalid(format!("kafka {what} configuration: {error}"))
+        };
+        let producer: FutureProducer = settings
+            .config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                settings.produce_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", "1")
+            .create()
+            .map_err(|e| config("producer", e))?;
+        let admin: AdminClient<DefaultClientContext> =
+            settings.config().create().map_err(|e| config("admin", e))?;
+        let meta: BaseConsumer = consumer_config(&settings, None)
+            .create()
+            .map_err(|e| config("consumer", e))?;
+        Ok(KafkaLog {
+            settings,
+            producer,
+            admin,
+            meta: Arc::new(meta),
+            partitions: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, StorageError> {
+        if let Some(&n) = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            return Ok(n);
+        }
+        let meta = self.meta.clone();
+        let name = topic.to_owned();
+        let timeout = self.settings.request_timeout;
+        let count = blocking(move || {
+            let metadata = meta
+                .fetch_metadata(Some(&name), timeout)
+                .map_err(|e| unavailable("metadata", e))?;
+            let found = metadata.topics().iter().find(|t| t.name() == name);
+            match found {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                    Ok(t.partitions().len() as u32)
+                }
+                _ => Err(StorageError::UnknownTopic(name)),
+            }
+        })
+        .await?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(topic.to_owned(), count);
+        Ok(count)
+    }
+
+    async fn check_partition(&self, topic: &str, partition: u32) -> Result<u32, StorageError> {
+        let count = self.partition_count(topic).await?;
+        if partition >= count {
+            return Err(StorageError::InvalidPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        Ok(count)
+    }
+
+    fn group(&self, group: &str) -> Result<Arc<BaseConsumer>, StorageError> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(consumer) = groups.get(group) {
+            return Ok(consumer.clone());
+        }
+        let consumer: BaseConsumer = consumer_config(&self.settings, Some(group))
+            .create()
+            .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
+        let consumer = Arc::new(consumer);
+        groups.insert(group.to_owned(), consumer.clone());
+        Ok(consumer)
+    }
+
+    fn reader(&self, topic: &str, partition: u32) -> Result<SharedReader, StorageError> {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (topic.to_owned(), partition);
+        if let Some(reader) = readers.get(&key) {
+            return Ok(reader.clone());
+        }
+        let consumer: BaseConsumer = consumer_config(&self.settings, None)
+            .create()
+            .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
+        let reader = Arc::new(Mutex::new(Reader {
+            consumer,
+            next: None,
+        }));
+        readers.insert(key, reader.clone());
+        Ok(reader)
+    }
+
+    async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
+        let meta = self.meta.clone();
+        let name = topic.to_owned();
+        let timeout = self.settings.request_timeout;
+        blocking(move || {
+            let (_, high) = meta
+                .fetch_watermarks(&name, partition as i32, timeout)
+                .map_err(|e| unavailable("watermarks", e))?;
+            Ok(u64::try_from(high).unwrap_or(0))
+        })
+        .await
+    }
+}
+
+/// A consumer's settings: no automatic commits (positions are the caller's) and a group
+/// only where offsets are committed. Statistics give the lag without a round trip.
+fn consumer_config(settings: &KafkaSettings, group: Option<&str>) -> ClientConfig {
+    let mut config = settings.config();
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "group.id",
+            group.map_or_else(
+                || format!("drone-delivery-reader-{}", uuid::Uuid::new_v4()),
+                str::to_owned,
+            ),
+        );
+    config
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Engine(format!("kafka task failed: {e}")))?
+}
+
+fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: message.topic().to_owned(),
+        partition: u32::try_from(message.partition()).unwrap_or(0),
+        offset: u64::try_from(message.offset()).unwrap_or(0),
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), StorageError> {
+        if topics.is_empty() {
+            return Ok(()); // librdkafka refuses an empty request
+        }
+        let retention = |name: &str| {
+            if self.settings.telemetry_topics.iter().any(|t| t == name) {
+                self.settings.telemetry_retention.as_millis().to_string()
+            } else {
+                "-1".to_owned()
+            }
+        };
+        let retentions: Vec<String> = topics.iter().map(|t| retention(&t.name)).collect();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .zip(&retentions)
+            .map(|(t, retention)| {
+                NewTopic::new(
+                    &t.name,
+                    t.partitions as i32,
+                    TopicReplication::Fixed(self.settings.replication_factor),
+                )
+                .set("retention.ms", retention)
+            })
+            .collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Timeout::After(self.settings.request_timeout)));
+        let results = self
+            .admin
+            .create_topics(new.iter(), &options)
+            .await
+            .map_err(|e| unavailable("create topics", e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(StorageError::Unavailable(format!(
+                        "kafka: cannot create topic {name}: {code}"
+                    )));
+                }
+            }
+        }
+        // A new topic reaches the metadata of every broker a little later.
+        for spec in topics {
+            let mut waited = Duration::ZERO;
+            loop {
+                self.partitions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&spec.name);
+                match self.partition_count(&spec.name).await {
+                    Ok(_) => break,
+                    Err(error) if waited >= self.settings.request_timeout => return Err(error),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        waited += Duration::from_millis(100);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<u32, StorageError> {
+        self.partition_count(topic).await
+    }
+
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, StorageError> {
+        // Every topic is checked before anything is sent: an append naming an unknown
+        // topic writes nothing.
+        let mut partitions = Vec::with_capacity(records.len());
+        for record in &records {
+            let count = self.partition_count(&record.topic).await?;
+            partitions.push(partition_for(&record.key, count));
+        }
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (record, partition) in records.iter().zip(partitions) {
+            let future = self
+                .producer
+                .send_result(
+                    FutureRecord::to(&record.topic)
+                        .partition(partition as i32)
+                        .key(record.key.as_bytes())
+                        .payload(record.value.as_ref()),
+                )
+                .map_err(|(error, _)| unavailable("produce", error))?;
+            deliveries.push(future);
+        }
+        let mut appended = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(delivery)) => appended.push(Appended {
+                    partition: u32::try_from(delivery.partition).unwrap_or(0),
+                    offset: u64::try_from(delivery.offset).unwrap_or(0),
+                }),
+                Ok(Err((error, _))) => return Err(unavailable("produce", error)),
+                Err(_) => {
+                    return Err(StorageError::Unavailable(
+                        "kafka: the producer dropped a delivery".into(),
+                    ));
+                }
+            }
+        }
+        Ok(appended)
+    }
+
+    fn atomic_batches(&self) -> bool {
+        false
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, StorageError> {
+        self.check_partition(topic, partition).await?;
+        let end = self.high_watermark(topic, partition).await?;
+        let until = end.min(from.saturating_add(max as u64));
+        if from >= until {
+            return Ok(Vec::new());
+        }
+        let reader = self.reader(topic, partition)?;
+        let name = topic.to_owned();
+        let timeout = self.settings.request_timeout;
+        blocking(move || {
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            if reader.next != Some(from) {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(from as i64))
+                    .map_err(|e| unavailable("assign", e))?;
+                reader
+                    .consumer
+                    .assign(&tpl)
+                    .map_err(|e| unavailable("assign", e))?;
+                reader.next = Some(from);
+            }
+            let mut records = Vec::new();
+            let deadline = std::time::Instant::now() + timeout;
+            while reader.next.is_some_and(|next| next < until) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    reader.next = None;
+                    return Err(StorageError::Unavailable(format!(
+                        "kafka: {name}/{partition} did not deliver offsets {from}..{until} in time"
+                    )));
+                }
+                match reader.consumer.poll(left) {
+                    Some(Ok(message)) => {
+                        let record = record_of(&message);
+                        reader.next = Some(record.offset + 1);
+                        if record.offset >= from {
+                            records.push(record);
+                        }
+                    }
+                    Some(Err(error)) => {
+                        reader.next = None;
+                        return Err(unavailable("fetch", error));
+                    }
+                    None => {}
+                }
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
+        self.check_partition(topic, partition).await?;
+        self.high_watermark(topic, partition).await
+    }
+
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let end = self.end_offset(topic, partition).await?;
+            if end > offset || tokio::time::Instant::now() >= deadline {
+                return Ok(end);
+            }
+            tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    async fn wait_for_any(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            for &(partition, offset) in positions {
+                if self.end_offset(topic, partition).await? > offset {
+                    return Ok(true);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: Offset,
+    ) -> Result<(), StorageError> {
+        self.check_partition(topic, partition).await?;
+        let consumer = self.group(group)?;
+        let name = topic.to_owned();
+        blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(next as i64))
+                .map_err(|e| unavailable("commit", e))?;
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|e| unavailable("commit", e))
+        })
+        .await
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Offset>, StorageError> {
+        self.check_partition(topic, partition).await?;
+        let consumer = self.group(group)?;
+        let name = topic.to_owned();
+        let timeout = self.settings.request_timeout;
+        blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&name, partition as i32);
+            let committed = consumer
+                .committed_offsets(tpl, timeout)
+                .map_err(|e| unavailable("committed offsets", e))?;
+            Ok(committed.elements().first().and_then(|e| match e.offset() {
+                KafkaOffset::Offset(n) => u64::try_from(n).ok(),
+                _ => None,
+            }))
+        })
+        .await
+    }
+
+    async fn consume(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+    ) -> Result<Box<dyn Consumer>, StorageError> {
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, offset) in positions {
+            self.check_partition(topic, partition).await?;
+            tpl.add_partition_offset(topic, partition as i32, KafkaOffset::Offset(offset as i64))
+                .map_err(|e| unavailable("assign", e))?;
+        }
+        let lag = Arc::new(AtomicU64::new(0));
+        let consumer: BaseConsumer<LagContext> = consumer_config(&self.settings, None)
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(LagContext {
+                topic: topic.to_owned(),
+                lag: lag.clone(),
+            })
+            .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| unavailable("assign", e))?;
+        Ok(Box::new(KafkaConsumer {
+            consumer: Arc::new(consumer),
+            lag,
+        }))
+    }
+}
+
+/// Keeps the consumer's lag from librdkafka's statistics (the partitions' high
+/// watermarks as of their last fetch, minus the positions).
+struct LagContext {
+    topic: String,
+    lag: Arc<AtomicU64>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let lag: i64 = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.consumer_lag.max(0))
+            .sum();
+        self.lag
+            .store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+struct KafkaConsumer {
+    consumer: Arc<BaseConsumer<LagContext>>,
+    lag: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
+        let consumer = self.consumer.clone();
+        blocking(move || {
+            let mut records = Vec::new();
+            let mut wait = timeout;
+            while records.len() < max {
+                match consumer.poll(wait) {
+                    Some(Ok(message)) => records.push(record_of(&message)),
+                    Some(Err(error)) => return Err(unavailable("fetch", error)),
+                    None => break,
+                }
+                // After the first record, take only what is already here.
+                wait = Duration::ZERO;
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    fn lag(&self) -> u64 {
+        self.lag.load(Ordering::Relaxed)
+    }
+}
