@@ -137,7 +137,9 @@ fn http_commands(c: &mut Criterion) {
         let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
         let store = Arc::new(EmbeddedReadStore::open(&dir.path().join("views")).expect("store"));
         let settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
-        App::start_with(settings, log, store).await.expect("app")
+        App::start_with(settings, log, Some(store))
+            .await
+            .expect("app")
     });
     let base = format!("http://{}/api/v1", app.addr);
     let client = reqwest::Client::new();

@@ -2,10 +2,9 @@
 //! process on the embedded default and is what runs when no role is named.
 
 use clap::{Parser, Subcommand};
-use drone_delivery::settings::{Role, WorkflowArgs};
+use drone_delivery::settings::{Role, StorageArgs, WorkflowArgs};
 use drone_delivery::{App, Settings, telemetry};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 // The server allocates and frees many small buffers per request and per event; glibc's
 // allocator spent a fifth of the CPU under telemetry load (perf), mimalloc much less.
@@ -28,25 +27,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every role in one process: command and query APIs on one address,
-    /// projectors and the workflow, on the embedded event log and read store in
-    /// `--data-dir`.
+    /// Runs every role in one process (or those of `--roles`): command and query APIs on
+    /// one address, projectors and the workflow; by default on the embedded event log and
+    /// read store in `--data-dir`.
     Serve(ServeArgs),
-    /// Runs the workflow alone (`serve --roles workflow`): it follows the log and sends
-    /// its commands to the command API at `--command-url`. The embedded log is
-    /// single-process, so on the embedded default `serve` runs the workflow itself; this
-    /// role is for a log another process does not hold.
+    /// The command API alone (`serve --roles command-api`): the one writer of the log.
+    CommandApi(ServeArgs),
+    /// The projectors alone (`serve --roles projector`); `--only NAME,…` picks read models.
+    Projector(ServeArgs),
+    /// The query API alone (`serve --roles query-api`).
+    QueryApi(ServeArgs),
+    /// The workflow alone (`serve --roles workflow`): it follows the log and sends its
+    /// commands to the command API at `--command-url`.
     Workflow(ServeArgs),
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address of the HTTP API.
+    /// Address of the HTTP API (and of `/healthz`, `/readyz`, `/metrics`).
     #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory of the embedded event log and read models.
-    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The read models the projector builds, e.g. `--only deliveries,drones` (all when
+    /// not given).
+    #[arg(long, env = "DRONE_DELIVERY_ONLY", value_delimiter = ',')]
+    only: Vec<String>,
     /// The roles to run (all by default), e.g. `--roles command-api,projector`.
     #[arg(long, env = "DRONE_DELIVERY_ROLES", value_enum, value_delimiter = ',')]
     roles: Vec<Role>,
@@ -65,14 +71,15 @@ struct ServeArgs {
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let cli = Cli::parse();
-    let app = match cli.role {
-        Some(Command::Workflow(mut args)) => {
-            args.roles = vec![Role::Workflow];
-            serve(args).await?
-        }
-        Some(Command::Serve(args)) => serve(args).await?,
-        None => serve(cli.serve).await?,
+    let (args, role) = match cli.role {
+        Some(Command::Serve(args)) => (args, None),
+        Some(Command::CommandApi(args)) => (args, Some(Role::CommandApi)),
+        Some(Command::Projector(args)) => (args, Some(Role::Projector)),
+        Some(Command::QueryApi(args)) => (args, Some(Role::QueryApi)),
+        Some(Command::Workflow(args)) => (args, Some(Role::Workflow)),
+        None => (cli.serve, None),
     };
+    let app = serve(args, role).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
     println!("drone-delivery listening on http://{}", app.addr);
     shutdown_signal().await;
@@ -81,11 +88,21 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<App> {
-    let mut settings = Settings::new(args.listen, args.data_dir);
-    if !args.roles.is_empty() {
+async fn serve(args: ServeArgs, role: Option<Role>) -> anyhow::Result<App> {
+    let mut settings = Settings::new(args.listen, args.storage.data_dir.clone());
+    args.storage
+        .apply(&mut settings)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(role) = role {
+        settings.roles = vec![role];
+    } else if !args.roles.is_empty() {
         settings.roles = args.roles;
     }
+    let known: Vec<&str> = projections::models::ALL.iter().map(|m| m.name).collect();
+    if let Some(unknown) = args.only.iter().find(|n| !known.contains(&n.as_str())) {
+        anyhow::bail!("--only {unknown}: the read models are {}", known.join(", "));
+    }
+    settings.only = args.only;
     settings.command_url = args.command_url;
     settings.projector_pace = std::time::Duration::from_millis(args.projector_pace_ms);
     args.workflow

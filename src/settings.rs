@@ -2,7 +2,102 @@ use chrono::TimeDelta;
 use domain::{DispatchPolicy, FlightModel};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// Where the event log lives: `embedded:DIR` or `kafka://HOST:PORT[,HOST:PORT…]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogLocation {
+    Embedded(PathBuf),
+    Kafka { brokers: String },
+}
+
+impl FromStr for LogLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(dir) = s.strip_prefix("embedded:") {
+            if dir.is_empty() {
+                return Err("embedded: needs a directory, e.g. embedded:./data/log".into());
+            }
+            return Ok(LogLocation::Embedded(PathBuf::from(dir)));
+        }
+        if let Some(brokers) = s.strip_prefix("kafka://") {
+            let valid = !brokers.is_empty()
+                && brokers.split(',').all(|b| {
+                    b.rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                });
+            if !valid {
+                return Err(format!(
+                    "kafka://{brokers}: give brokers as HOST:PORT[,HOST:PORT…]"
+                ));
+            }
+            return Ok(LogLocation::Kafka {
+                brokers: brokers.to_owned(),
+            });
+        }
+        Err(format!(
+            "{s:?} is not a log location: use embedded:DIR or kafka://HOST:PORT[,HOST:PORT…]"
+        ))
+    }
+}
+
+/// Where the read models live: `embedded:DIR` or `scylla://HOST:PORT/KEYSPACE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    Embedded(PathBuf),
+    Scylla { nodes: String, keyspace: String },
+}
+
+impl FromStr for StoreLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(dir) = s.strip_prefix("embedded:") {
+            if dir.is_empty() {
+                return Err("embedded: needs a directory, e.g. embedded:./data/views".into());
+            }
+            return Ok(StoreLocation::Embedded(PathBuf::from(dir)));
+        }
+        if let Some(rest) = s.strip_prefix("scylla://") {
+            return match rest.split_once('/') {
+                Some((nodes, keyspace)) if !nodes.is_empty() && !keyspace.is_empty() => {
+                    Ok(StoreLocation::Scylla {
+                        nodes: nodes.to_owned(),
+                        keyspace: keyspace.to_owned(),
+                    })
+                }
+                _ => Err(format!(
+                    "scylla://{rest}: use scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE"
+                )),
+            };
+        }
+        Err(format!(
+            "{s:?} is not a store location: use embedded:DIR or scylla://HOST:PORT/KEYSPACE"
+        ))
+    }
+}
+
+/// How the Kafka adapter creates topics and talks to the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaOptions {
+    pub replication_factor: i32,
+    pub telemetry_retention: Duration,
+    /// librdkafka settings for every client (security: `security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`; tuning).
+    pub client: Vec<(String, String)>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            replication_factor: 1,
+            telemetry_retention: Duration::from_secs(7 * 24 * 3600),
+            client: Vec::new(),
+        }
+    }
+}
 
 /// Who assigns drones: the workflow (`auto`, the default) or `assign-drone` calls alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +149,17 @@ pub struct Settings {
     pub roles: Vec<Role>,
     /// Where the workflow sends its commands when this process runs no command API.
     pub command_url: Option<String>,
+    /// The event log; `None`: embedded in `data_dir/log`.
+    pub log: Option<LogLocation>,
+    /// The read store; `None`: embedded in `data_dir/views`.
+    pub store: Option<StoreLocation>,
+    pub kafka: KafkaOptions,
+    /// Partitions of every command topic (the same count on each, so an aggregate's
+    /// partition number is the same in all of them).
+    pub partitions: u32,
+    pub telemetry_partitions: u32,
+    /// The read models the projector builds (all when empty).
+    pub only: Vec<String>,
 }
 
 impl Settings {
@@ -69,7 +175,25 @@ impl Settings {
             policy: DispatchPolicy::default(),
             roles: Role::ALL.to_vec(),
             command_url: None,
+            log: None,
+            store: None,
+            kafka: KafkaOptions::default(),
+            partitions: 8,
+            telemetry_partitions: 16,
+            only: Vec::new(),
         }
+    }
+
+    pub fn log_location(&self) -> LogLocation {
+        self.log
+            .clone()
+            .unwrap_or_else(|| LogLocation::Embedded(self.data_dir.join("log")))
+    }
+
+    pub fn store_location(&self) -> StoreLocation {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreLocation::Embedded(self.data_dir.join("views")))
     }
 
     pub fn runs(&self, role: Role) -> bool {
@@ -186,6 +310,81 @@ impl WorkflowArgs {
             silent_after: secs(self.silent_after_secs),
             ..DispatchPolicy::default()
         };
+        Ok(())
+    }
+}
+
+/// Where the stores are and how to reach them: every role and tool takes these.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Directory of the embedded stores (the default log and read store live in it).
+    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The event log: `embedded:DIR` or `kafka://HOST:PORT[,HOST:PORT…]` (default: embedded
+    /// in `--data-dir`).
+    #[arg(long, env = "DRONE_DELIVERY_LOG")]
+    pub log: Option<LogLocation>,
+    /// The read store: `embedded:DIR` or `scylla://HOST:PORT/KEYSPACE` (default: embedded
+    /// in `--data-dir`).
+    #[arg(long, env = "DRONE_DELIVERY_STORE")]
+    pub store: Option<StoreLocation>,
+    /// A librdkafka setting for every Kafka client, `KEY=VALUE`, repeatable (security:
+    /// `security.protocol=SASL_PLAINTEXT`, `sasl.mechanism=PLAIN`, `sasl.username=…`,
+    /// `sasl.password=…`; TLS needs the `kafka-tls` build feature).
+    #[arg(
+        long = "kafka-option",
+        env = "DRONE_DELIVERY_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub kafka_options: Vec<String>,
+    /// Replicas of the topics the Kafka adapter creates.
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    /// How long the telemetry topic keeps its records (event topics keep them for ever).
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_TELEMETRY_RETENTION_HOURS",
+        default_value_t = 168
+    )]
+    pub telemetry_retention_hours: u64,
+    /// Partitions of every command topic when the log creates them.
+    #[arg(long, env = "DRONE_DELIVERY_PARTITIONS", default_value_t = 8)]
+    pub partitions: u32,
+    /// Partitions of the telemetry topic when the log creates it.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_TELEMETRY_PARTITIONS",
+        default_value_t = 16
+    )]
+    pub telemetry_partitions: u32,
+}
+
+impl StorageArgs {
+    /// Sets the options into `settings`; refuses values that make no sense.
+    pub fn apply(&self, settings: &mut Settings) -> Result<(), String> {
+        settings.data_dir = self.data_dir.clone();
+        settings.log = self.log.clone();
+        settings.store = self.store.clone();
+        let mut client = Vec::new();
+        for option in self.kafka_options.iter().filter(|o| !o.is_empty()) {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-option {option:?} is not KEY=VALUE"))?;
+            client.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        if self.kafka_replication < 1 {
+            return Err("--kafka-replication must be at least 1".into());
+        }
+        if self.partitions == 0 || self.telemetry_partitions == 0 {
+            return Err("topics need at least one partition".into());
+        }
+        settings.kafka = KafkaOptions {
+            replication_factor: self.kafka_replication,
+            telemetry_retention: Duration::from_secs(self.telemetry_retention_hours * 3600),
+            client,
+        };
+        settings.partitions = self.partitions;
+        settings.telemetry_partitions = self.telemetry_partitions;
         Ok(())
     }
 }

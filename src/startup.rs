@@ -4,7 +4,7 @@
 
 use crate::Settings;
 use crate::ops;
-use crate::settings::Role;
+use crate::settings::{LogLocation, Role, StoreLocation};
 use anyhow::Context;
 use command_side::{CommandMetrics, CommandService};
 use domain::Dispatcher;
@@ -17,23 +17,54 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use storage::{EventLog, ReadStore, TopicSpec};
 use storage_embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
+use storage_kafka::{KafkaLog, KafkaSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::Filter;
 use workflow::{CommandClient, WorkflowMetrics};
 
-/// Partitions each topic is created with. Telemetry gets more: it is the busiest.
-pub fn topic_specs() -> Vec<TopicSpec> {
+/// Partitions each topic is created with: the same count on every command topic;
+/// telemetry, the busiest, its own.
+pub fn topic_specs(settings: &Settings) -> Vec<TopicSpec> {
     Topic::ALL
         .into_iter()
         .map(|topic| TopicSpec {
             name: topic.name().to_string(),
             partitions: match topic {
-                Topic::DroneTelemetry => 16,
-                _ => 8,
+                Topic::DroneTelemetry => settings.telemetry_partitions,
+                _ => settings.partitions,
             },
         })
         .collect()
+}
+
+/// Opens the event log at its location.
+fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match settings.log_location() {
+        LogLocation::Embedded(dir) => {
+            Arc::new(EmbeddedLog::open(&dir).context("cannot open the event log")?)
+        }
+        LogLocation::Kafka { brokers } => {
+            let mut kafka = KafkaSettings::new(&brokers);
+            kafka.replication_factor = settings.kafka.replication_factor;
+            kafka.telemetry_topics = vec![Topic::DroneTelemetry.name().to_owned()];
+            kafka.telemetry_retention = settings.kafka.telemetry_retention;
+            kafka.client = settings.kafka.client.clone();
+            Arc::new(KafkaLog::connect(kafka).context("cannot set up the Kafka client")?)
+        }
+    })
+}
+
+/// Opens the read store at its location.
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+    match settings.store_location() {
+        StoreLocation::Embedded(dir) => Ok(Arc::new(
+            EmbeddedReadStore::open(&dir).context("cannot open the read store")?,
+        )),
+        StoreLocation::Scylla { .. } => anyhow::bail!(
+            "this build has no ScyllaDB adapter yet; use --store embedded:DIR (the read side then runs in one process: serve --roles projector,query-api)"
+        ),
+    }
 }
 
 /// The running system: all roles in this process.
@@ -46,38 +77,43 @@ pub struct App {
 }
 
 impl App {
-    /// Starts on the embedded default: log and read models in `settings.data_dir`.
+    /// Starts on the stores the settings name (by default both embedded in
+    /// `settings.data_dir`, which one process holds at a time).
     pub async fn start(settings: Settings) -> anyhow::Result<App> {
-        let lock = DataDirLock::acquire(&settings.data_dir)?;
-        let log = EmbeddedLog::open(&settings.data_dir.join("log"))
-            .context("cannot open the event log")?;
-        let store = EmbeddedReadStore::open(&settings.data_dir.join("views"))
-            .context("cannot open the read store")?;
-        let mut app = App::start_with(settings, Arc::new(log), Arc::new(store)).await?;
-        app._lock = Some(lock);
+        let uses_store = settings.runs(Role::Projector) || settings.runs(Role::QueryApi);
+        let embedded = matches!(settings.log_location(), LogLocation::Embedded(_))
+            || (uses_store && matches!(settings.store_location(), StoreLocation::Embedded(_)));
+        let lock = embedded
+            .then(|| DataDirLock::acquire(&settings.data_dir))
+            .transpose()?;
+        let log = open_log(&settings)?;
+        let store = uses_store.then(|| open_store(&settings)).transpose()?;
+        let mut app = App::start_with(settings, log, store).await?;
+        app._lock = lock;
         Ok(app)
     }
 
     /// Starts the roles of `settings` on the given stores (other adapters, or tests that
-    /// inject faults).
+    /// inject faults); `store` is needed by the projector and query-api roles only.
     pub async fn start_with(
         settings: Settings,
         log: Arc<dyn EventLog>,
-        store: Arc<dyn ReadStore>,
+        store: Option<Arc<dyn ReadStore>>,
     ) -> anyhow::Result<App> {
         let registry = Registry::new();
         let codec = Codec::new()?;
-        log.create_topics(&topic_specs())
+        log.create_topics(&topic_specs(&settings))
             .await
             .context("cannot create the topics")?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
-        let uses_store = settings.runs(Role::Projector) || settings.runs(Role::QueryApi);
-        let mut routes = ops::routes(
-            log.clone(),
-            uses_store.then(|| store.clone()),
-            registry.clone(),
-        );
+        let needs_store = settings.runs(Role::Projector) || settings.runs(Role::QueryApi);
+        let store = match (store, needs_store) {
+            (Some(store), true) => Some(store),
+            (None, true) => anyhow::bail!("the projector and query-api roles need a read store"),
+            (_, false) => None,
+        };
+        let mut routes = ops::routes(log.clone(), store.clone(), registry.clone());
 
         if settings.runs(Role::CommandApi) {
             let commands = CommandService::open(
@@ -93,7 +129,7 @@ impl App {
                 .unify()
                 .boxed();
         }
-        if settings.runs(Role::QueryApi) {
+        if let (true, Some(store)) = (settings.runs(Role::QueryApi), &store) {
             let queries = QueryService::new(
                 store.clone(),
                 settings.max_consistency_wait,
@@ -105,7 +141,7 @@ impl App {
                 .unify()
                 .boxed();
         }
-        if settings.runs(Role::Projector) {
+        if let (true, Some(store)) = (settings.runs(Role::Projector), &store) {
             let projector = Projector::new(
                 log.clone(),
                 store.clone(),
@@ -113,7 +149,11 @@ impl App {
                 ProjectorMetrics::new(&registry)?,
                 settings.projector_pace,
             );
-            tasks.extend(projector.spawn(&projections::all(), stop.clone()).await?);
+            let chosen: Vec<_> = projections::all()
+                .into_iter()
+                .filter(|p| settings.only.is_empty() || settings.only.iter().any(|n| n == p.name()))
+                .collect();
+            tasks.extend(projector.spawn(&chosen, stop.clone()).await?);
         }
         let workflow_metrics = settings
             .runs(Role::Workflow)

@@ -356,7 +356,7 @@ async fn a_log_that_cannot_take_the_write_gets_503_and_nothing_changes() {
     });
     let store = Arc::new(EmbeddedReadStore::open(&dir.path().join("views")).expect("store"));
     let settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
-    let app = App::start_with(settings, log.clone(), store)
+    let app = App::start_with(settings, log.clone(), Some(store))
         .await
         .expect("app");
     let api = Api {
