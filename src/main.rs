@@ -19,14 +19,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(subcommand)]
-    role: Option<Command>,
+    role: Option<Subcommands>,
     /// With no role named, `serve` runs with these.
     #[command(flatten)]
     serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Subcommands {
     /// Runs every role in one process (or those of `--roles`): command and query APIs on
     /// one address, projectors and the workflow; by default on the embedded event log and
     /// read store in `--data-dir`.
@@ -72,11 +72,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let cli = Cli::parse();
     let (args, role) = match cli.role {
-        Some(Command::Serve(args)) => (args, None),
-        Some(Command::CommandApi(args)) => (args, Some(Role::CommandApi)),
-        Some(Command::Projector(args)) => (args, Some(Role::Projector)),
-        Some(Command::QueryApi(args)) => (args, Some(Role::QueryApi)),
-        Some(Command::Workflow(args)) => (args, Some(Role::Workflow)),
+        Some(Subcommands::Serve(args)) => (args, None),
+        Some(Subcommands::CommandApi(args)) => (args, Some(Role::CommandApi)),
+        Some(Subcommands::Projector(args)) => (args, Some(Role::Projector)),
+        Some(Subcommands::QueryApi(args)) => (args, Some(Role::QueryApi)),
+        Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
         None => (cli.serve, None),
     };
     let app = serve(args, role).await?;
