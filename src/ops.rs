@@ -12,6 +12,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 const OPENAPI: &str = include_str!("openapi.json");
+/// How long `/readyz` waits for a store to answer.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The operations endpoints of a process; `store` is the read store if the process has
 /// one (readiness asks every store the process uses).
@@ -27,8 +29,19 @@ pub fn routes(
     let readyz = warp::path!("readyz").and(warp::get()).then(move || {
         let (log, store) = (log.clone(), store.clone());
         async move {
-            // Ready when the stores answer.
-            let log_ok = log.end_offset(Topic::Deliveries.name(), 0).await;
+            // Ready when the stores answer, within a short time (a broker that does not
+            // answer makes the process not ready, not a hanging probe).
+            let log_ok = match tokio::time::timeout(
+                READY_WITHIN,
+                log.end_offset(Topic::Deliveries.name(), 0),
+            )
+            .await
+            {
+                Ok(answer) => answer.map(|_| ()),
+                Err(_) => Err(storage::StorageError::Unavailable(format!(
+                    "the event log did not answer within {READY_WITHIN:?}"
+                ))),
+            };
             let store_ok = match &store {
                 Some(store) => store
                     .checkpoint("deliveries", Topic::Deliveries.name(), 0)

@@ -82,6 +82,8 @@ impl FromStr for StoreLocation {
 /// How the Kafka adapter creates topics and talks to the cluster.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KafkaOptions {
+    /// Before every topic and consumer-group name (several deployments on one cluster).
+    pub topic_prefix: String,
     pub replication_factor: i32,
     pub telemetry_retention: Duration,
     /// librdkafka settings for every client (security: `security.protocol`,
@@ -92,6 +94,7 @@ pub struct KafkaOptions {
 impl Default for KafkaOptions {
     fn default() -> Self {
         KafkaOptions {
+            topic_prefix: String::new(),
             replication_factor: 1,
             telemetry_retention: Duration::from_secs(7 * 24 * 3600),
             client: Vec::new(),
@@ -337,6 +340,10 @@ pub struct StorageArgs {
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+    /// Put before every Kafka topic and consumer-group name, so several deployments (or
+    /// test runs) share one cluster.
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
     /// Replicas of the topics the Kafka adapter creates.
     #[arg(long, env = "DRONE_DELIVERY_KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
@@ -379,6 +386,7 @@ impl StorageArgs {
             return Err("topics need at least one partition".into());
         }
         settings.kafka = KafkaOptions {
+            topic_prefix: self.kafka_topic_prefix.clone(),
             replication_factor: self.kafka_replication,
             telemetry_retention: Duration::from_secs(self.telemetry_retention_hours * 3600),
             client,

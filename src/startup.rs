@@ -50,6 +50,7 @@ fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
             kafka.telemetry_topics = vec![Topic::DroneTelemetry.name().to_owned()];
             kafka.telemetry_retention = settings.kafka.telemetry_retention;
             kafka.client = settings.kafka.client.clone();
+            kafka.topic_prefix = settings.kafka.topic_prefix.clone();
             Arc::new(KafkaLog::connect(kafka).context("cannot set up the Kafka client")?)
         }
     })

@@ -47,6 +47,9 @@ pub struct KafkaSettings {
     pub produce_timeout: Duration,
     /// How long a metadata or watermark request may take.
     pub request_timeout: Duration,
+    /// Put before every topic and group name, so several deployments (or test runs)
+    /// share one cluster; records read back carry the names without it.
+    pub topic_prefix: String,
     /// More librdkafka settings for every client: security (`security.protocol`,
     /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and
     /// tuning (`batch.num.messages`, …).
@@ -62,6 +65,7 @@ impl KafkaSettings {
             telemetry_retention: Duration::from_secs(7 * 24 * 3600),
             produce_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            topic_prefix: String::new(),
             client: Vec::new(),
         }
     }
@@ -83,7 +87,9 @@ fn unavailable(what: &str, error: KafkaError) -> StorageError {
 /// The event log on a Kafka cluster.
 pub struct KafkaLog {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    /// Replaced after a failed append (an idempotent producer whose message timed out is
+    /// fenced for good): the next append gets a fresh one.
+    producer: Mutex<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     /// Metadata and watermarks (a consumer that never subscribes).
     meta: Arc<BaseConsumer>,
@@ -109,17 +115,7 @@ impl KafkaLog {
         let config = |what: &str, error: KafkaError| {
             StorageError::Invalid(format!("kafka {what} configuration: {error}"))
         };
-        let producer: FutureProducer = settings
-            .config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "message.timeout.ms",
-                settings.produce_timeout.as_millis().to_string(),
-            )
-            .set("linger.ms", "1")
-            .create()
-            .map_err(|e| config("producer", e))?;
+        let producer = new_producer(&settings)?;
         let admin: AdminClient<DefaultClientContext> =
             settings.config().create().map_err(|e| config("admin", e))?;
         let meta: BaseConsumer = consumer_config(&settings, None)
@@ -127,13 +123,18 @@ impl KafkaLog {
             .map_err(|e| config("consumer", e))?;
         Ok(KafkaLog {
             settings,
-            producer,
+            producer: Mutex::new(producer),
             admin,
             meta: Arc::new(meta),
             partitions: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The cluster's name of a topic (or group).
+    fn physical(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.topic_prefix)
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32, StorageError> {
@@ -146,7 +147,8 @@ impl KafkaLog {
             return Ok(n);
         }
         let meta = self.meta.clone();
-        let name = topic.to_owned();
+        let name = self.physical(topic);
+        let logical = topic.to_owned();
         let timeout = self.settings.request_timeout;
         let count = blocking(move || {
             let metadata = meta
@@ -157,7 +159,7 @@ impl KafkaLog {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
                     Ok(t.partitions().len() as u32)
                 }
-                _ => Err(StorageError::UnknownTopic(name)),
+                _ => Err(StorageError::UnknownTopic(logical)),
             }
         })
         .await?;
@@ -184,7 +186,7 @@ impl KafkaLog {
         if let Some(consumer) = groups.get(group) {
             return Ok(consumer.clone());
         }
-        let consumer: BaseConsumer = consumer_config(&self.settings, Some(group))
+        let consumer: BaseConsumer = consumer_config(&self.settings, Some(&self.physical(group)))
             .create()
             .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
         let consumer = Arc::new(consumer);
@@ -209,9 +211,47 @@ impl KafkaLog {
         Ok(reader)
     }
 
+    /// Sends the records (in order) and waits for every delivery.
+    async fn produce(
+        &self,
+        producer: &FutureProducer,
+        records: &[NewRecord],
+        partitions: Vec<u32>,
+    ) -> Result<Vec<Appended>, StorageError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (record, partition) in records.iter().zip(partitions) {
+            let topic = self.physical(&record.topic);
+            let future = producer
+                .send_result(
+                    FutureRecord::to(&topic)
+                        .partition(partition as i32)
+                        .key(record.key.as_bytes())
+                        .payload(record.value.as_ref()),
+                )
+                .map_err(|(error, _)| unavailable("produce", error))?;
+            deliveries.push(future);
+        }
+        let mut appended = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(delivery)) => appended.push(Appended {
+                    partition: u32::try_from(delivery.partition).unwrap_or(0),
+                    offset: u64::try_from(delivery.offset).unwrap_or(0),
+                }),
+                Ok(Err((error, _))) => return Err(unavailable("produce", error)),
+                Err(_) => {
+                    return Err(StorageError::Unavailable(
+                        "kafka: the producer dropped a delivery".into(),
+                    ));
+                }
+            }
+        }
+        Ok(appended)
+    }
+
     async fn high_watermark(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
         let meta = self.meta.clone();
-        let name = topic.to_owned();
+        let name = self.physical(topic);
         let timeout = self.settings.request_timeout;
         blocking(move || {
             let (_, high) = meta
@@ -221,6 +261,22 @@ impl KafkaLog {
         })
         .await
     }
+}
+
+/// An idempotent producer with `acks=all`; the timeout bounds how long an append may be
+/// in doubt.
+fn new_producer(settings: &KafkaSettings) -> Result<FutureProducer, StorageError> {
+    settings
+        .config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            settings.produce_timeout.as_millis().to_string(),
+        )
+        .set("linger.ms", "1")
+        .create()
+        .map_err(|e| StorageError::Invalid(format!("kafka producer configuration: {e}")))
 }
 
 /// A consumer's settings: no automatic commits (positions are the caller's) and a group
@@ -251,9 +307,11 @@ where
         .map_err(|e| StorageError::Engine(format!("kafka task failed: {e}")))?
 }
 
-fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+/// A record as the port sees it: `prefix` taken off its topic's name.
+fn record_of(message: &rdkafka::message::BorrowedMessage<'_>, prefix: &str) -> Record {
+    let topic = message.topic();
     Record {
-        topic: message.topic().to_owned(),
+        topic: topic.strip_prefix(prefix).unwrap_or(topic).to_owned(),
         partition: u32::try_from(message.partition()).unwrap_or(0),
         offset: u64::try_from(message.offset()).unwrap_or(0),
         key: message
@@ -279,12 +337,14 @@ impl EventLog for KafkaLog {
             }
         };
         let retentions: Vec<String> = topics.iter().map(|t| retention(&t.name)).collect();
+        let names: Vec<String> = topics.iter().map(|t| self.physical(&t.name)).collect();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .zip(&retentions)
-            .map(|(t, retention)| {
+            .zip(&names)
+            .map(|((t, retention), name)| {
                 NewTopic::new(
-                    &t.name,
+                    name,
                     t.partitions as i32,
                     TopicReplication::Fixed(self.settings.replication_factor),
                 )
@@ -341,35 +401,20 @@ impl EventLog for KafkaLog {
             let count = self.partition_count(&record.topic).await?;
             partitions.push(partition_for(&record.key, count));
         }
-        let mut deliveries = Vec::with_capacity(records.len());
-        for (record, partition) in records.iter().zip(partitions) {
-            let future = self
-                .producer
-                .send_result(
-                    FutureRecord::to(&record.topic)
-                        .partition(partition as i32)
-                        .key(record.key.as_bytes())
-                        .payload(record.value.as_ref()),
-                )
-                .map_err(|(error, _)| unavailable("produce", error))?;
-            deliveries.push(future);
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let result = self.produce(&producer, &records, partitions).await;
+        if result.is_err() {
+            // After a timed-out message an idempotent producer's sequence is in doubt and
+            // the broker fences it; a new producer (a new producer id) starts clean.
+            tracing::warn!("a Kafka append failed; the next one gets a new producer");
+            *self.producer.lock().unwrap_or_else(PoisonError::into_inner) =
+                new_producer(&self.settings)?;
         }
-        let mut appended = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(delivery)) => appended.push(Appended {
-                    partition: u32::try_from(delivery.partition).unwrap_or(0),
-                    offset: u64::try_from(delivery.offset).unwrap_or(0),
-                }),
-                Ok(Err((error, _))) => return Err(unavailable("produce", error)),
-                Err(_) => {
-                    return Err(StorageError::Unavailable(
-                        "kafka: the producer dropped a delivery".into(),
-                    ));
-                }
-            }
-        }
-        Ok(appended)
+        result
     }
 
     fn atomic_batches(&self) -> bool {
@@ -390,7 +435,8 @@ impl EventLog for KafkaLog {
             return Ok(Vec::new());
         }
         let reader = self.reader(topic, partition)?;
-        let name = topic.to_owned();
+        let name = self.physical(topic);
+        let prefix = self.settings.topic_prefix.clone();
         let timeout = self.settings.request_timeout;
         blocking(move || {
             let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
@@ -416,7 +462,7 @@ impl EventLog for KafkaLog {
                 }
                 match reader.consumer.poll(left) {
                     Some(Ok(message)) => {
-                        let record = record_of(&message);
+                        let record = record_of(&message, &prefix);
                         reader.next = Some(record.offset + 1);
                         if record.offset >= from {
                             records.push(record);
@@ -489,7 +535,7 @@ impl EventLog for KafkaLog {
     ) -> Result<(), StorageError> {
         self.check_partition(topic, partition).await?;
         let consumer = self.group(group)?;
-        let name = topic.to_owned();
+        let name = self.physical(topic);
         blocking(move || {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(next as i64))
@@ -509,7 +555,7 @@ impl EventLog for KafkaLog {
     ) -> Result<Option<Offset>, StorageError> {
         self.check_partition(topic, partition).await?;
         let consumer = self.group(group)?;
-        let name = topic.to_owned();
+        let name = self.physical(topic);
         let timeout = self.settings.request_timeout;
         blocking(move || {
             let mut tpl = TopicPartitionList::new();
@@ -530,17 +576,18 @@ impl EventLog for KafkaLog {
         topic: &str,
         positions: &[(u32, Offset)],
     ) -> Result<Box<dyn Consumer>, StorageError> {
+        let name = self.physical(topic);
         let mut tpl = TopicPartitionList::new();
         for &(partition, offset) in positions {
             self.check_partition(topic, partition).await?;
-            tpl.add_partition_offset(topic, partition as i32, KafkaOffset::Offset(offset as i64))
+            tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(offset as i64))
                 .map_err(|e| unavailable("assign", e))?;
         }
         let lag = Arc::new(AtomicU64::new(0));
         let consumer: BaseConsumer<LagContext> = consumer_config(&self.settings, None)
             .set("statistics.interval.ms", "1000")
             .create_with_context(LagContext {
-                topic: topic.to_owned(),
+                topic: name,
                 lag: lag.clone(),
             })
             .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
@@ -550,6 +597,7 @@ impl EventLog for KafkaLog {
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
             lag,
+            prefix: self.settings.topic_prefix.clone(),
         }))
     }
 }
@@ -582,18 +630,20 @@ impl ConsumerContext for LagContext {}
 struct KafkaConsumer {
     consumer: Arc<BaseConsumer<LagContext>>,
     lag: Arc<AtomicU64>,
+    prefix: String,
 }
 
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
         let consumer = self.consumer.clone();
+        let prefix = self.prefix.clone();
         blocking(move || {
             let mut records = Vec::new();
             let mut wait = timeout;
             while records.len() < max {
                 match consumer.poll(wait) {
-                    Some(Ok(message)) => records.push(record_of(&message)),
+                    Some(Ok(message)) => records.push(record_of(&message, &prefix)),
                     Some(Err(error)) => return Err(unavailable("fetch", error)),
                     None => break,
                 }

@@ -22,10 +22,17 @@ impl Server {
 
     /// Starts `drone-delivery serve` on port 0 with more options.
     pub fn start_with(data_dir: &Path, options: &[&str]) -> Server {
+        let data_dir = data_dir.to_string_lossy();
+        let mut args = vec!["serve", "--data-dir", data_dir.as_ref()];
+        args.extend_from_slice(options);
+        Server::run(&args)
+    }
+
+    /// Runs the binary with `args` (a role and its options) on port 0.
+    pub fn run(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(options)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -7,6 +7,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod journey;
+mod kafka;
 mod operations;
 mod problems;
 mod workflow;

@@ -1,0 +1,450 @@
+//! The log on Kafka with each role its own OS process, on a real Kafka-protocol broker at
+//! `KAFKA_BROKERS` (`scripts/test` starts tansu when it is installed). Without one these
+//! tests say they were skipped.
+//!
+//! Every test runs its own deployment under a topic prefix of its own, so they share the
+//! broker. The test broker (tansu 0.6, memory storage) loses the rest of a record batch
+//! when a fetch starts inside one, so the processes here produce one record per batch
+//! (`--kafka-option batch.num.messages=1`): the test's setting, not the product's.
+
+use crate::helpers::{Api, Server, temp_dir};
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn brokers() -> Option<String> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(brokers) => Some(brokers),
+        Err(_) => {
+            eprintln!("skipped: KAFKA_BROKERS is not set, so the roles were not run on Kafka");
+            None
+        }
+    }
+}
+
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}.",
+        std::process::id(),
+        Utc::now().timestamp_millis() % 1_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The options every process of one deployment shares.
+fn log_args(brokers: &str, prefix: &str) -> Vec<String> {
+    vec![
+        "--log".into(),
+        format!("kafka://{brokers}"),
+        "--kafka-topic-prefix".into(),
+        prefix.into(),
+        "--kafka-option".into(),
+        "batch.num.messages=1".into(),
+    ]
+}
+
+fn run(role: &[&str], shared: &[String]) -> Server {
+    let mut args: Vec<&str> = role.to_vec();
+    args.extend(shared.iter().map(String::as_str));
+    Server::run(&args)
+}
+
+/// One deployment: the command API, the read side (projectors and query API together,
+/// since the embedded read store is single-process) and the workflow, each a process.
+struct Deployment {
+    shared: Vec<String>,
+    read_dir: tempfile::TempDir,
+    command: Server,
+    read: Server,
+    workflow: Server,
+}
+
+impl Deployment {
+    fn start(brokers: &str) -> Deployment {
+        let shared = log_args(brokers, &unique_prefix());
+        let command = run(&["command-api"], &shared);
+        let read_dir = temp_dir();
+        let read = Deployment::read_side(&shared, read_dir.path());
+        let workflow = run(
+            &["workflow", "--command-url", command.base.as_str()],
+            &shared,
+        );
+        Deployment {
+            shared,
+            read_dir,
+            command,
+            read,
+            workflow,
+        }
+    }
+
+    fn read_side(shared: &[String], dir: &std::path::Path) -> Server {
+        let dir = dir.to_string_lossy();
+        run(
+            &[
+                "serve",
+                "--roles",
+                "projector,query-api",
+                "--data-dir",
+                dir.as_ref(),
+            ],
+            shared,
+        )
+    }
+
+    fn commands(&self) -> Api {
+        Api::of(&self.command)
+    }
+
+    fn queries(&self) -> Api {
+        Api::of(&self.read)
+    }
+}
+
+/// Polls the query API until `done` holds (up to 30 s).
+async fn until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = api.get_json(path).await;
+        if status == StatusCode::OK && done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{path}: still {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn report(api: &Api, drone: &str, at: (f64, f64)) {
+    let response = api
+        .post(
+            &format!("/api/v1/drones/{drone}/telemetry"),
+            json!({"position": {"latitude": at.0, "longitude": at.1, "altitude": 60},
+                   "batteryPct": 90, "at": Utc::now()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_goes_through_command_api_projector_query_api_and_workflow_processes() {
+    let Some(brokers) = brokers() else { return };
+    let d = Deployment::start(&brokers);
+    let (commands, queries) = (d.commands(), d.queries());
+    assert_eq!(
+        d.workflow
+            .client
+            .get(format!("{}/readyz", d.workflow.base))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        StatusCode::OK
+    );
+
+    let (account, token) = commands.register_account("Contoso").await;
+    commands.register_drone("drone-1", 5.0).await;
+    let (status, view) = queries
+        .get_json(&format!(
+            "/api/v1/accounts/{account}/deliveries?consistencyToken={token}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    let (delivery, token) = commands.schedule(&account, 1.2).await;
+    let (status, view) = queries
+        .get_json(&format!(
+            "/api/v1/deliveries/{delivery}?consistencyToken={token}"
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a token from command-api is honoured by query-api"
+    );
+    assert_eq!(view["ownerId"], account.as_str());
+
+    // The workflow, another process, assigns the drone and flies it on telemetry.
+    let status_path = format!("/api/v1/deliveries/{delivery}/status");
+    until(&queries, &status_path, |s| s["stage"] == "HeadedToPickup").await;
+    report(&commands, "drone-1", (47.61, -122.33)).await;
+    until(&queries, &status_path, |s| s["stage"] == "HeadedToDropoff").await;
+    report(&commands, "drone-1", (47.65, -122.30)).await;
+    let done = until(&queries, &status_path, |s| s["stage"] == "Completed").await;
+    assert_eq!(done["droneId"], "drone-1");
+
+    let (_, timeline) = queries
+        .get_json(&format!("/api/v1/deliveries/{delivery}/events"))
+        .await;
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "DeliveryCreated",
+            "DroneAssigned",
+            "DeliveryPickedUp",
+            "DeliveryCompleted"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_command_api_mid_load_loses_no_acknowledged_command() {
+    let Some(brokers) = brokers() else { return };
+    let mut d = Deployment::start(&brokers);
+    let commands = d.commands();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (commands, acked) = (commands.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let sent = commands
+                    .client
+                    .post(commands.url("/api/v1/accounts"))
+                    .json(&json!({"name": format!("A{i}"), "email": "ops@contoso.example"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        let body: Value = r.json().await.expect("json");
+                        let id = body["accountId"].as_str().expect("id").to_string();
+                        acked.lock().expect("lock").push(id);
+                    }
+                    _ => return, // the process is gone
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.command.kill9();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 10, "load ran: {}", acked.len());
+
+    // A new command API folds the log and goes on; every acknowledged account is there.
+    d.command = run(&["command-api"], &d.shared);
+    let commands = d.commands();
+    let (after, token) = commands.register_account("After").await;
+    let queries = d.queries();
+    for id in acked.iter().chain([&after]) {
+        let (status, body) = queries
+            .get_json(&format!(
+                "/api/v1/accounts/{id}/deliveries?consistencyToken={token}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}: {body}");
+    }
+    // The write model folded them too: suspending one is a state change, not a 404.
+    let suspended = commands
+        .post(&format!("/api/v1/accounts/{}/suspend", acked[0]), json!({}))
+        .await;
+    assert_eq!(suspended.status(), StatusCode::OK);
+}
+
+/// Every read a client can make of the deployment, by path.
+async fn snapshot(api: &Api, account: &str, deliveries: &[String]) -> Vec<(String, Value)> {
+    let mut paths = vec![
+        format!("/api/v1/accounts/{account}/deliveries?limit=500"),
+        "/api/v1/drones?limit=500".to_string(),
+    ];
+    for d in deliveries {
+        paths.push(format!("/api/v1/deliveries/{d}"));
+        paths.push(format!("/api/v1/deliveries/{d}/events"));
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let (status, body) = api.get_json(&path).await;
+        out.push((format!("{status} {path}"), body));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_projector_resumes_from_its_checkpoints_and_equals_a_rebuild() {
+    let Some(brokers) = brokers() else { return };
+    let mut d = Deployment::start(&brokers);
+    let commands = d.commands();
+    let (account, _) = commands.register_account("Contoso").await;
+    commands.register_drone("drone-1", 5.0).await;
+    let mut deliveries = Vec::new();
+    for _ in 0..5 {
+        deliveries.push(commands.schedule(&account, 1.0).await.0);
+    }
+    until(
+        &d.queries(),
+        &format!("/api/v1/deliveries/{}", deliveries[4]),
+        |_| true,
+    )
+    .await;
+
+    d.read.kill9();
+    let mut last_token = String::new();
+    for _ in 0..5 {
+        let (id, token) = commands.schedule(&account, 1.0).await;
+        deliveries.push(id);
+        last_token = token;
+    }
+    d.read = Deployment::read_side(&d.shared, d.read_dir.path());
+    let queries = d.queries();
+    let (status, _) = queries
+        .get_json(&format!(
+            "/api/v1/deliveries/{}?consistencyToken={last_token}",
+            deliveries[9]
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the restarted projector caught up");
+
+    // A read side built from the log alone shows the same.
+    let rebuild_dir = temp_dir();
+    let rebuilt = Deployment::read_side(&d.shared, rebuild_dir.path());
+    let rebuilt = Api::of(&rebuilt);
+    let (status, _) = rebuilt
+        .get_json(&format!(
+            "/api/v1/deliveries/{}?consistencyToken={last_token}",
+            deliveries[9]
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The workflow may still be moving things: wait until both agree or time out.
+    let started = Instant::now();
+    loop {
+        let (a, b) = (
+            snapshot(&queries, &account, &deliveries).await,
+            snapshot(&rebuilt, &account, &deliveries).await,
+        );
+        if a == b {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{a:?}\n!=\n{b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A broker of the test's own, so pausing it disturbs no other test.
+struct OwnBroker {
+    child: Child,
+    brokers: String,
+}
+
+impl OwnBroker {
+    fn start() -> Option<OwnBroker> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let brokers = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&brokers).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(OwnBroker { child, brokers })
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_broker_gets_503_and_not_ready_and_the_command_api_recovers_by_itself() {
+    if brokers().is_none() {
+        return;
+    }
+    let Some(broker) = OwnBroker::start() else {
+        eprintln!("skipped: tansu is not on PATH, so the broker could not be paused");
+        return;
+    };
+    let shared = {
+        let mut args = log_args(&broker.brokers, &unique_prefix());
+        // Give up on a produce within the test's patience.
+        args.extend(["--kafka-option".into(), "message.timeout.ms=3000".into()]);
+        args
+    };
+    let command = run(&["command-api"], &shared);
+    let api = Api::of(&command);
+    api.register_account("Before").await;
+
+    broker.signal("-STOP");
+    let refused = api
+        .post(
+            "/api/v1/accounts",
+            json!({"name": "During", "email": "ops@contoso.example"}),
+        )
+        .await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never a false 2xx"
+    );
+    let ready = api.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    broker.signal("-CONT");
+    let started = Instant::now();
+    loop {
+        let response = api
+            .post(
+                "/api/v1/accounts",
+                json!({"name": "After", "email": "ops@contoso.example"}),
+            )
+            .await;
+        if response.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+}
