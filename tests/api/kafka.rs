@@ -448,3 +448,89 @@ async fn a_paused_broker_gets_503_and_not_ready_and_the_command_api_recovers_by_
     }
     assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
 }
+
+/// What is on the topics is plain Confluent-framed Avro: Python's confluent-kafka reads
+/// every record and fastavro decodes each with the checked-in `.avsc` files alone
+/// (`tests/wire/decode.py`), and it is what the API accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_on_the_topics_decodes_with_an_independent_client_and_the_avsc_files() {
+    let Some(brokers) = brokers() else { return };
+    let python_ready = Command::new("python3")
+        .args(["-c", "import confluent_kafka, fastavro"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python_ready {
+        eprintln!("skipped: python3 with confluent-kafka and fastavro is not installed");
+        return;
+    }
+    let prefix = unique_prefix();
+    let command = run(&["command-api"], &log_args(&brokers, &prefix));
+    let api = Api::of(&command);
+    let (account, _) = api.register_account("Wire Co").await;
+    api.register_drone("wire-1", 5.0).await;
+    let (delivery, _) = api.schedule(&account, 1.25).await;
+    assert_eq!(
+        api.assign(&delivery, "wire-1").await.status(),
+        StatusCode::OK
+    );
+    // A batch of 20 reports of one drone: one Commit record in its partition.
+    let batch: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"droneId": "wire-1", "position": {"latitude": 47.6 + f64::from(i) / 1000.0,
+                   "longitude": -122.3, "altitude": 50}, "batteryPct": 90, "at": Utc::now()})
+        })
+        .collect();
+    assert_eq!(
+        api.post("/api/v1/telemetry", json!(batch)).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let picked = api
+        .post(&format!("/api/v1/deliveries/{delivery}/pickup"), json!({}))
+        .await;
+    assert_eq!(picked.status(), StatusCode::OK);
+
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/avro");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wire/decode.py");
+    let output = Command::new("python3")
+        .args([script, &brokers, &prefix, schemas])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "decode.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON from decode.py");
+    let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["type"] == kind).collect() };
+
+    let accounts = of("AccountRegistered");
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["aggregateId"], account.as_str());
+    assert_eq!(
+        accounts[0]["key"],
+        account.as_str(),
+        "keyed by the aggregate"
+    );
+    assert_eq!(accounts[0]["data"]["name"], "Wire Co");
+    assert_eq!(of("DroneRegistered")[0]["data"]["payloadKg"], 5.0);
+    let created = of("DeliveryCreated");
+    assert_eq!(created[0]["aggregateId"], delivery.as_str());
+    assert_eq!(created[0]["data"]["ownerId"], account.as_str());
+    assert_eq!(of("PackageRegistered")[0]["data"]["weightKg"], 1.25);
+    let assigned = of("DroneAssigned");
+    assert_eq!(assigned.len(), 2, "on the delivery's and the drone's topic");
+    assert!(assigned.iter().all(|e| e["data"]["droneId"] == "wire-1"));
+    let reports = of("DronePositionReported");
+    assert_eq!(reports.len(), 20);
+    assert!(reports.iter().all(|e| e["topic"] == "drone-telemetry"));
+    assert_eq!(
+        reports
+            .iter()
+            .filter_map(|e| e["offset"].as_u64())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        1,
+        "one record (a Commit) holds the batch"
+    );
+    assert_eq!(of("DeliveryPickedUp").len(), 2);
+}
