@@ -163,6 +163,8 @@ pub struct Settings {
     pub telemetry_partitions: u32,
     /// The read models the projector builds (all when empty).
     pub only: Vec<String>,
+    /// How long a command-api's heartbeats may stop before another may take over.
+    pub writer_session: Duration,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Settings {
             partitions: 8,
             telemetry_partitions: 16,
             only: Vec::new(),
+            writer_session: Duration::from_secs(10),
         }
     }
 
@@ -354,6 +357,10 @@ pub struct StorageArgs {
         default_value_t = 168
     )]
     pub telemetry_retention_hours: u64,
+    /// Seconds a command-api's heartbeats may stop before another command-api may take
+    /// over as the writer of the command topics (on Kafka).
+    #[arg(long, env = "DRONE_DELIVERY_WRITER_SESSION_SECS", default_value_t = 10)]
+    pub writer_session_secs: u64,
     /// Partitions of every command topic when the log creates them.
     #[arg(long, env = "DRONE_DELIVERY_PARTITIONS", default_value_t = 8)]
     pub partitions: u32,
@@ -393,6 +400,10 @@ impl StorageArgs {
         };
         settings.partitions = self.partitions;
         settings.telemetry_partitions = self.telemetry_partitions;
+        if self.writer_session_secs == 0 {
+            return Err("--writer-session-secs must be at least 1".into());
+        }
+        settings.writer_session = Duration::from_secs(self.writer_session_secs);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use crate::Settings;
 use crate::ops;
 use crate::settings::{LogLocation, Role, StoreLocation};
 use anyhow::Context;
-use command_side::{CommandMetrics, CommandService};
+use command_side::{CommandMetrics, CommandService, WriterLease};
 use domain::Dispatcher;
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
@@ -117,11 +117,25 @@ impl App {
         let mut routes = ops::routes(log.clone(), store.clone(), registry.clone());
 
         if settings.runs(Role::CommandApi) {
+            let lease = match settings.log_location() {
+                // The data directory's lock makes this process the only writer.
+                LogLocation::Embedded(_) => WriterLease::exclusive(),
+                LogLocation::Kafka { .. } => WriterLease::acquire(
+                    log.clone(),
+                    codec.clone(),
+                    settings.listen.to_string(),
+                    settings.writer_session,
+                    stop.clone(),
+                )
+                .await
+                .context("cannot become the writer of the command topics")?,
+            };
             let commands = CommandService::open(
                 log.clone(),
                 codec.clone(),
                 CommandMetrics::new(&registry)?,
                 settings.max_clock_skew,
+                lease,
             )
             .await
             .context("cannot fold the event log")?;

@@ -5,11 +5,13 @@
 mod completion;
 mod error;
 pub mod http;
+mod lease;
 mod metrics;
 mod service;
 mod state;
 
 pub use error::CommandError;
+pub use lease::{LeaseError, WRITERS_TOPIC, WriterLease};
 pub use metrics::CommandMetrics;
 pub use service::{
     Accepted, CommandContext, CommandService, Reading, ScheduleDelivery, idempotency_key_of,

@@ -5,6 +5,7 @@
 //! then folds them into memory.
 
 use crate::error::CommandError;
+use crate::lease::WriterLease;
 use crate::metrics::CommandMetrics;
 use crate::state::{Kept, KeyedCommands, Outcome, Shard, Shards, Stream};
 use api::{ConsistencyToken, Position};
@@ -83,6 +84,8 @@ pub struct CommandService {
     /// How far ahead of this server's clock a telemetry report may be stamped.
     max_clock_skew: TimeDelta,
     telemetry_partitions: u32,
+    /// Whether this process is still the writer of the command topics.
+    lease: WriterLease,
 }
 
 /// Events of one command, with the versions they give their aggregates.
@@ -199,6 +202,7 @@ impl CommandService {
         codec: Codec,
         metrics: CommandMetrics,
         max_clock_skew: TimeDelta,
+        lease: WriterLease,
     ) -> Result<CommandService, CommandError> {
         let service = CommandService {
             accounts: Shards::new(log.partitions(Topic::Accounts.name()).await?),
@@ -210,6 +214,7 @@ impl CommandService {
             codec,
             metrics,
             max_clock_skew,
+            lease,
         };
         service.rebuild().await?;
         Ok(service)
@@ -297,6 +302,11 @@ impl CommandService {
     /// commit when several of its events live there, so readers get them all or none);
     /// returns where they landed once durable.
     async fn append(&self, command: &str, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
+        if !self.lease.holds() {
+            return Err(CommandError::Unavailable(
+                "this command-api is no longer the writer of the command topics (another instance took over)".into(),
+            ));
+        }
         let mut groups: Vec<(Topic, u32, Vec<&Envelope>)> = Vec::new();
         for (topic, envelope) in &draft.items {
             let partition =

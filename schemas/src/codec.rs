@@ -178,6 +178,27 @@ impl Codec {
         Ok(w.into_bytes())
     }
 
+    /// Encodes a record that is not an event (a heartbeat), framed with its schema id.
+    pub fn encode_frame<T: AvroRecord>(&self, id: u32, frame: &T) -> Result<Vec<u8>, CodecError> {
+        let mut w = Writer::with_capacity(128);
+        w.raw(&[MAGIC]);
+        w.raw(&id.to_be_bytes());
+        frame.write_avro(&mut w).map_err(|e| CodecError::Invalid {
+            subject: format!("schema id {id}"),
+            detail: e.0,
+        })?;
+        Ok(w.into_bytes())
+    }
+
+    /// Decodes a record that is not an event, written with schema `id`.
+    pub fn decode_frame<T: AvroRecord>(&self, id: u32, bytes: &[u8]) -> Result<T, CodecError> {
+        let (found, datum) = split_frame(bytes)?;
+        if found != id {
+            return Err(CodecError::UnknownSchemaId(found));
+        }
+        read_frame(&format!("schema id {id}"), id, datum)
+    }
+
     /// Decodes a record: one event, or every event of a commit, in order.
     pub fn decode_all(&self, bytes: &[u8]) -> Result<Vec<Envelope>, CodecError> {
         let (id, datum) = split_frame(bytes)?;

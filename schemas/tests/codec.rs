@@ -385,7 +385,7 @@ fn every_event_type_round_trips() {
 }
 
 /// Records of the manifest that frame events rather than being one.
-const FRAMES: [&str; 1] = ["Commit"];
+const FRAMES: [&str; 2] = ["Commit", "WriterHeartbeat"];
 
 #[test]
 fn samples_cover_every_subject_in_the_manifest() {

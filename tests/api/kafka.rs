@@ -45,6 +45,9 @@ fn log_args(brokers: &str, prefix: &str) -> Vec<String> {
         prefix.into(),
         "--kafka-option".into(),
         "batch.num.messages=1".into(),
+        // A crashed command-api's place is free after 2 s of silence.
+        "--writer-session-secs".into(),
+        "2".into(),
     ]
 }
 
@@ -533,4 +536,75 @@ async fn every_record_on_the_topics_decodes_with_an_independent_client_and_the_a
         "one record (a Commit) holds the batch"
     );
     assert_eq!(of("DeliveryPickedUp").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_live_command_api_is_refused_and_a_restarted_one_takes_over() {
+    let Some(brokers) = brokers() else { return };
+    let shared = log_args(&brokers, &unique_prefix());
+    let mut first = run(&["command-api"], &shared);
+    Api::of(&first).register_account("First").await;
+
+    // A second one, while the first heartbeats: refused at start-up, with the reason.
+    let second = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
+        .arg("command-api")
+        .args(&shared)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs");
+    assert!(!second.status.success(), "a second writer must not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another command-api"), "{stderr}");
+    // The first still writes.
+    Api::of(&first).register_account("Still first").await;
+
+    // Killed, its place is taken once its heartbeats have stopped for a session.
+    first.kill9();
+    let third = run(&["command-api"], &shared);
+    Api::of(&third).register_account("Third").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_command_api_taken_over_answers_no_more_2xx_when_it_resumes() {
+    let Some(brokers) = brokers() else { return };
+    let shared = log_args(&brokers, &unique_prefix());
+    let first = run(&["command-api"], &shared);
+    let old = Api::of(&first);
+    old.register_account("Before the pause").await;
+    let pid = first.pid().expect("running");
+    let signal = |s: &str| {
+        assert!(
+            Command::new("kill")
+                .args([s, &pid.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal("-STOP");
+    // Past its session, a new command-api takes over and writes.
+    let second = run(&["command-api"], &shared);
+    Api::of(&second).register_account("The new writer").await;
+    signal("-CONT");
+    // The old one reads the newer writer's heartbeat within a beat and stops writing.
+    let started = Instant::now();
+    loop {
+        let response = old
+            .post(
+                "/api/v1/accounts",
+                json!({"name": "Late", "email": "ops@contoso.example"}),
+            )
+            .await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the taken-over writer still answers {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Api::of(&second).register_account("Still the writer").await;
 }
