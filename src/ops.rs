@@ -15,19 +15,24 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// How long `/readyz` waits for a store to answer.
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A condition of the process's roles for `/readyz`: `Err(why)` while not ready.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// The operations endpoints of a process; `store` is the read store if the process has
-/// one (readiness asks every store the process uses).
+/// one (readiness asks every store the process uses, then every role's `checks`).
 pub fn routes(
     log: Arc<dyn EventLog>,
     store: Option<Arc<dyn ReadStore>>,
     registry: Registry,
+    checks: Vec<ReadyCheck>,
 ) -> BoxedFilter<(Response,)> {
+    let checks = Arc::new(checks);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
     let readyz = warp::path!("readyz").and(warp::get()).then(move || {
-        let (log, store) = (log.clone(), store.clone());
+        let (log, store, checks) = (log.clone(), store.clone(), checks.clone());
         async move {
             // Ready when the stores answer, within a short time (a broker that does not
             // answer makes the process not ready, not a hanging probe).
@@ -49,12 +54,17 @@ pub fn routes(
                     .map(|_| ()),
                 None => Ok(()),
             };
-            match (log_ok, store_ok) {
-                (Ok(_), Ok(_)) => {
+            let roles_ok = checks.iter().try_for_each(|check| check());
+            match (log_ok, store_ok, roles_ok) {
+                (Ok(_), Ok(_), Ok(())) => {
                     warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()
                 }
-                (Err(e), _) | (_, Err(e)) => {
+                (Err(e), _, _) | (_, Err(e), _) => {
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}"))
+                        .into_response()
+                }
+                (_, _, Err(why)) => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
                         .into_response()
                 }
             }

@@ -15,12 +15,15 @@ use schemas::Codec;
 use schemas::events::Topic;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use storage::{EventLog, ReadStore, TopicSpec};
 use storage_embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
 use storage_kafka::{KafkaLog, KafkaSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
 use workflow::{CommandClient, WorkflowMetrics};
 
 /// Partitions each topic is created with: the same count on every command topic;
@@ -114,7 +117,15 @@ impl App {
             (None, true) => anyhow::bail!("the projector and query-api roles need a read store"),
             (_, false) => None,
         };
-        let mut routes = ops::routes(log.clone(), store.clone(), registry.clone());
+        // The roles' endpoints, and what each needs before the process is ready.
+        let mut routes: Option<BoxedFilter<(Response,)>> = None;
+        let mut add = |more: BoxedFilter<(Response,)>| {
+            routes = Some(match routes.take() {
+                Some(routes) => routes.or(more).unify().boxed(),
+                None => more,
+            });
+        };
+        let mut checks: Vec<ops::ReadyCheck> = Vec::new();
 
         if settings.runs(Role::CommandApi) {
             let lease = match settings.log_location() {
@@ -130,6 +141,14 @@ impl App {
                 .await
                 .context("cannot become the writer of the command topics")?,
             };
+            let held = lease.clone();
+            checks.push(Arc::new(move || {
+                if held.holds() {
+                    Ok(())
+                } else {
+                    Err("another command-api took over the command topics".into())
+                }
+            }));
             let commands = CommandService::open(
                 log.clone(),
                 codec.clone(),
@@ -139,10 +158,7 @@ impl App {
             )
             .await
             .context("cannot fold the event log")?;
-            routes = command_side::http::routes(Arc::new(commands))
-                .or(routes)
-                .unify()
-                .boxed();
+            add(command_side::http::routes(Arc::new(commands)));
         }
         if let (true, Some(store)) = (settings.runs(Role::QueryApi), &store) {
             let queries = QueryService::new(
@@ -151,10 +167,7 @@ impl App {
                 settings.flight.clone(),
                 QueryMetrics::new(&registry)?,
             );
-            routes = query_side::http::routes(Arc::new(queries))
-                .or(routes)
-                .unify()
-                .boxed();
+            add(query_side::http::routes(Arc::new(queries)));
         }
         if let (true, Some(store)) = (settings.runs(Role::Projector), &store) {
             let projector = Projector::new(
@@ -168,14 +181,37 @@ impl App {
                 .into_iter()
                 .filter(|p| settings.only.is_empty() || settings.only.iter().any(|n| n == p.name()))
                 .collect();
-            tasks.extend(projector.spawn(&chosen, stop.clone()).await?);
+            let (spawned, caught_up) = projector.spawn(&chosen, stop.clone()).await?;
+            tasks.extend(spawned);
+            checks.push(Arc::new(move || {
+                if caught_up.all() {
+                    Ok(())
+                } else {
+                    Err("the projectors have not caught up with the log yet".into())
+                }
+            }));
         }
         let workflow_metrics = settings
             .runs(Role::Workflow)
             .then(|| WorkflowMetrics::new(&registry))
             .transpose()?;
-
-        let routes = routes.recover(api::recover).unify().boxed();
+        let workflow_ready = Arc::new(AtomicBool::new(false));
+        if settings.runs(Role::Workflow) {
+            let ready = workflow_ready.clone();
+            checks.push(Arc::new(move || {
+                if ready.load(Ordering::Acquire) {
+                    Ok(())
+                } else {
+                    Err("the workflow has not folded the log yet".into())
+                }
+            }));
+        }
+        add(ops::routes(log.clone(), store, registry, checks));
+        let routes = routes
+            .context("no routes")?
+            .recover(api::recover)
+            .unify()
+            .boxed();
         let (addr, server) = serve(settings.listen, routes, stop.clone())?;
         tasks.push(server);
         tracing::info!(%addr, roles = ?settings.roles, "serving");
@@ -194,6 +230,7 @@ impl App {
                 CommandClient::new(&command_url).context("cannot build the HTTP client")?,
                 Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
                 metrics,
+                workflow_ready,
             )
             .await?;
             tasks.push(tokio::spawn(workflow.run(stop)));

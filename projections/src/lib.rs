@@ -22,7 +22,7 @@ pub use error::ProjectionError;
 pub use invoices::InvoicesProjection;
 pub use metrics::ProjectorMetrics;
 pub use projection::{Model, Projection, Source, Staged, models};
-pub use projector::{Projector, caught_up};
+pub use projector::{CaughtUp, Projector, caught_up};
 
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ use api::ConsistencyToken;
 use schemas::Codec;
 use schemas::events::Topic;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage::{Checkpoint, Consumer, EventLog, ReadStore, Record, StorageError};
@@ -62,16 +63,22 @@ impl Projector {
         &self,
         projections: &[Arc<dyn Projection>],
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Vec<JoinHandle<()>>, StorageError> {
+    ) -> Result<(Vec<JoinHandle<()>>, CaughtUp), StorageError> {
         let mut tasks = Vec::new();
+        let caught_up = CaughtUp {
+            workers: projections.iter().map(|p| p.topics().len()).sum(),
+            done: Arc::new(AtomicUsize::new(0)),
+        };
         for projection in projections {
             let lags = Arc::new(Mutex::new(HashMap::new()));
             for topic in projection.topics() {
                 let worker = self.worker(projection, *topic, lags.clone()).await?;
-                tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+                tasks.push(tokio::spawn(
+                    worker.run(shutdown.clone(), caught_up.done.clone()),
+                ));
             }
         }
-        Ok(tasks)
+        Ok((tasks, caught_up))
     }
 
     /// Applies everything up to the current end of the log once (replays and tests).
@@ -108,6 +115,20 @@ impl Projector {
             partitions: self.log.partitions(topic.name()).await?,
             lags,
         })
+    }
+}
+
+/// Whether every consumer of a projector has caught up with the log once since it
+/// started (what `/readyz` waits for).
+#[derive(Clone, Debug)]
+pub struct CaughtUp {
+    workers: usize,
+    done: Arc<AtomicUsize>,
+}
+
+impl CaughtUp {
+    pub fn all(&self) -> bool {
+        self.done.load(Ordering::Acquire) >= self.workers
     }
 }
 
@@ -182,8 +203,9 @@ impl TopicWorker {
         Ok(ends)
     }
 
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut shutdown: watch::Receiver<bool>, caught_up: Arc<AtomicUsize>) {
         let name = self.projection.name();
+        let mut counted = false;
         // Made again from the checkpoints after a failure: records it read before may
         // not have been applied.
         let mut state: Option<(Box<dyn Consumer>, Vec<u64>)> = None;
@@ -206,6 +228,14 @@ impl TopicWorker {
                         .await
                 }
             };
+            if !counted
+                && result.is_ok()
+                && let Some((consumer, _)) = &state
+                && consumer.lag() == 0
+            {
+                counted = true;
+                caught_up.fetch_add(1, Ordering::AcqRel);
+            }
             if let Err(error) = result {
                 state = None;
                 self.projector

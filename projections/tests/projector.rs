@@ -135,8 +135,16 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
     let projector = Projector::new(log.clone(), store.clone(), codec.clone(), metrics, PACE);
     let (stop, stopped) = watch::channel(false);
     let accounts: Arc<dyn Projection> = Arc::new(AccountsProjection);
-    let tasks = projector.spawn(&[accounts], stopped).await.expect("spawn");
+    let (tasks, ready) = projector.spawn(&[accounts], stopped).await.expect("spawn");
     assert_eq!(tasks.len(), 1, "one consumer for the one topic");
+    let started = Instant::now();
+    while !ready.all() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an empty log is caught up with at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // After an idle spell the first event is applied at once, not after the pace.
     log.append(vec![registered(&codec, "first")])

@@ -578,12 +578,18 @@ impl EventLog for KafkaLog {
     ) -> Result<Box<dyn Consumer>, StorageError> {
         let name = self.physical(topic);
         let mut tpl = TopicPartitionList::new();
+        // The lag until librdkafka's first statistics: what waits now.
+        let mut waiting = 0;
         for &(partition, offset) in positions {
             self.check_partition(topic, partition).await?;
+            waiting += self
+                .high_watermark(topic, partition)
+                .await?
+                .saturating_sub(offset);
             tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(offset as i64))
                 .map_err(|e| unavailable("assign", e))?;
         }
-        let lag = Arc::new(AtomicU64::new(0));
+        let lag = Arc::new(AtomicU64::new(waiting));
         let consumer: BaseConsumer<LagContext> = consumer_config(&self.settings, None)
             .set("statistics.interval.ms", "1000")
             .create_with_context(LagContext {
@@ -638,7 +644,7 @@ impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
         let consumer = self.consumer.clone();
         let prefix = self.prefix.clone();
-        blocking(move || {
+        let records = blocking(move || {
             let mut records = Vec::new();
             let mut wait = timeout;
             while records.len() < max {
@@ -652,7 +658,15 @@ impl Consumer for KafkaConsumer {
             }
             Ok(records)
         })
-        .await
+        .await?;
+        // Until the next statistics, what was read no longer waits.
+        let read = records.len() as u64;
+        let _ = self
+            .lag
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |lag| {
+                Some(lag.saturating_sub(read))
+            });
+        Ok(records)
     }
 
     fn lag(&self) -> u64 {

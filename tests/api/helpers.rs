@@ -114,6 +114,22 @@ impl Api {
         }
     }
 
+    /// Waits (up to 20 s) until `/readyz` answers 200: the roles have caught up.
+    pub async fn ready(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            if self.get("/readyz").await.status() == StatusCode::OK {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} never became ready",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

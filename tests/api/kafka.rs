@@ -141,16 +141,9 @@ async fn a_delivery_goes_through_command_api_projector_query_api_and_workflow_pr
     let Some(brokers) = brokers() else { return };
     let d = Deployment::start(&brokers);
     let (commands, queries) = (d.commands(), d.queries());
-    assert_eq!(
-        d.workflow
-            .client
-            .get(format!("{}/readyz", d.workflow.base))
-            .send()
-            .await
-            .expect("readyz")
-            .status(),
-        StatusCode::OK
-    );
+    for role in [&d.command, &d.read, &d.workflow] {
+        Api::of(role).ready().await;
+    }
 
     let (account, token) = commands.register_account("Contoso").await;
     commands.register_drone("drone-1", 5.0).await;
@@ -449,7 +442,7 @@ async fn a_paused_broker_gets_503_and_not_ready_and_the_command_api_recovers_by_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+    api.ready().await;
 }
 
 /// What is on the topics is plain Confluent-framed Avro: Python's confluent-kafka reads
@@ -607,4 +600,8 @@ async fn a_paused_command_api_taken_over_answers_no_more_2xx_when_it_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Api::of(&second).register_account("Still the writer").await;
+    assert_eq!(
+        old.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

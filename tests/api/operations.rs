@@ -8,7 +8,7 @@ use serde_json::Value;
 async fn health_readiness_and_metrics_answer() {
     let (_dir, _server, api) = spawn_app();
     assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
-    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+    api.ready().await;
     api.register_account("Contoso").await;
     let metrics = api.get("/metrics").await.text().await.expect("text");
     for name in [

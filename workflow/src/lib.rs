@@ -18,6 +18,7 @@ use schemas::Codec;
 use schemas::events::{Envelope, Event, Topic};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use storage::{EventLog, StorageError};
 use tokio::sync::{mpsc, watch};
@@ -50,15 +51,19 @@ pub struct Workflow {
     client: CommandClient,
     dispatcher: Dispatcher,
     metrics: WorkflowMetrics,
+    /// Set once the history is folded and decisions are taken (`/readyz`).
+    ready: Arc<AtomicBool>,
 }
 
 impl Workflow {
+    /// `ready` turns true once the history is folded and the workflow decides.
     pub async fn new(
         log: Arc<dyn EventLog>,
         codec: Codec,
         client: CommandClient,
         dispatcher: Dispatcher,
         metrics: WorkflowMetrics,
+        ready: Arc<AtomicBool>,
     ) -> Result<Workflow, StorageError> {
         for topic in TOPICS {
             log.partitions(topic.name()).await?;
@@ -69,6 +74,7 @@ impl Workflow {
             client,
             dispatcher,
             metrics,
+            ready,
         })
     }
 
@@ -150,7 +156,12 @@ impl Workflow {
                             self.fold(topic, envelope);
                         }
                     }
-                    Some(Feed::CaughtUp) => behind = behind.saturating_sub(1),
+                    Some(Feed::CaughtUp) => {
+                        behind = behind.saturating_sub(1);
+                        if behind == 0 {
+                            self.ready.store(true, Ordering::Release);
+                        }
+                    }
                     None => break, // the followers stopped: shutting down
                 },
                 _ = tokio::time::sleep(until_tick) => {}
