@@ -108,6 +108,7 @@ fn event_log(c: &mut Criterion) {
                                         topic: "bench".into(),
                                         key: format!("aggregate-{t}-{}", i % 8),
                                         value: value.clone(),
+                                        headers: Vec::new(),
                                     };
                                     log.append(vec![record]).await.expect("append");
                                 }

@@ -210,6 +210,7 @@ impl Heartbeat {
                 topic: WRITERS_TOPIC.into(),
                 key: self.instance.clone(),
                 value: value.into(),
+                headers: Vec::new(),
             }])
             .await?;
         Ok(appended.first().map_or(0, |a| a.offset))

@@ -331,6 +331,7 @@ impl CommandService {
                 // routes the record there.
                 key: events[0].metadata.aggregate_id.clone(),
                 value: Bytes::from(value),
+                headers: Vec::new(),
             });
         }
         let started = Instant::now();

@@ -265,6 +265,7 @@ async fn read_models_fold_to_the_command_sides_state_field_for_field() {
                 topic: topic.name().into(),
                 key: envelope.metadata.aggregate_id.clone(),
                 value: codec.encode(envelope).expect("encodes").into(),
+                headers: Vec::new(),
             })
             .collect();
         log.append(records).await.expect("appends");

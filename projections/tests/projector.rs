@@ -85,6 +85,7 @@ fn registered(codec: &Codec, id: &str) -> NewRecord {
         topic: Topic::Accounts.name().into(),
         key: id.into(),
         value: Bytes::from(codec.encode(&envelope).expect("encode")),
+        headers: Vec::new(),
     }
 }
 

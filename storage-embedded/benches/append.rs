@@ -21,6 +21,7 @@ fn records(task: usize, n: usize) -> Vec<NewRecord> {
             topic: TOPIC.to_owned(),
             key: format!("aggregate-{task}-{}", i % 4),
             value: Bytes::from(vec![b'x'; 200]),
+            headers: Vec::new(),
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 //! byte order is their numeric order.
 
 use crate::{Offset, StorageError};
+use bytes::Bytes;
 
 /// fjall's journal stores a key's length as a u16.
 pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize;
@@ -49,29 +50,83 @@ pub(crate) fn encode_record_value(
     timestamp_ms: i64,
     key: &str,
     value: &[u8],
+    headers: &[(String, Bytes)],
 ) -> Result<Vec<u8>, StorageError> {
-    let key_len = u32::try_from(key.len())
-        .map_err(|_| StorageError::Invalid(format!("a record key of {} bytes", key.len())))?;
-    let mut out = Vec::with_capacity(12 + key.len() + value.len());
+    let too_long = |what: &str, len: usize| StorageError::Invalid(format!("{what} of {len} bytes"));
+    if key.len() > MAX_KEY_LEN {
+        return Err(too_long("a record key", key.len()));
+    }
+    // Keys are at most 64 KiB, so the length's top bit is free: it says headers follow.
+    let mut key_len = key.len() as u32;
+    if !headers.is_empty() {
+        key_len |= HAS_HEADERS;
+    }
+    let mut out = Vec::with_capacity(14 + key.len() + value.len());
     out.extend_from_slice(&timestamp_ms.to_be_bytes());
     out.extend_from_slice(&key_len.to_be_bytes());
     out.extend_from_slice(key.as_bytes());
+    if !headers.is_empty() {
+        let count = u16::try_from(headers.len()).map_err(|_| too_long("headers", headers.len()))?;
+        out.extend_from_slice(&count.to_be_bytes());
+        for (name, header) in headers {
+            let name_len =
+                u16::try_from(name.len()).map_err(|_| too_long("a header name", name.len()))?;
+            let header_len = u32::try_from(header.len())
+                .map_err(|_| too_long("a header value", header.len()))?;
+            out.extend_from_slice(&name_len.to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&header_len.to_be_bytes());
+            out.extend_from_slice(header);
+        }
+    }
     out.extend_from_slice(value);
     Ok(out)
 }
 
-/// The parts of a stored record value: timestamp, key, value.
-pub(crate) fn decode_record_value(raw: &[u8]) -> Result<(i64, &str, &[u8]), StorageError> {
+/// The top bit of a stored key length: the record has headers (records written before
+/// headers existed have it clear).
+const HAS_HEADERS: u32 = 1 << 31;
+
+/// A stored record: its timestamp, key, headers and value.
+pub(crate) type StoredRecord<'a> = (i64, &'a str, Vec<(String, Bytes)>, &'a [u8]);
+
+/// The parts of a stored record value.
+pub(crate) fn decode_record_value(raw: &[u8]) -> Result<StoredRecord<'_>, StorageError> {
     let corrupt = || StorageError::Corrupt(format!("record value of {} bytes", raw.len()));
     let (timestamp, rest) = raw.split_first_chunk::<8>().ok_or_else(corrupt)?;
     let (key_len, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-    let key_len = usize::try_from(u32::from_be_bytes(*key_len)).map_err(|_| corrupt())?;
+    let key_len = u32::from_be_bytes(*key_len);
+    let has_headers = key_len & HAS_HEADERS != 0;
+    let key_len = usize::try_from(key_len & !HAS_HEADERS).map_err(|_| corrupt())?;
     if rest.len() < key_len {
         return Err(corrupt());
     }
-    let (key, value) = rest.split_at(key_len);
+    let (key, mut rest) = rest.split_at(key_len);
     let key = std::str::from_utf8(key).map_err(|_| corrupt())?;
-    Ok((i64::from_be_bytes(*timestamp), key, value))
+    let mut headers = Vec::new();
+    if has_headers {
+        let (count, after) = rest.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        rest = after;
+        for _ in 0..u16::from_be_bytes(*count) {
+            let (name_len, after) = rest.split_first_chunk::<2>().ok_or_else(corrupt)?;
+            let name_len = usize::from(u16::from_be_bytes(*name_len));
+            if after.len() < name_len {
+                return Err(corrupt());
+            }
+            let (name, after) = after.split_at(name_len);
+            let (value_len, after) = after.split_first_chunk::<4>().ok_or_else(corrupt)?;
+            let value_len =
+                usize::try_from(u32::from_be_bytes(*value_len)).map_err(|_| corrupt())?;
+            if after.len() < value_len {
+                return Err(corrupt());
+            }
+            let (value, after) = after.split_at(value_len);
+            let name = std::str::from_utf8(name).map_err(|_| corrupt())?;
+            headers.push((name.to_owned(), Bytes::copy_from_slice(value)));
+            rest = after;
+        }
+    }
+    Ok((i64::from_be_bytes(*timestamp), key, headers, rest))
 }
 
 /// `len group | len topic | partition (u32 BE)`.
@@ -179,9 +234,24 @@ mod tests {
 
     #[test]
     fn record_values_round_trip() -> Result<(), StorageError> {
-        let raw = encode_record_value(-5, "drone-1", b"payload")?;
-        assert_eq!(decode_record_value(&raw)?, (-5, "drone-1", &b"payload"[..]));
+        let raw = encode_record_value(-5, "drone-1", b"payload", &[])?;
+        assert_eq!(
+            decode_record_value(&raw)?,
+            (-5, "drone-1", vec![], &b"payload"[..])
+        );
         assert!(decode_record_value(&raw[..10]).is_err());
+        let headers = vec![
+            ("writer".to_owned(), Bytes::from_static(b"w-1")),
+            ("marker".to_owned(), Bytes::from_static(b"1")),
+        ];
+        let raw = encode_record_value(7, "k", b"v", &headers)?;
+        assert_eq!(decode_record_value(&raw)?, (7, "k", headers, &b"v"[..]));
+        for cut in 12..raw.len() - 1 {
+            assert!(
+                decode_record_value(&raw[..cut]).is_err() || cut >= raw.len() - 1,
+                "{cut}"
+            );
+        }
         Ok(())
     }
 

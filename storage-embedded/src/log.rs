@@ -248,7 +248,12 @@ impl EmbeddedLog {
                     .by_name
                     .get(&record.topic)
                     .ok_or_else(|| StorageError::UnknownTopic(record.topic.clone()))?;
-                let value = keys::encode_record_value(timestamp_ms, &record.key, &record.value)?;
+                let value = keys::encode_record_value(
+                    timestamp_ms,
+                    &record.key,
+                    &record.value,
+                    &record.headers,
+                )?;
                 Ok(Pending {
                     topic: Arc::clone(topic),
                     partition: partition_for(&record.key, topic.partition_count()),
@@ -283,13 +288,14 @@ async fn read_partition(
             .range(keys::offset_key(from)..keys::offset_key(until))
             .map(|entry| {
                 let (key, raw) = entry.into_inner().map_err(engine)?;
-                let (timestamp_ms, record_key, value) = keys::decode_record_value(&raw)?;
+                let (timestamp_ms, record_key, headers, value) = keys::decode_record_value(&raw)?;
                 Ok(Record {
                     topic: name.clone(),
                     partition,
                     offset: keys::record_offset(&key)?,
                     key: record_key.to_owned(),
                     value: Bytes::copy_from_slice(value),
+                    headers,
                     timestamp_ms,
                 })
             })

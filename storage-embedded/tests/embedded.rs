@@ -20,6 +20,7 @@ fn record(topic: &str, key: &str, value: &str) -> NewRecord {
         topic: topic.to_owned(),
         key: key.to_owned(),
         value: Bytes::from(value.to_owned()),
+        headers: Vec::new(),
     }
 }
 

@@ -20,7 +20,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
@@ -221,12 +221,20 @@ impl KafkaLog {
         let mut deliveries = Vec::with_capacity(records.len());
         for (record, partition) in records.iter().zip(partitions) {
             let topic = self.physical(&record.topic);
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_ref()),
+                });
+            }
             let future = producer
                 .send_result(
                     FutureRecord::to(&topic)
                         .partition(partition as i32)
                         .key(record.key.as_bytes())
-                        .payload(record.value.as_ref()),
+                        .payload(record.value.as_ref())
+                        .headers(headers),
                 )
                 .map_err(|(error, _)| unavailable("produce", error))?;
             deliveries.push(future);
@@ -310,7 +318,22 @@ where
 /// A record as the port sees it: `prefix` taken off its topic's name.
 fn record_of(message: &rdkafka::message::BorrowedMessage<'_>, prefix: &str) -> Record {
     let topic = message.topic();
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        Bytes::copy_from_slice(h.value.unwrap_or_default()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Record {
+        headers,
         topic: topic.strip_prefix(prefix).unwrap_or(topic).to_owned(),
         partition: u32::try_from(message.partition()).unwrap_or(0),
         offset: u64::try_from(message.offset()).unwrap_or(0),

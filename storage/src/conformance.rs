@@ -51,6 +51,7 @@ fn record(topic: &str, key: &str, value: &str) -> NewRecord {
         topic: topic.to_owned(),
         key: key.to_owned(),
         value: Bytes::from(value.to_owned()),
+        headers: Vec::new(),
     }
 }
 
@@ -95,6 +96,38 @@ pub async fn event_log_suite<L: EventLog>(log: &L) {
     wait_for_any_wakes_on_an_append_to_any_partition(log).await;
     committed_offsets_are_kept_per_group(log).await;
     a_consumer_reads_its_partitions_from_their_offsets_and_waits_for_more(log).await;
+    headers_travel_with_their_record(log).await;
+}
+
+pub async fn headers_travel_with_their_record<L: EventLog>(log: &L) {
+    let topic = new_topic(log, "cf_headers", 1).await;
+    let headers = vec![
+        ("writer".to_owned(), Bytes::from_static(b"instance-1")),
+        ("marker".to_owned(), Bytes::from_static(b"1")),
+        ("writer".to_owned(), Bytes::from_static(b"again")),
+    ];
+    let mut with = record(&topic, "k", "with");
+    with.headers = headers.clone();
+    log.append(vec![with, record(&topic, "k", "without")])
+        .await
+        .expect("append");
+    let read = log.read(&topic, 0, 0, 10).await.expect("read");
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].headers, headers, "in order, a name may repeat");
+    assert_eq!(read[0].header("writer"), Some(&b"instance-1"[..]));
+    assert!(read[1].headers.is_empty());
+    let mut consumer = log.consume(&topic, &[(0, 0)]).await.expect("consumer");
+    let mut consumed = Vec::new();
+    let started = Instant::now();
+    while consumed.len() < 2 && started.elapsed() < Duration::from_secs(30) {
+        consumed.extend(
+            consumer
+                .poll(10, Duration::from_secs(5))
+                .await
+                .expect("poll"),
+        );
+    }
+    assert_eq!(consumed[0].headers, headers);
 }
 
 pub async fn topics_are_created_once<L: EventLog>(log: &L) {

@@ -38,7 +38,13 @@ pub struct NewRecord {
     pub topic: String,
     pub key: String,
     pub value: Bytes,
+    /// Kafka record headers: who wrote the record, whether it is a marker (see
+    /// [`validity`]).
+    pub headers: Headers,
 }
+
+/// A record's headers, in order (a name may repeat).
+pub type Headers = Vec<(String, Bytes)>;
 
 /// Where an appended record landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +61,19 @@ pub struct Record {
     pub offset: Offset,
     pub key: String,
     pub value: Bytes,
+    pub headers: Headers,
     /// Append time, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
+    }
 }
 
 #[async_trait]
