@@ -19,7 +19,7 @@ use schemas::Codec;
 use schemas::events::{ConfirmationType, Envelope, Event, EventMetadata, Topic};
 use std::sync::Arc;
 use std::time::Instant;
-use storage::{EventLog, NewRecord};
+use storage::{Admitted, EventLog, NewRecord, Validity};
 use uuid::Uuid;
 
 const KEYED_PREFIX: &str = "key:";
@@ -225,6 +225,7 @@ impl CommandService {
         let commands = Topic::ALL
             .into_iter()
             .filter(|t| *t != Topic::DroneTelemetry);
+        let mut validity = Validity::default();
         for topic in commands {
             let partitions = self.log.partitions(topic.name()).await?;
             for partition in 0..partitions {
@@ -234,6 +235,9 @@ impl CommandService {
                     let Some(last) = records.last() else { break };
                     from = last.offset + 1;
                     for record in &records {
+                        if validity.admit(record) != Admitted::Valid {
+                            continue; // a marker, or a record a later marker replaced
+                        }
                         let envelopes = self.codec.decode_all(&record.value).map_err(|e| {
                             CommandError::Internal(format!(
                                 "{}/{partition}@{}: {e}",

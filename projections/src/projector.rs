@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use storage::{Checkpoint, Consumer, EventLog, ReadStore, Record, StorageError};
+use storage::{
+    Admitted, Checkpoint, Consumer, EventLog, ReadStore, Record, StorageError, Validity,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -89,14 +91,14 @@ impl Projector {
                 .worker(projection, *topic, Arc::new(Mutex::new(HashMap::new())))
                 .await?;
             let ends = worker.ends().await?;
-            let mut consumer = worker.consumer().await?;
-            let mut next = worker.checkpoints().await?;
-            while next.iter().zip(&ends).any(|(next, end)| next < end) {
+            let mut at = worker.checkpoints().await?;
+            let mut consumer = worker.consumer(&at).await?;
+            while at.next.iter().zip(&ends).any(|(next, end)| next < end) {
                 let records = consumer.poll(BATCH, IDLE_WAIT).await?;
                 if records.is_empty() {
                     break; // the log holds less than its end offsets promised
                 }
-                applied += worker.apply(&records, &mut next).await?;
+                applied += worker.apply(&records, &mut at).await?;
             }
         }
         Ok(applied)
@@ -165,24 +167,35 @@ struct TopicWorker {
     lags: Arc<Mutex<HashMap<Topic, u64>>>,
 }
 
+/// Where a worker stands in each partition: the next offset, and which writer's records
+/// count there (restored from the checkpoints, so it classifies records as a reader from
+/// the start would).
+struct At {
+    next: Vec<u64>,
+    validity: Validity,
+}
+
 impl TopicWorker {
-    /// The next offset to apply of each partition.
-    async fn checkpoints(&self) -> Result<Vec<u64>, StorageError> {
+    /// The checkpoints of every partition.
+    async fn checkpoints(&self) -> Result<At, StorageError> {
         let store = &self.projector.store;
-        let mut next = Vec::with_capacity(self.partitions as usize);
+        let (name, topic) = (self.projection.name(), self.topic.name());
+        let mut at = At {
+            next: Vec::with_capacity(self.partitions as usize),
+            validity: Validity::default(),
+        };
         for partition in 0..self.partitions {
-            let checkpoint = store
-                .checkpoint(self.projection.name(), self.topic.name(), partition)
-                .await?;
-            next.push(checkpoint.unwrap_or(0));
+            let next = store.checkpoint(name, topic, partition).await?;
+            at.next.push(next.unwrap_or(0));
+            let writer = store.checkpoint_writer(name, topic, partition).await?;
+            at.validity.resume(topic, partition, writer);
         }
-        Ok(next)
+        Ok(at)
     }
 
-    /// A consumer of every partition, from the checkpoints.
-    async fn consumer(&self) -> Result<Box<dyn Consumer>, StorageError> {
-        let next = self.checkpoints().await?;
-        let positions: Vec<(u32, u64)> = (0..self.partitions).zip(next).collect();
+    /// A consumer of every partition, from `at`.
+    async fn consumer(&self, at: &At) -> Result<Box<dyn Consumer>, StorageError> {
+        let positions: Vec<(u32, u64)> = (0..self.partitions).zip(at.next.clone()).collect();
         self.projector
             .log
             .consume(self.topic.name(), &positions)
@@ -208,15 +221,15 @@ impl TopicWorker {
         let mut counted = false;
         // Made again from the checkpoints after a failure: records it read before may
         // not have been applied.
-        let mut state: Option<(Box<dyn Consumer>, Vec<u64>)> = None;
+        let mut state: Option<(Box<dyn Consumer>, At)> = None;
         let mut last_apply: Option<Instant> = None;
         while !*shutdown.borrow() {
             let result = match state.as_mut() {
-                None => match self.consumer().await {
-                    Ok(consumer) => match self.checkpoints().await {
-                        Ok(next) => {
+                None => match self.checkpoints().await {
+                    Ok(at) => match self.consumer(&at).await {
+                        Ok(consumer) => {
                             self.report_lag(consumer.lag());
-                            state = Some((consumer, next));
+                            state = Some((consumer, at));
                             Ok(())
                         }
                         Err(error) => Err(error.into()),
@@ -258,7 +271,7 @@ impl TopicWorker {
     async fn poll_and_apply(
         &self,
         consumer: &mut dyn Consumer,
-        next: &mut [u64],
+        at: &mut At,
         last_apply: &mut Option<Instant>,
     ) -> Result<(), ProjectionError> {
         let mut records = consumer.poll(BATCH, IDLE_WAIT).await?;
@@ -276,7 +289,7 @@ impl TopicWorker {
                 records.extend(more);
             }
         }
-        self.apply(&records, next).await?;
+        self.apply(&records, at).await?;
         *last_apply = Some(Instant::now());
         // Only now: records read but not applied count as lag (tests and operators wait
         // on a zero lag to mean "applied").
@@ -284,14 +297,20 @@ impl TopicWorker {
         Ok(())
     }
 
-    /// Projects the records and applies their writes with a checkpoint per partition
-    /// read, in one read-store write; advances `next` once it is applied. Returns how
-    /// many records it applied.
-    async fn apply(&self, records: &[Record], next: &mut [u64]) -> Result<u64, ProjectionError> {
+    /// Projects the records that count (see `storage::validity`) and applies their
+    /// writes with a checkpoint per partition read, in one read-store write; moves `at`
+    /// on once it is applied. Returns how many records it read.
+    async fn apply(&self, records: &[Record], at: &mut At) -> Result<u64, ProjectionError> {
         let p = &self.projector;
         let mut staged = Staged::new(p.store.as_ref());
+        let mut validity = at.validity.clone();
         let mut after: BTreeMap<u32, u64> = BTreeMap::new();
         for record in records {
+            let end = after.entry(record.partition).or_default();
+            *end = (*end).max(record.offset + 1);
+            if validity.admit(record) != Admitted::Valid {
+                continue; // a marker, or a record a later marker replaced
+            }
             let envelopes =
                 p.codec
                     .decode_all(&record.value)
@@ -311,24 +330,25 @@ impl TopicWorker {
                     .project(envelope, source, &mut staged)
                     .await?;
             }
-            let end = after.entry(record.partition).or_default();
-            *end = (*end).max(record.offset + 1);
         }
+        let topic = self.topic.name();
         let checkpoints = after
             .iter()
             .map(|(&partition, &next)| Checkpoint {
                 projection: self.projection.name().to_string(),
-                topic: self.topic.name().to_string(),
+                topic: topic.to_string(),
                 partition,
                 next,
+                writer: validity.writer(topic, partition).map(str::to_owned),
             })
             .collect();
         p.store.apply(staged.into_writes(), checkpoints).await?;
         for (partition, end) in after {
-            if let Some(slot) = next.get_mut(partition as usize) {
+            if let Some(slot) = at.next.get_mut(partition as usize) {
                 *slot = end;
             }
         }
+        at.validity = validity;
         p.metrics
             .events
             .with_label_values(&[self.projection.name()])

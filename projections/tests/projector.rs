@@ -64,6 +64,16 @@ impl ReadStore for CountingStore {
     ) -> Result<Option<Offset>, StorageError> {
         self.inner.checkpoint(projection, topic, partition).await
     }
+    async fn checkpoint_writer(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, StorageError> {
+        self.inner
+            .checkpoint_writer(projection, topic, partition)
+            .await
+    }
 }
 
 fn registered(codec: &Codec, id: &str) -> NewRecord {

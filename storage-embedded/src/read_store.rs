@@ -5,7 +5,8 @@
 //!   `version (u64 BE) | flag (0 live, 1 tombstone) | value`. Deleted rows stay as
 //!   tombstones so a late, older put cannot bring them back (like ScyllaDB's tombstones,
 //!   but never purged).
-//! * `checkpoints`: `len projection | len topic | partition (u32 BE)` → next (u64 BE).
+//! * `checkpoints`: `len projection | len topic | partition (u32 BE)` → next (u64 BE),
+//!   then the UTF-8 writer id when the checkpoint kept one.
 
 use crate::keys::{self, RowMeta};
 use crate::{Checkpoint, Offset, Order, ReadStore, Row, Scan, StorageError, Write};
@@ -71,14 +72,16 @@ fn wins(new: RowMeta, current: RowMeta) -> bool {
 impl Inner {
     fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>) -> Result<(), StorageError> {
         // Encode the checkpoints first so bad input fails before anything is read.
-        let mut positions: HashMap<Vec<u8>, Offset> = HashMap::with_capacity(checkpoints.len());
+        let mut positions: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {
             let key = keys::checkpoint_key(
                 &checkpoint.projection,
                 &checkpoint.topic,
                 checkpoint.partition,
             )?;
-            positions.insert(key, checkpoint.next);
+            let mut value = checkpoint.next.to_be_bytes().to_vec();
+            value.extend_from_slice(checkpoint.writer.unwrap_or_default().as_bytes());
+            positions.insert(key, value);
         }
 
         let mut versions = self
@@ -155,7 +158,7 @@ impl Inner {
             written.push((key, meta));
         }
         for (key, next) in positions {
-            batch.insert(&self.checkpoints, key, next.to_be_bytes().to_vec());
+            batch.insert(&self.checkpoints, key, next);
         }
         batch.commit().map_err(engine)?;
         if versions.len() + written.len() > VERSION_CACHE_ROWS {
@@ -289,7 +292,28 @@ impl ReadStore for EmbeddedReadStore {
             .checkpoints
             .get(key)
             .map_err(engine)?
-            .map(|raw| keys::decode_u64(&raw, "checkpoint"))
+            .map(|raw| keys::decode_u64(raw.get(..8).unwrap_or(&raw), "checkpoint"))
             .transpose()
+    }
+
+    async fn checkpoint_writer(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, StorageError> {
+        let Ok(key) = keys::checkpoint_key(projection, topic, partition) else {
+            return Ok(None);
+        };
+        let Some(raw) = self.inner.checkpoints.get(key).map_err(engine)? else {
+            return Ok(None);
+        };
+        let writer = raw.get(8..).unwrap_or_default();
+        if writer.is_empty() {
+            return Ok(None);
+        }
+        String::from_utf8(writer.to_vec())
+            .map(Some)
+            .map_err(|_| StorageError::Corrupt("a checkpoint's writer is not UTF-8".into()))
     }
 }

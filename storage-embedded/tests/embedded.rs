@@ -125,6 +125,7 @@ async fn the_read_store_survives_a_reopen() {
                     topic: "topic".to_owned(),
                     partition: 0,
                     next: 8,
+                    writer: None,
                 }],
             )
             .await

@@ -542,6 +542,7 @@ fn now_ms() -> i64 {
 
 /// Runs every read store check.
 pub async fn read_store_suite<S: ReadStore>(store: &S) {
+    a_checkpoint_keeps_the_writer_whose_records_count(store).await;
     rows_are_put_and_read_back(store).await;
     the_higher_version_wins(store).await;
     deletes_win_ties_and_newer_puts_resurrect(store).await;
@@ -784,6 +785,47 @@ pub async fn scans_honour_bounds_order_limit_and_tombstones<S: ReadStore>(store:
     );
 }
 
+pub async fn a_checkpoint_keeps_the_writer_whose_records_count<S: ReadStore>(store: &S) {
+    let projection = unique_name("cf_writer");
+    let topic = unique_name("cf_topic");
+    let at = |next, writer: Option<&str>| Checkpoint {
+        projection: projection.clone(),
+        topic: topic.clone(),
+        partition: 2,
+        next,
+        writer: writer.map(str::to_owned),
+    };
+    async fn kept<S: ReadStore>(
+        store: &S,
+        projection: &str,
+        topic: &str,
+    ) -> (Option<u64>, Option<String>) {
+        let next = store
+            .checkpoint(projection, topic, 2)
+            .await
+            .expect("checkpoint");
+        let writer = store
+            .checkpoint_writer(projection, topic, 2)
+            .await
+            .expect("writer");
+        (next, writer)
+    }
+    assert_eq!(kept(store, &projection, &topic).await, (None, None));
+    store
+        .apply(Vec::new(), vec![at(7, None)])
+        .await
+        .expect("apply");
+    assert_eq!(kept(store, &projection, &topic).await, (Some(7), None));
+    store
+        .apply(Vec::new(), vec![at(9, Some("writer-b"))])
+        .await
+        .expect("apply");
+    assert_eq!(
+        kept(store, &projection, &topic).await,
+        (Some(9), Some("writer-b".to_owned()))
+    );
+}
+
 pub async fn checkpoints_are_stored_with_apply<S: ReadStore>(store: &S) {
     let projection = unique_name("cf_projection");
     let topic = unique_name("cf_topic");
@@ -793,6 +835,7 @@ pub async fn checkpoints_are_stored_with_apply<S: ReadStore>(store: &S) {
         topic: topic.clone(),
         partition,
         next,
+        writer: None,
     };
     assert_eq!(
         store
@@ -870,6 +913,7 @@ pub async fn replaying_an_apply_is_harmless<S: ReadStore>(store: &S) {
         topic: topic.clone(),
         partition: 0,
         next: 4,
+        writer: None,
     }];
     store
         .apply(writes.clone(), checkpoints.clone())

@@ -14,9 +14,11 @@
 pub mod conformance;
 mod error;
 mod partitioner;
+pub mod validity;
 
 pub use error::StorageError;
 pub use partitioner::partition_for;
+pub use validity::{Admitted, Validity};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -193,13 +195,16 @@ pub enum Write {
     },
 }
 
-/// A projection's position in one log partition: the next offset it will apply.
+/// A projection's position in one log partition: the next offset it will apply, and the
+/// writer whose records count there (see [`validity`]), so it resumes as if it had read
+/// from the start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     pub projection: String,
     pub topic: String,
     pub partition: u32,
     pub next: Offset,
+    pub writer: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,11 +249,19 @@ pub trait ReadStore: Send + Sync + 'static {
         scan: Scan,
     ) -> Result<Vec<Row>, StorageError>;
 
-    /// A projection's checkpoint for one log partition.
+    /// A projection's checkpoint for one log partition: its next offset.
     async fn checkpoint(
         &self,
         projection: &str,
         topic: &str,
         partition: u32,
     ) -> Result<Option<Offset>, StorageError>;
+
+    /// The writer a projection's checkpoint kept for one log partition.
+    async fn checkpoint_writer(
+        &self,
+        projection: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, StorageError>;
 }

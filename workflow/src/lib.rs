@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use storage::{EventLog, StorageError};
+use storage::{Admitted, EventLog, StorageError, Validity};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -215,6 +215,7 @@ async fn follow(
 ) {
     let name = topic.name();
     let mut positions: Vec<(u32, u64)> = Vec::new();
+    let mut validity = Validity::default();
     let mut start_ends: Option<Vec<u64>> = None;
     let mut caught_up = false;
     while !*shutdown.borrow() {
@@ -252,6 +253,9 @@ async fn follow(
                 for record in &records {
                     if let Some(slot) = positions.iter_mut().find(|(p, _)| *p == record.partition) {
                         slot.1 = record.offset + 1;
+                    }
+                    if validity.admit(record) != Admitted::Valid {
+                        continue; // a marker, or a record a later marker replaced
                     }
                     match codec.decode_all(&record.value) {
                         Ok(decoded) => envelopes.extend(decoded),
