@@ -25,7 +25,7 @@ const UNSIGNED_LONGS: &[(&str, &str)] = &[("EventMetadata", "aggregateVersion")]
 /// The record every event starts with.
 const METADATA: &str = "EventMetadata";
 /// Records that are not events but frame them (a commit holds several events).
-const FRAMES: &[&str] = &["Commit", "WriterHeartbeat"];
+const FRAMES: &[&str] = &["Commit", "WriterHeartbeat", "WriterMarker"];
 const NAMESPACE: &str = "drone_delivery.events";
 
 #[derive(Clone, Debug, PartialEq)]

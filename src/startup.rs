@@ -15,6 +15,7 @@ use schemas::Codec;
 use schemas::events::Topic;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use storage::{EventLog, ReadStore, TopicSpec};
 use storage_embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
@@ -158,7 +159,15 @@ impl App {
             )
             .await
             .context("cannot fold the event log")?;
-            add(command_side::http::routes(Arc::new(commands)));
+            let commands = Arc::new(commands);
+            let reconciler = commands.clone();
+            let stopped = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                reconciler
+                    .reconcile_every(Duration::from_secs(1), stopped)
+                    .await;
+            }));
+            add(command_side::http::routes(commands));
         }
         if let (true, Some(store)) = (settings.runs(Role::QueryApi), &store) {
             let queries = QueryService::new(

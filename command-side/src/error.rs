@@ -21,6 +21,13 @@ pub enum CommandError {
     Domain(#[from] DomainError),
     #[error("the event log cannot take the write: {0}")]
     Unavailable(String),
+    /// An append to this partition had an unknown outcome; it is settled before the
+    /// next decision (the command side retries the step itself).
+    #[error("{}/{partition} is being settled after an append whose outcome is unknown; retry", topic.name())]
+    InDoubt {
+        topic: schemas::events::Topic,
+        partition: u32,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,7 +56,9 @@ impl CommandError {
                 ErrorKind::Conflict => StatusCode::CONFLICT,
                 ErrorKind::Rule => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Unavailable(_) | CommandError::InDoubt { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,6 +73,11 @@ impl CommandError {
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "error",
         }
+    }
+
+    /// The command was refused on its merits (4xx): nothing about it is in doubt.
+    pub fn is_refusal(&self) -> bool {
+        self.status().is_client_error()
     }
 
     pub fn problem(&self) -> Problem {

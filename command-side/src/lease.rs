@@ -69,6 +69,11 @@ impl WriterLease {
         self.held.load(Ordering::Acquire)
     }
 
+    /// Stops taking commands for good (another writer marked a partition).
+    pub fn give_up(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+
     pub fn instance(&self) -> &str {
         &self.instance
     }

@@ -4,11 +4,13 @@
 
 mod completion;
 mod error;
+mod fence;
 pub mod http;
 mod lease;
 mod metrics;
 mod service;
 mod state;
+mod steps;
 
 pub use error::CommandError;
 pub use lease::{LeaseError, WRITERS_TOPIC, WriterLease};

@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The command side's metrics, registered on the process's registry.
 #[derive(Clone)]
@@ -11,6 +11,10 @@ pub struct CommandMetrics {
     pub append_latency: Histogram,
     /// Events appended, by topic.
     pub events: IntCounterVec,
+    /// Partitions marked again and folded after an append whose outcome was unknown.
+    pub settled: IntCounter,
+    /// Drones whose stream waits for a follow-up or a compensation to be written.
+    pub unreconciled: IntGauge,
 }
 
 impl CommandMetrics {
@@ -43,6 +47,16 @@ impl CommandMetrics {
             ),
             &["topic"],
         )?;
+        let settled = IntCounter::new(
+            "command_partitions_settled_total",
+            "Command partitions marked again and folded after an append whose outcome was unknown",
+        )?;
+        let unreconciled = IntGauge::new(
+            "command_drones_unreconciled",
+            "Drones whose stream waits for a follow-up or compensation of their delivery's",
+        )?;
+        registry.register(Box::new(settled.clone()))?;
+        registry.register(Box::new(unreconciled.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(append_latency.clone()))?;
@@ -52,6 +66,8 @@ impl CommandMetrics {
             conflicts,
             append_latency,
             events,
+            settled,
+            unreconciled,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! then folds them into memory.
 
 use crate::error::CommandError;
+use crate::fence::{self, Fence};
 use crate::lease::WriterLease;
 use crate::metrics::CommandMetrics;
 use crate::state::{Kept, KeyedCommands, Outcome, Shard, Shards, Stream};
@@ -12,15 +13,24 @@ use api::{ConsistencyToken, Position};
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Account, Changes, Confirmation, Delivery, DeliveryPlan, Drone, Package, PackageInfo,
-    RegisterAccount, RegisterDrone, Reschedule, Telemetry,
+    Account, Confirmation, Delivery, DeliveryPlan, Drone, Package, PackageInfo, RegisterAccount,
+    RegisterDrone, Reschedule, Telemetry,
 };
 use schemas::Codec;
 use schemas::events::{ConfirmationType, Envelope, Event, EventMetadata, Topic};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{Admitted, EventLog, NewRecord, Validity};
 use uuid::Uuid;
+
+/// The topics of the write model (telemetry is none of them).
+const COMMAND_TOPICS: [Topic; 4] = [
+    Topic::Accounts,
+    Topic::Drones,
+    Topic::Packages,
+    Topic::Deliveries,
+];
 
 const KEYED_PREFIX: &str = "key:";
 const UNKEYED_PREFIX: &str = "cmd:";
@@ -77,27 +87,36 @@ pub struct CommandService {
     log: Arc<dyn EventLog>,
     codec: Codec,
     accounts: Shards<Account>,
-    drones: Shards<Drone>,
+    pub(crate) drones: Shards<Drone>,
     packages: Shards<Package>,
-    deliveries: Shards<Delivery>,
-    metrics: CommandMetrics,
+    pub(crate) deliveries: Shards<Delivery>,
+    pub(crate) metrics: CommandMetrics,
     /// How far ahead of this server's clock a telemetry report may be stamped.
     max_clock_skew: TimeDelta,
     telemetry_partitions: u32,
     /// Whether this process is still the writer of the command topics.
     lease: WriterLease,
+    /// One partition settles at a time (rare: only after an append whose outcome is
+    /// unknown).
+    settling: tokio::sync::Mutex<()>,
+    /// Drones whose stream may not yet say what their delivery's says: a follow-up or a
+    /// compensation that failed, or a reservation whose commit was in doubt.
+    pub(crate) pending: std::sync::Mutex<HashSet<String>>,
+    /// Reservations whose commit is under way in this process (the reconciler leaves
+    /// them alone).
+    pub(crate) in_flight: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Events of one command, with the versions they give their aggregates.
-struct Draft {
-    causation_id: String,
+pub(crate) struct Draft {
+    pub(crate) causation_id: String,
     correlation_id: String,
     now: DateTime<Utc>,
     items: Vec<(Topic, Envelope)>,
 }
 
 impl Draft {
-    fn new(ctx: &CommandContext) -> Draft {
+    pub(crate) fn new(ctx: &CommandContext) -> Draft {
         let causation_id = match &ctx.idempotency_key {
             Some(key) => format!("{KEYED_PREFIX}{key}"),
             None => format!("{UNKEYED_PREFIX}{}", Uuid::new_v4()),
@@ -116,7 +135,13 @@ impl Draft {
     }
 
     /// Adds events of one aggregate whose current version is `version`; returns its new one.
-    fn add(&mut self, topic: Topic, aggregate_id: &str, version: u64, events: Vec<Event>) -> u64 {
+    pub(crate) fn add(
+        &mut self,
+        topic: Topic,
+        aggregate_id: &str,
+        version: u64,
+        events: Vec<Event>,
+    ) -> u64 {
         let mut version = version;
         for event in events {
             if topic != Topic::DroneTelemetry {
@@ -140,7 +165,11 @@ impl Draft {
         version
     }
 
-    fn of<'a>(&'a self, topic: Topic, id: &'a str) -> impl Iterator<Item = &'a Envelope> + 'a {
+    pub(crate) fn of<'a>(
+        &'a self,
+        topic: Topic,
+        id: &'a str,
+    ) -> impl Iterator<Item = &'a Envelope> + 'a {
         self.items
             .iter()
             .filter(move |(t, e)| *t == topic && e.metadata.aggregate_id == id)
@@ -148,11 +177,19 @@ impl Draft {
     }
 }
 
-fn derived_id(kind: &str, key: &str) -> String {
+pub(crate) fn derived_id(kind: &str, key: &str) -> String {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}/{key}").as_bytes()).to_string()
 }
 
-fn check_expected<A>(
+/// A decision on a partition in doubt waits until it is settled.
+pub(crate) fn ready(fence: &Fence, topic: Topic, partition: u32) -> Result<(), CommandError> {
+    if fence.in_doubt {
+        return Err(CommandError::InDoubt { topic, partition });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_expected<A>(
     stream: Option<&Stream<A>>,
     ctx: &CommandContext,
     kind: &'static str,
@@ -170,7 +207,7 @@ fn check_expected<A>(
     }
 }
 
-fn replayed<A: Kept>(
+pub(crate) fn replayed<A: Kept>(
     stream: Option<&Stream<A>>,
     ctx: &CommandContext,
     id: &str,
@@ -185,7 +222,7 @@ fn replayed<A: Kept>(
     })
 }
 
-fn existing<'a, A: Kept>(shard: &'a Shard<A>, id: &str) -> Result<&'a Stream<A>, CommandError> {
+pub(crate) fn existing<'a, A: Kept>(shard: &'a Shard<A>, id: &str) -> Result<&'a Stream<A>, CommandError> {
     shard
         .get(id)
         .filter(|s| s.exists())
@@ -196,7 +233,9 @@ fn existing<'a, A: Kept>(shard: &'a Shard<A>, id: &str) -> Result<&'a Stream<A>,
 }
 
 impl CommandService {
-    /// Folds the command topics into memory; the topics must exist.
+    /// Marks every partition of the command topics as this process's and folds each up
+    /// to its marker (the topics must exist); then brings every drone's stream in line
+    /// with its delivery's (a follow-up or compensation a crash cut short).
     pub async fn open(
         log: Arc<dyn EventLog>,
         codec: Codec,
@@ -215,49 +254,111 @@ impl CommandService {
             metrics,
             max_clock_skew,
             lease,
+            settling: tokio::sync::Mutex::new(()),
+            pending: std::sync::Mutex::new(HashSet::new()),
+            in_flight: std::sync::Mutex::new(HashSet::new()),
         };
         service.rebuild().await?;
+        service.note_every_carrying_drone().await;
+        service.reconcile_pending().await;
         Ok(service)
     }
 
+    /// Appends a marker to every command partition, then folds each from its start to
+    /// its marker. The telemetry topic is never read: no command decides on it.
     async fn rebuild(&self) -> Result<(), CommandError> {
+        let mut partitions = Vec::new();
+        let mut markers = Vec::new();
+        for topic in COMMAND_TOPICS {
+            let count = self.partitions(topic);
+            for partition in 0..count {
+                let writer = fence::fresh_writer(self.lease.instance());
+                markers.push(self.marker(topic, partition, &writer)?);
+                partitions.push((topic, partition, writer));
+            }
+        }
+        let appended = self.log.append(markers).await?;
         let mut keyed = KeyedCommands::default();
-        let commands = Topic::ALL
-            .into_iter()
-            .filter(|t| *t != Topic::DroneTelemetry);
         let mut validity = Validity::default();
-        for topic in commands {
-            let partitions = self.log.partitions(topic.name()).await?;
-            for partition in 0..partitions {
-                let mut from = 0;
-                loop {
-                    let records = self.log.read(topic.name(), partition, from, 4096).await?;
-                    let Some(last) = records.last() else { break };
-                    from = last.offset + 1;
-                    for record in &records {
-                        if validity.admit(record) != Admitted::Valid {
-                            continue; // a marker, or a record a later marker replaced
-                        }
-                        let envelopes = self.codec.decode_all(&record.value).map_err(|e| {
-                            CommandError::Internal(format!(
-                                "{}/{partition}@{}: {e}",
-                                topic.name(),
-                                record.offset
-                            ))
-                        })?;
-                        let position = Position {
-                            topic,
-                            partition,
-                            offset: record.offset,
-                        };
-                        for envelope in &envelopes {
-                            keyed.note(topic, envelope, position);
-                            self.replay(topic, envelope).await;
-                        }
-                    }
+        for ((topic, partition, writer), at) in partitions.into_iter().zip(appended) {
+            self.fold(topic, partition, 0, at.offset, &mut validity, &mut keyed)
+                .await?;
+            self.set_fence(
+                topic,
+                partition,
+                Fence {
+                    writer,
+                    next: at.offset + 1,
+                    in_doubt: false,
+                },
+            )
+            .await;
+        }
+        self.remember_all(keyed).await;
+        Ok(())
+    }
+
+    /// The marker record of `writer` for a command partition.
+    fn marker(
+        &self,
+        topic: Topic,
+        partition: u32,
+        writer: &str,
+    ) -> Result<NewRecord, CommandError> {
+        fence::marker(
+            &self.codec,
+            topic,
+            partition,
+            self.partitions(topic),
+            writer,
+            self.lease.instance(),
+        )
+        .map_err(|e| CommandError::Internal(e.to_string()))
+    }
+
+    /// Folds the records of one partition in `[from, until)` that count, noting their
+    /// idempotency keys.
+    async fn fold(
+        &self,
+        topic: Topic,
+        partition: u32,
+        from: u64,
+        until: u64,
+        validity: &mut Validity,
+        keyed: &mut KeyedCommands,
+    ) -> Result<(), CommandError> {
+        let mut from = from;
+        while from < until {
+            let records = self.log.read(topic.name(), partition, from, 4096).await?;
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            for record in records.iter().filter(|r| r.offset < until) {
+                if validity.admit(record) != Admitted::Valid {
+                    continue; // a marker, or a record a later marker replaced
+                }
+                let envelopes = self.codec.decode_all(&record.value).map_err(|e| {
+                    CommandError::Internal(format!(
+                        "{}/{partition}@{}: {e}",
+                        topic.name(),
+                        record.offset
+                    ))
+                })?;
+                let position = Position {
+                    topic,
+                    partition,
+                    offset: record.offset,
+                };
+                for envelope in &envelopes {
+                    let stream = topic.stream_of(&envelope.event);
+                    keyed.note(stream, envelope, position);
+                    self.replay(stream, envelope).await;
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn remember_all(&self, keyed: KeyedCommands) {
         for (topic, id, key, outcome) in keyed.into_outcomes() {
             match topic {
                 Topic::Accounts => self
@@ -287,13 +388,12 @@ impl CommandService {
                 Topic::DroneTelemetry => {}
             }
         }
-        Ok(())
     }
 
-    async fn replay(&self, topic: Topic, envelope: &Envelope) {
+    async fn replay(&self, stream: Topic, envelope: &Envelope) {
         let id = &envelope.metadata.aggregate_id;
         let one = std::iter::once(envelope);
-        match topic {
+        match stream {
             Topic::Accounts => self.accounts.lock(id).await.entry(id).record(one),
             Topic::Drones => self.drones.lock(id).await.entry(id).record(one),
             Topic::Packages => self.packages.lock(id).await.entry(id).record(one),
@@ -302,35 +402,225 @@ impl CommandService {
         }
     }
 
-    /// Encodes and appends a draft, one record per (topic, partition) it writes (a
-    /// commit when several of its events live there, so readers get them all or none);
-    /// returns where they landed once durable.
-    async fn append(&self, command: &str, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
+    async fn fence_of(&self, topic: Topic, partition: u32) -> Fence {
+        match topic {
+            Topic::Accounts => self.accounts.lock_partition(partition).await.fence.clone(),
+            Topic::Drones => self.drones.lock_partition(partition).await.fence.clone(),
+            Topic::Packages => self.packages.lock_partition(partition).await.fence.clone(),
+            Topic::Deliveries => self.deliveries.lock_partition(partition).await.fence.clone(),
+            Topic::DroneTelemetry => Fence::default(),
+        }
+    }
+
+    async fn set_fence(&self, topic: Topic, partition: u32, fence: Fence) {
+        match topic {
+            Topic::Accounts => self.accounts.lock_partition(partition).await.fence = fence,
+            Topic::Drones => self.drones.lock_partition(partition).await.fence = fence,
+            Topic::Packages => self.packages.lock_partition(partition).await.fence = fence,
+            Topic::Deliveries => self.deliveries.lock_partition(partition).await.fence = fence,
+            Topic::DroneTelemetry => {}
+        }
+    }
+
+    /// Settles a partition in doubt: a new marker, then the fold of what landed before it
+    /// since the last record known (the record in doubt, if it landed in time, with its
+    /// idempotency key, so its retry answers as it would have).
+    pub(crate) async fn settle(&self, topic: Topic, partition: u32) -> Result<(), CommandError> {
+        let _one_at_a_time = self.settling.lock().await;
+        let fence = self.fence_of(topic, partition).await;
+        if !fence.in_doubt {
+            return Ok(()); // settled while this one waited
+        }
+        let writer = fence::fresh_writer(self.lease.instance());
+        let marker = self.marker(topic, partition, &writer)?;
+        let at = self
+            .log
+            .append(vec![marker])
+            .await
+            .inspect_err(|e| tracing::warn!(topic = topic.name(), partition, error = %e, "cannot mark a partition in doubt"))?;
+        let at = at.first().ok_or_else(|| CommandError::Internal("no marker appended".into()))?;
+        let mut validity = Validity::default();
+        validity.resume(topic.name(), partition, Some(fence.writer.clone()));
+        let mut keyed = KeyedCommands::default();
+        self.fold(topic, partition, fence.next, at.offset, &mut validity, &mut keyed)
+            .await?;
+        self.remember_all(keyed).await;
+        tracing::info!(
+            topic = topic.name(),
+            partition,
+            folded_from = fence.next,
+            marker = at.offset,
+            "settled a partition in doubt"
+        );
+        self.metrics.settled.inc();
+        self.set_fence(
+            topic,
+            partition,
+            Fence {
+                writer,
+                next: at.offset + 1,
+                in_doubt: false,
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Runs a step that decides on one partition, settling that partition first when the
+    /// step finds it in doubt.
+    pub(crate) async fn settled<T, F, Fut>(&self, mut step: F) -> Result<T, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CommandError>>,
+    {
+        for _ in 0..3 {
+            match step().await {
+                Err(CommandError::InDoubt { topic, partition }) => {
+                    self.settle(topic, partition).await?;
+                }
+                done => return done,
+            }
+        }
+        Err(CommandError::Unavailable(
+            "a partition stays in doubt after settling; retry".into(),
+        ))
+    }
+
+    /// Appends the events of one command on one partition of `topic` as one record (a
+    /// commit when there are several, so readers get all or none), routed by `key`,
+    /// while the caller holds that partition's shard (its `fence`). Returns where it
+    /// landed once it is durable and counts.
+    pub(crate) async fn append(
+        &self,
+        command: &str,
+        fence: &mut Fence,
+        topic: Topic,
+        key: &str,
+        draft: &Draft,
+    ) -> Result<Position, CommandError> {
+        let partition = storage::partition_for(key, self.partitions(topic));
         if !self.lease.holds() {
             return Err(CommandError::Unavailable(
                 "this command-api is no longer the writer of the command topics (another instance took over)".into(),
             ));
         }
-        let mut groups: Vec<(Topic, u32, Vec<&Envelope>)> = Vec::new();
-        for (topic, envelope) in &draft.items {
+        if fence.in_doubt {
+            return Err(CommandError::InDoubt { topic, partition });
+        }
+        let value = self
+            .codec
+            .encode_all(draft.items.iter().map(|(_, e)| e))
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        let record = NewRecord {
+            topic: topic.name().to_string(),
+            key: key.to_string(),
+            value: Bytes::from(value),
+            headers: storage::written_by(&fence.writer),
+        };
+        let started = Instant::now();
+        let appended = match self.log.append(vec![record]).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                // It may still land: settle before the next decision on this partition.
+                fence.in_doubt = true;
+                tracing::error!(command, topic = topic.name(), partition, error = %e, "append failed; the partition is in doubt");
+                return Err(e.into());
+            }
+        };
+        let at = appended
+            .first()
+            .copied()
+            .ok_or_else(|| CommandError::Internal("the log appended nothing".into()))?;
+        if at.partition != partition {
+            fence.in_doubt = true;
+            return Err(CommandError::Internal(format!(
+                "{command}: the record landed in partition {} of {}, not {partition}",
+                at.partition,
+                topic.name()
+            )));
+        }
+        if at.offset != fence.next {
+            self.check_gap(fence, topic, partition, at.offset).await?;
+        }
+        fence.next = at.offset + 1;
+        self.metrics
+            .append_latency
+            .observe(started.elapsed().as_secs_f64());
+        for (topic, _) in &draft.items {
+            self.metrics.events.with_label_values(&[topic.name()]).inc();
+        }
+        Ok(Position {
+            topic,
+            partition,
+            offset: at.offset,
+        })
+    }
+
+    /// Someone wrote between this process's last record and its new one at `landed`: the
+    /// new record counts unless a marker of another writer is among them.
+    async fn check_gap(
+        &self,
+        fence: &mut Fence,
+        topic: Topic,
+        partition: u32,
+        landed: u64,
+    ) -> Result<(), CommandError> {
+        if landed < fence.next {
+            fence.in_doubt = true;
+            return Err(CommandError::Internal(format!(
+                "{}/{partition}: the log gave offset {landed}, before {} already written",
+                topic.name(),
+                fence.next
+            )));
+        }
+        let mut from = fence.next;
+        while from < landed {
+            let records = self.log.read(topic.name(), partition, from, 4096).await?;
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            for record in records.iter().filter(|r| r.offset < landed) {
+                if let Admitted::Marker { writer } = Validity::default().admit(record)
+                    && writer != fence.writer
+                {
+                    fence.in_doubt = true;
+                    self.lease.give_up();
+                    tracing::error!(topic = topic.name(), partition, %writer, "another writer marked the partition; this command-api stops taking commands");
+                    return Err(CommandError::Unavailable(format!(
+                        "another writer ({writer}) took {}/{partition}",
+                        topic.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends telemetry: one record per partition of the telemetry topic the readings
+    /// fall in. Telemetry is no part of the write model (nothing decides on it), so it
+    /// needs no fence.
+    async fn append_telemetry(&self, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
+        if !self.lease.holds() {
+            return Err(CommandError::Unavailable(
+                "this command-api is no longer the writer of the command topics (another instance took over)".into(),
+            ));
+        }
+        let mut groups: Vec<(u32, Vec<&Envelope>)> = Vec::new();
+        for (_, envelope) in &draft.items {
             let partition =
-                storage::partition_for(&envelope.metadata.aggregate_id, self.partitions(*topic));
-            match groups
-                .iter_mut()
-                .find(|(t, p, _)| t == topic && *p == partition)
-            {
-                Some((_, _, events)) => events.push(envelope),
-                None => groups.push((*topic, partition, vec![envelope])),
+                storage::partition_for(&envelope.metadata.aggregate_id, self.telemetry_partitions);
+            match groups.iter_mut().find(|(p, _)| *p == partition) {
+                Some((_, events)) => events.push(envelope),
+                None => groups.push((partition, vec![envelope])),
             }
         }
         let mut records = Vec::with_capacity(groups.len());
-        for (topic, _, events) in &groups {
+        for (_, events) in &groups {
             let value = self
                 .codec
                 .encode_all(events.iter().copied())
                 .map_err(|e| CommandError::Internal(e.to_string()))?;
             records.push(NewRecord {
-                topic: topic.name().to_string(),
+                topic: Topic::DroneTelemetry.name().to_string(),
                 // Every event of the group maps to this partition; the first one's key
                 // routes the record there.
                 key: events[0].metadata.aggregate_id.clone(),
@@ -340,28 +630,26 @@ impl CommandService {
         }
         let started = Instant::now();
         let appended = self.log.append(records).await.inspect_err(|e| {
-            tracing::error!(command, error = %e, "append failed");
+            tracing::error!(command = "report-telemetry", error = %e, "append failed");
         })?;
         self.metrics
             .append_latency
             .observe(started.elapsed().as_secs_f64());
-        for (topic, _) in &draft.items {
-            self.metrics.events.with_label_values(&[topic.name()]).inc();
-        }
-        Ok(ConsistencyToken::from_positions(
-            groups
-                .iter()
-                .zip(appended)
-                .map(|((topic, _, _), a)| Position {
-                    topic: *topic,
-                    partition: a.partition,
-                    offset: a.offset,
-                }),
-        ))
+        self.metrics
+            .events
+            .with_label_values(&[Topic::DroneTelemetry.name()])
+            .inc_by(draft.items.len() as u64);
+        Ok(ConsistencyToken::from_positions(appended.into_iter().map(
+            |a| Position {
+                topic: Topic::DroneTelemetry,
+                partition: a.partition,
+                offset: a.offset,
+            },
+        )))
     }
 
     /// Partitions of a topic (fixed once created).
-    fn partitions(&self, topic: Topic) -> u32 {
+    pub(crate) fn partitions(&self, topic: Topic) -> u32 {
         match topic {
             Topic::Accounts => self.accounts.partitions(),
             Topic::Drones => self.drones.partitions(),
@@ -388,7 +676,7 @@ impl CommandService {
             .inc();
     }
 
-    async fn counted(
+    pub(crate) async fn counted(
         &self,
         command: &'static str,
         run: impl Future<Output = Result<Accepted, CommandError>>,
@@ -406,20 +694,20 @@ impl CommandService {
         ctx: &CommandContext,
         command: &'static str,
         must_exist: bool,
-        decide: impl FnOnce(&A) -> Result<Vec<Event>, CommandError>,
+        decide: impl Fn(&A) -> Result<Vec<Event>, CommandError>,
     ) -> Result<Accepted, CommandError> {
-        let run = self.single_uncounted(shards, id, ctx, command, must_exist, decide);
+        let run = self.settled(|| self.single_once(shards, id, ctx, command, must_exist, &decide));
         self.counted(command, run).await
     }
 
-    async fn single_uncounted<A: Kept>(
+    async fn single_once<A: Kept>(
         &self,
         shards: &Shards<A>,
         id: &str,
         ctx: &CommandContext,
         command: &'static str,
         must_exist: bool,
-        decide: impl FnOnce(&A) -> Result<Vec<Event>, CommandError>,
+        decide: &impl Fn(&A) -> Result<Vec<Event>, CommandError>,
     ) -> Result<Accepted, CommandError> {
         let mut shard = shards.lock(id).await;
         let stream = shard.get(id);
@@ -430,12 +718,16 @@ impl CommandService {
             existing(&shard, id)?;
         }
         check_expected(stream, ctx, A::KIND, id)?;
+        ready(&shard.fence, A::TOPIC, shards.partition_of(id))?;
         let version = stream.map_or(0, |s| s.version);
         let unborn = A::default();
         let events = decide(stream.map_or(&unborn, |s| &s.state))?;
         let mut draft = Draft::new(ctx);
         let version = draft.add(A::TOPIC, id, version, events);
-        let token = self.append(command, &draft).await?;
+        let position = self
+            .append(command, &mut shard.fence, A::TOPIC, id, &draft)
+            .await?;
+        let token = ConsistencyToken::from_positions([position]);
         let stream = shard.entry(id);
         stream.record(draft.of(A::TOPIC, id));
         let outcome = Outcome { version, token };
@@ -472,7 +764,7 @@ impl CommandService {
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
         self.single(&self.accounts, id, ctx, "suspend-account", true, |a| {
-            Ok(a.suspend(reason)?)
+            Ok(a.suspend(reason.clone())?)
         })
         .await
     }
@@ -510,10 +802,9 @@ impl CommandService {
                     });
                 }
             }
-            self.single_uncounted(&self.drones, id, ctx, "register-drone", false, |a| {
-                Ok(a.register(cmd)?)
-            })
-            .await
+            let register = |a: &Drone| Ok(a.register(cmd)?);
+            self.settled(|| self.single_once(&self.drones, id, ctx, "register-drone", false, &register))
+                .await
         };
         self.counted("register-drone", run).await
     }
@@ -525,7 +816,7 @@ impl CommandService {
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
         self.single(&self.drones, id, ctx, "ground-drone", true, |a| {
-            Ok(a.ground(reason)?)
+            Ok(a.ground(reason.clone())?)
         })
         .await
     }
@@ -559,7 +850,7 @@ impl CommandService {
         sms: Option<String>,
     ) -> Result<Accepted, CommandError> {
         self.single(&self.deliveries, id, ctx, "notify-me", true, |a| {
-            Ok(a.request_notifications(email, sms)?)
+            Ok(a.request_notifications(email.clone(), sms.clone())?)
         })
         .await
     }
@@ -611,7 +902,7 @@ impl CommandService {
                     draft.add(Topic::DroneTelemetry, &r.drone_id, stream.version, events);
                 }
             }
-            let token = self.append("report-telemetry", &draft).await?;
+            let token = self.append_telemetry(&draft).await?;
             let (id, version) = match readings {
                 [one] => (one.drone_id.clone(), version),
                 _ => (String::new(), 0),
@@ -626,102 +917,97 @@ impl CommandService {
         self.counted("report-telemetry", run).await
     }
 
-    /// Registers the package and creates the delivery in one append.
+    /// Registers the package and creates the delivery in one record of the delivery's
+    /// partition (the package lives with its delivery).
     pub async fn schedule_delivery(
         &self,
         ctx: &CommandContext,
         cmd: &ScheduleDelivery,
     ) -> Result<Accepted, CommandError> {
-        let run = async {
-            let (id, package_id) = match &ctx.idempotency_key {
-                Some(key) => {
-                    let id = derived_id("delivery", key);
-                    let package = cmd
-                        .package_id
-                        .clone()
-                        .unwrap_or_else(|| derived_id("package", &id));
-                    (id, package)
-                }
-                None => (
-                    Uuid::new_v4().to_string(),
-                    cmd.package_id
-                        .clone()
-                        .unwrap_or_else(|| Uuid::new_v4().to_string()),
-                ),
-            };
-            let accounts = self.accounts.lock(&cmd.owner_id).await;
-            let mut packages = self.packages.lock(&package_id).await;
-            let mut deliveries = self.deliveries.lock(&id).await;
-            if let Some(done) = replayed(deliveries.get(&id), ctx, &id) {
-                return Ok(done);
+        let (id, package_id) = match &ctx.idempotency_key {
+            Some(key) => {
+                let id = derived_id("delivery", key);
+                let package = cmd
+                    .package_id
+                    .clone()
+                    .unwrap_or_else(|| derived_id("package", &id));
+                (id, package)
             }
-            let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
-            let package = packages.get(&package_id);
-            let package_events = package
-                .map_or(&Package::default(), |s| &s.state)
-                .register(&cmd.package)?;
-            let delivery_events = deliveries
-                .get(&id)
-                .map_or(&Delivery::default(), |s| &s.state)
-                .schedule(
-                    &cmd.owner_id,
-                    owner.unwrap_or(&Account::default()),
-                    &cmd.plan,
-                    cmd.expedited,
-                    cmd.confirmation_required,
-                    &package_id,
-                    cmd.package.weight_kg(),
-                )?;
-            let mut draft = Draft::new(ctx);
-            let package_version = package.map_or(0, |s| s.version);
-            draft.add(
-                Topic::Packages,
-                &package_id,
-                package_version,
-                package_events,
-            );
-            let version = draft.add(Topic::Deliveries, &id, 0, delivery_events);
-            let token = self.append("schedule-delivery", &draft).await?;
-            packages
-                .entry(&package_id)
-                .record(draft.of(Topic::Packages, &package_id));
-            let stream = deliveries.entry(&id);
-            stream.record(draft.of(Topic::Deliveries, &id));
-            if let Some(key) = &ctx.idempotency_key {
-                let outcome = Outcome {
-                    version,
-                    token: token.clone(),
-                };
-                stream.remember(key.clone(), outcome.clone());
-                packages.entry(&package_id).remember(key.clone(), outcome);
-            }
-            Ok(Accepted {
-                id,
-                version,
-                token,
-                replayed: false,
-            })
+            None => (
+                Uuid::new_v4().to_string(),
+                cmd.package_id
+                    .clone()
+                    .unwrap_or_else(|| Uuid::new_v4().to_string()),
+            ),
         };
+        let run = self.settled(|| self.schedule_once(ctx, cmd, &id, &package_id));
         self.counted("schedule-delivery", run).await
     }
 
-    pub async fn assign_drone(
+    async fn schedule_once(
         &self,
         ctx: &CommandContext,
+        cmd: &ScheduleDelivery,
         id: &str,
-        drone_id: &str,
+        package_id: &str,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(
-            ctx,
-            id,
-            Some(drone_id),
-            "assign-drone",
-            |delivery, drone| {
-                let unknown = Drone::default();
-                Ok(delivery.assign_drone(id, drone_id, drone.unwrap_or(&unknown))?)
-            },
-        )
-        .await
+        let accounts = self.accounts.lock(&cmd.owner_id).await;
+        let mut packages = self.packages.lock(package_id).await;
+        let mut deliveries = self.deliveries.lock(id).await;
+        if let Some(done) = replayed(deliveries.get(id), ctx, id) {
+            return Ok(done);
+        }
+        ready(&deliveries.fence, Topic::Deliveries, self.deliveries.partition_of(id))?;
+        let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
+        let package = packages.get(package_id);
+        let package_events = package
+            .map_or(&Package::default(), |s| &s.state)
+            .register(&cmd.package)?;
+        let delivery_events = deliveries
+            .get(id)
+            .map_or(&Delivery::default(), |s| &s.state)
+            .schedule(
+                &cmd.owner_id,
+                owner.unwrap_or(&Account::default()),
+                &cmd.plan,
+                cmd.expedited,
+                cmd.confirmation_required,
+                package_id,
+                cmd.package.weight_kg(),
+            )?;
+        let mut draft = Draft::new(ctx);
+        let package_version = package.map_or(0, |s| s.version);
+        draft.add(Topic::Packages, package_id, package_version, package_events);
+        let version = draft.add(Topic::Deliveries, id, 0, delivery_events);
+        let position = self
+            .append(
+                "schedule-delivery",
+                &mut deliveries.fence,
+                Topic::Deliveries,
+                id,
+                &draft,
+            )
+            .await?;
+        let token = ConsistencyToken::from_positions([position]);
+        packages
+            .entry(package_id)
+            .record(draft.of(Topic::Packages, package_id));
+        let stream = deliveries.entry(id);
+        stream.record(draft.of(Topic::Deliveries, id));
+        if let Some(key) = &ctx.idempotency_key {
+            let outcome = Outcome {
+                version,
+                token: token.clone(),
+            };
+            stream.remember(key.clone(), outcome.clone());
+            packages.entry(package_id).remember(key.clone(), outcome);
+        }
+        Ok(Accepted {
+            id: id.to_string(),
+            version,
+            token,
+            replayed: false,
+        })
     }
 
     /// Takes the drone off a delivery headed to pickup (compensation), so it can be
@@ -732,8 +1018,8 @@ impl CommandService {
         id: &str,
         reason: &str,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(ctx, id, None, "unassign-drone", |delivery, _| {
-            Ok(delivery.unassign_drone(id, reason)?)
+        self.on_delivery(ctx, id, "unassign-drone", |delivery| {
+            delivery.unassign_drone(id, reason)
         })
         .await
     }
@@ -745,8 +1031,8 @@ impl CommandService {
         id: &str,
         reason: &str,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(ctx, id, None, "fail-delivery", |delivery, _| {
-            Ok(delivery.fail(id, reason.to_owned())?)
+        self.on_delivery(ctx, id, "fail-delivery", |delivery| {
+            delivery.fail(reason.to_owned())
         })
         .await
     }
@@ -757,8 +1043,8 @@ impl CommandService {
         id: &str,
         changes: &Reschedule,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(ctx, id, None, "reschedule-delivery", |delivery, _| {
-            Ok(delivery.reschedule(id, changes)?)
+        self.on_delivery(ctx, id, "reschedule-delivery", |delivery| {
+            delivery.reschedule(changes)
         })
         .await
     }
@@ -769,18 +1055,16 @@ impl CommandService {
         id: &str,
         reason: Option<String>,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(ctx, id, None, "cancel-delivery", |delivery, _| {
-            Ok(delivery.cancel(id, reason.clone())?)
+        self.on_delivery(ctx, id, "cancel-delivery", |delivery| {
+            delivery.cancel(reason.clone())
         })
         .await
     }
 
     pub async fn pick_up(&self, ctx: &CommandContext, id: &str) -> Result<Accepted, CommandError> {
         let now = Utc::now();
-        self.with_drone(ctx, id, None, "pick-up", |delivery, _| {
-            Ok(delivery.pick_up(id, now)?)
-        })
-        .await
+        self.on_delivery(ctx, id, "pick-up", |delivery| delivery.pick_up(id, now))
+            .await
     }
 
     pub async fn complete(
@@ -789,115 +1073,10 @@ impl CommandService {
         id: &str,
         confirmation: &Confirmation,
     ) -> Result<Accepted, CommandError> {
-        self.with_drone(ctx, id, None, "complete-delivery", |delivery, _| {
-            Ok(delivery.complete(id, confirmation)?)
+        self.on_delivery(ctx, id, "complete-delivery", |delivery| {
+            delivery.complete(id, confirmation)
         })
         .await
-    }
-
-    /// A command on a delivery that may change its drone too. The drone is the one named
-    /// (`assign`) or the one the delivery has; its shard is locked before the delivery's
-    /// (drones come before deliveries in the lock order), so the delivery is read once
-    /// to learn its drone and checked again under both locks.
-    async fn with_drone(
-        &self,
-        ctx: &CommandContext,
-        id: &str,
-        named_drone: Option<&str>,
-        command: &'static str,
-        decide: impl Fn(&Delivery, Option<&Drone>) -> Result<Changes, CommandError>,
-    ) -> Result<Accepted, CommandError> {
-        let run = self.with_drone_uncounted(ctx, id, named_drone, command, decide);
-        self.counted(command, run).await
-    }
-
-    async fn with_drone_uncounted(
-        &self,
-        ctx: &CommandContext,
-        id: &str,
-        named_drone: Option<&str>,
-        command: &'static str,
-        decide: impl Fn(&Delivery, Option<&Drone>) -> Result<Changes, CommandError>,
-    ) -> Result<Accepted, CommandError> {
-        loop {
-            let drone_id = match named_drone {
-                Some(d) => Some(d.to_string()),
-                None => {
-                    let shard = self.deliveries.lock(id).await;
-                    let stream = shard.get(id);
-                    if let Some(done) = replayed(stream, ctx, id) {
-                        return Ok(done);
-                    }
-                    existing(&shard, id)?.state.drone_id.clone()
-                }
-            };
-            let mut drones = match &drone_id {
-                Some(d) => Some(self.drones.lock(d).await),
-                None => None,
-            };
-            let mut deliveries = self.deliveries.lock(id).await;
-            let stream = deliveries.get(id);
-            if let Some(done) = replayed(stream, ctx, id) {
-                return Ok(done);
-            }
-            let stream = existing(&deliveries, id)?;
-            if named_drone.is_none() && stream.state.drone_id != drone_id {
-                continue; // the delivery's drone changed while no lock was held
-            }
-            check_expected(Some(stream), ctx, "delivery", id)?;
-            let drone = match (&drones, &drone_id) {
-                (Some(shard), Some(d)) => shard.get(d).filter(|s| s.exists()),
-                _ => None,
-            };
-            let changes = decide(&stream.state, drone.map(|s| &s.state))?;
-            let mut draft = Draft::new(ctx);
-            // The drone's events first: if a log without atomic batches keeps only a
-            // prefix, a drone is left reserved rather than a delivery shown as assigned
-            // to a drone that never took it.
-            let drone_version = match (&changes.drone_id, drone) {
-                (Some(d), Some(s)) if Some(d) == drone_id.as_ref() => {
-                    Some(draft.add(Topic::Drones, d, s.version, changes.drone.clone()))
-                }
-                _ if changes.drone.is_empty() => None,
-                _ => {
-                    return Err(CommandError::Internal(format!(
-                        "{command}: drone events for a drone that is not locked"
-                    )));
-                }
-            };
-            let version = draft.add(Topic::Deliveries, id, stream.version, changes.delivery);
-            let token = self.append(command, &draft).await?;
-            let outcome = Outcome {
-                version,
-                token: token.clone(),
-            };
-            if let (Some(shard), Some(d), Some(drone_version)) =
-                (drones.as_mut(), &drone_id, drone_version)
-            {
-                let stream = shard.entry(d);
-                stream.record(draft.of(Topic::Drones, d));
-                if let Some(key) = &ctx.idempotency_key {
-                    stream.remember(
-                        key.clone(),
-                        Outcome {
-                            version: drone_version,
-                            token: token.clone(),
-                        },
-                    );
-                }
-            }
-            let stream = deliveries.entry(id);
-            stream.record(draft.of(Topic::Deliveries, id));
-            if let Some(key) = &ctx.idempotency_key {
-                stream.remember(key.clone(), outcome);
-            }
-            return Ok(Accepted {
-                id: id.to_string(),
-                version,
-                token,
-                replayed: false,
-            });
-        }
     }
 }
 

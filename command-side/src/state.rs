@@ -2,8 +2,10 @@
 //! command topics only: telemetry is an observation no command decides on), then kept
 //! current by the commands this process appends. It is sharded exactly like the log's
 //! partitions, and a shard's lock is held from decision to durable append, so this
-//! process is the one writer of each partition (SPEC §4).
+//! process is the one writer of each partition (SPEC §4). A package lives with its
+//! delivery: its events are in the delivery's records, on the deliveries topic.
 
+use crate::fence::Fence;
 use api::{ConsistencyToken, Position};
 use domain::{Account, Delivery, Drone, Package};
 use schemas::events::{Envelope, Topic};
@@ -29,6 +31,7 @@ impl Kept for Drone {
 
 impl Kept for Package {
     const KIND: &'static str = "package";
+    // Its own stream, written in its delivery's records (`Topic::stream_of`).
     const TOPIC: Topic = Topic::Packages;
 }
 
@@ -75,14 +78,19 @@ impl<A: Kept> Stream<A> {
     }
 }
 
-/// The aggregates of one log partition.
+/// The aggregates of one log partition, and this process's place as its writer.
 pub struct Shard<A> {
     streams: HashMap<String, Stream<A>>,
+    pub fence: Fence,
 }
 
 impl<A: Kept> Shard<A> {
     pub fn get(&self, id: &str) -> Option<&Stream<A>> {
         self.streams.get(id)
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = (&String, &Stream<A>)> {
+        self.streams.iter()
     }
 
     pub fn entry(&mut self, id: &str) -> &mut Stream<A> {
@@ -102,6 +110,7 @@ impl<A: Kept> Shards<A> {
                 .map(|_| {
                     Arc::new(Mutex::new(Shard {
                         streams: HashMap::new(),
+                        fence: Fence::default(),
                     }))
                 })
                 .collect(),

@@ -1,58 +1,33 @@
 use chrono::{DateTime, Utc};
 use schemas::events::{
-    ConfirmationType, DeliveryCancelled, DeliveryCompleted, DeliveryCreated, DeliveryFailed,
-    DeliveryPickedUp, DeliveryRescheduled, DroneAssigned, DroneUnassigned, Event, Location,
-    NotificationRequested,
+    AssignmentAbandoned, ConfirmationType, DeliveryCancelled, DeliveryCompleted, DeliveryCreated,
+    DeliveryFailed, DeliveryPickedUp, DeliveryRescheduled, DroneAssigned, DroneUnassigned, Event,
+    Location, NotificationRequested,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
 use crate::aggregate::Aggregate;
-use crate::drone::{Drone, DroneStatus};
 use crate::error::DomainError;
 use crate::location::distance_km;
 use crate::stage::Stage;
 use crate::values::{Confirmation, DeliveryPlan, Reschedule};
 
-/// Events one delivery command writes: to the delivery's own stream and to the stream of
-/// the drone `drone_id` (empty when no drone is involved).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
-    pub delivery: Vec<Event>,
-    pub drone: Vec<Event>,
-    pub drone_id: Option<String>,
+/// A delivery as a drone is asked to take it: what its reservation checks (payload and
+/// range) and the route it is billed for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Job {
+    pub pickup: Location,
+    pub dropoff: Location,
+    pub weight_kg: f64,
 }
 
-impl Changes {
-    fn delivery_only(event: Event) -> Self {
-        Self {
-            delivery: vec![event],
-            ..Self::default()
-        }
-    }
-
-    /// The same fact on both streams (assignment, pickup, completion), so each aggregate
-    /// can be rebuilt from its own stream alone.
-    fn both(event: Event, drone_id: &str) -> Self {
-        Self {
-            delivery: vec![event.clone()],
-            drone: vec![event],
-            drone_id: Some(drone_id.to_owned()),
-        }
-    }
-
-    /// A delivery event, plus the release of the drone it had, if any.
-    fn releasing(event: Event, delivery_id: &str, drone_id: Option<&str>, reason: &str) -> Self {
-        let mut changes = Self::delivery_only(event);
-        if let Some(drone_id) = drone_id {
-            changes.drone.push(Event::DroneUnassigned(DroneUnassigned {
-                delivery_id: delivery_id.to_owned(),
-                drone_id: drone_id.to_owned(),
-                reason: reason.to_owned(),
-            }));
-            changes.drone_id = Some(drone_id.to_owned());
-        }
-        changes
+impl Job {
+    /// Great-circle km from `start` via pickup and drop-off to `home`.
+    pub fn route_km(&self, start: &Location, home: &Location) -> f64 {
+        distance_km(start, &self.pickup)
+            + distance_km(&self.pickup, &self.dropoff)
+            + distance_km(&self.dropoff, home)
     }
 }
 
@@ -76,6 +51,15 @@ pub struct Delivery {
     /// The drone last assigned. Cleared when the delivery goes back to waiting for a
     /// drone (reschedule, unassignment); kept in final stages as the record.
     pub drone_id: Option<String>,
+    /// The reservation of that drone the delivery took (see [`Drone::reserve`]).
+    ///
+    /// [`Drone::reserve`]: crate::Drone::reserve
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+    /// Reservations the delivery let go of or gave up before taking them: it never takes
+    /// them (again), so their drones can be released.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
     pub route_km: Option<f64>,
     pub notify_email: Option<String>,
     pub notify_sms: Option<String>,
@@ -112,6 +96,8 @@ impl Default for Delivery {
             package_id: String::new(),
             package_weight_kg: 0.0,
             drone_id: None,
+            attempt: None,
+            released: Vec::new(),
             route_km: None,
             notify_email: None,
             notify_sms: None,
@@ -173,13 +159,10 @@ impl Delivery {
         })])
     }
 
-    /// Changes the plan before pickup. A drone already assigned is released (its route
-    /// was computed for the old plan) and the delivery waits for dispatch again.
-    pub fn reschedule(
-        &self,
-        delivery_id: &str,
-        changes: &Reschedule,
-    ) -> Result<Changes, DomainError> {
+    /// Changes the plan before pickup. A drone already assigned is let go of (its route
+    /// was computed for the old plan; its release follows on the drone's stream) and the
+    /// delivery waits for dispatch again.
+    pub fn reschedule(&self, changes: &Reschedule) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         if !stage.is_before_pickup() {
             return Err(DomainError::StageForbids {
@@ -194,30 +177,18 @@ impl Delivery {
         {
             return Err(DomainError::DeadlineNotAfterPickupTime);
         }
-        let event = Event::DeliveryRescheduled(DeliveryRescheduled {
+        Ok(vec![Event::DeliveryRescheduled(DeliveryRescheduled {
             pickup: changes.pickup().unwrap_or(self.pickup),
             dropoff: changes.dropoff().unwrap_or(self.dropoff),
             pickup_time,
             deadline,
-        });
-        Ok(Changes::releasing(
-            event,
-            delivery_id,
-            self.drone_id.as_deref(),
-            "rescheduled",
-        ))
+        })])
     }
 
-    /// Gives the delivery to an idle drone that can carry the package and fly its route
-    /// from home (home → pickup → drop-off → home) within its range. Where the drone is
-    /// now and its battery are observations the command side does not fold; the workflow
-    /// checks them before it asks (see [`crate::FlightModel::fitness`]).
-    pub fn assign_drone(
-        &self,
-        delivery_id: &str,
-        drone_id: &str,
-        drone: &Drone,
-    ) -> Result<Changes, DomainError> {
+    /// Step 1 of an assignment, before any drone is reserved: the delivery can take a
+    /// drone now (it has none, and its stage awaits one). Gives what the drone's
+    /// reservation checks.
+    pub fn job(&self) -> Result<Job, DomainError> {
         let stage = self.current_stage()?;
         // No delivery is ever assigned two drones.
         if let Some(assigned) = &self.drone_id
@@ -233,64 +204,66 @@ impl Delivery {
                 stage,
             });
         }
-        let Some(status) = drone.status else {
-            return Err(DomainError::UnknownDrone {
-                drone_id: drone_id.to_owned(),
-            });
-        };
-        // No drone carries two deliveries at once.
-        if let Some(carried) = &drone.delivery_id {
-            return Err(DomainError::DroneCarriesAnotherDelivery {
-                drone_id: drone_id.to_owned(),
-                delivery_id: carried.clone(),
-            });
-        }
-        if status != DroneStatus::Idle {
-            return Err(DomainError::DroneNotIdle {
-                drone_id: drone_id.to_owned(),
-                status,
-            });
-        }
-        if self.package_weight_kg > drone.payload_kg {
-            return Err(DomainError::OverPayload {
-                weight_kg: self.package_weight_kg,
-                payload_kg: drone.payload_kg,
-            });
-        }
-        let route_km = self.route_from(&drone.home, &drone.home);
-        if route_km > drone.range_km {
-            return Err(DomainError::OverRange {
-                route_km,
-                range_km: drone.range_km,
-            });
-        }
-        let event = Event::DroneAssigned(DroneAssigned {
-            delivery_id: delivery_id.to_owned(),
-            drone_id: drone_id.to_owned(),
-            route_km,
-        });
-        Ok(Changes::both(event, drone_id))
+        Ok(Job {
+            pickup: self.pickup,
+            dropoff: self.dropoff,
+            weight_kg: self.package_weight_kg,
+        })
     }
 
-    /// Great-circle km from `start` via pickup and drop-off to `home`.
-    pub fn route_from(&self, start: &Location, home: &Location) -> f64 {
-        distance_km(start, &self.pickup)
-            + distance_km(&self.pickup, &self.dropoff)
-            + distance_km(&self.dropoff, home)
+    /// Step 2 of an assignment, its commit point: the delivery takes the drone reserved
+    /// for it (`reservation` is the drone's `DroneAssigned`). Refused when the delivery
+    /// has a drone already, no longer awaits one, or gave this reservation up; taking the
+    /// same reservation again changes nothing.
+    pub fn assign_drone(&self, reservation: &DroneAssigned) -> Result<Vec<Event>, DomainError> {
+        if self.holds(&reservation.drone_id, &reservation.attempt) {
+            return Ok(Vec::new());
+        }
+        if self.released.contains(&reservation.attempt) {
+            return Err(DomainError::ReservationGivenUp {
+                drone_id: reservation.drone_id.clone(),
+            });
+        }
+        self.job()?;
+        Ok(vec![Event::DroneAssigned(reservation.clone())])
+    }
+
+    /// Whether the delivery took the reservation `attempt` of `drone_id` (and still has
+    /// the drone, or kept it as the record of a final stage).
+    pub fn holds(&self, drone_id: &str, attempt: &str) -> bool {
+        self.drone_id.as_deref() == Some(drone_id) && self.attempt.as_deref() == Some(attempt)
+    }
+
+    /// Gives up a reservation whose step 2 stalled (it never reached the delivery's
+    /// partition, or its outcome was unknown): from here on the delivery refuses it, so
+    /// its drone can be released without racing a late commit. Nothing when the delivery
+    /// took it after all, or let go of it already.
+    pub fn abandon(&self, delivery_id: &str, drone_id: &str, attempt: &str) -> Vec<Event> {
+        if !self.exists() || self.holds(drone_id, attempt) || self.released.iter().any(|a| a == attempt)
+        {
+            return Vec::new();
+        }
+        vec![Event::AssignmentAbandoned(AssignmentAbandoned {
+            delivery_id: delivery_id.to_owned(),
+            drone_id: drone_id.to_owned(),
+            attempt: attempt.to_owned(),
+            reason: "the drone's reservation was never committed".to_owned(),
+        })]
     }
 
     /// Takes the drone off a delivery that is headed to pickup (e.g. the drone was
-    /// grounded or went silent), so it can be dispatched again. Written to both streams.
-    pub fn unassign_drone(&self, delivery_id: &str, reason: &str) -> Result<Changes, DomainError> {
+    /// grounded or went silent), so it can be dispatched again; the drone's release
+    /// follows on its own stream.
+    pub fn unassign_drone(&self, delivery_id: &str, reason: &str) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         match (&self.drone_id, stage) {
             (Some(drone_id), Stage::HeadedToPickup) => {
-                let event = Event::DroneUnassigned(DroneUnassigned {
+                Ok(vec![Event::DroneUnassigned(DroneUnassigned {
                     delivery_id: delivery_id.to_owned(),
                     drone_id: drone_id.clone(),
                     reason: reason.to_owned(),
-                });
-                Ok(Changes::both(event, drone_id))
+                    attempt: self.attempt.clone().unwrap_or_default(),
+                })])
             }
             _ => Err(DomainError::StageForbids {
                 action: "unassign the drone of",
@@ -300,16 +273,15 @@ impl Delivery {
     }
 
     /// The drone has the package: only a delivery headed to pickup can be picked up.
-    pub fn pick_up(&self, delivery_id: &str, now: DateTime<Utc>) -> Result<Changes, DomainError> {
+    pub fn pick_up(&self, delivery_id: &str, now: DateTime<Utc>) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         match (&self.drone_id, stage) {
             (Some(drone_id), Stage::HeadedToPickup) => {
-                let event = Event::DeliveryPickedUp(DeliveryPickedUp {
+                Ok(vec![Event::DeliveryPickedUp(DeliveryPickedUp {
                     delivery_id: delivery_id.to_owned(),
                     drone_id: drone_id.clone(),
                     at: now,
-                });
-                Ok(Changes::both(event, drone_id))
+                })])
             }
             _ => Err(DomainError::StageForbids {
                 action: "pick up",
@@ -323,7 +295,7 @@ impl Delivery {
         &self,
         delivery_id: &str,
         confirmation: &Confirmation,
-    ) -> Result<Changes, DomainError> {
+    ) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         let (Some(drone_id), Stage::HeadedToDropoff) = (&self.drone_id, stage) else {
             return Err(DomainError::StageForbids {
@@ -340,24 +312,19 @@ impl Delivery {
                 given,
             });
         }
-        let event = Event::DeliveryCompleted(DeliveryCompleted {
+        Ok(vec![Event::DeliveryCompleted(DeliveryCompleted {
             delivery_id: delivery_id.to_owned(),
             drone_id: drone_id.clone(),
             confirmation_type: given,
             location: confirmation.location(),
             at: confirmation.at(),
             blob: confirmation.blob().map(str::to_owned),
-        });
-        Ok(Changes::both(event, drone_id))
+        })])
     }
 
     /// Cancels before pickup only (after it, the package is in the air); the drone, if
-    /// any, is released.
-    pub fn cancel(
-        &self,
-        delivery_id: &str,
-        reason: Option<String>,
-    ) -> Result<Changes, DomainError> {
+    /// any, is released on its own stream.
+    pub fn cancel(&self, reason: Option<String>) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         if !stage.is_before_pickup() {
             return Err(DomainError::StageForbids {
@@ -365,17 +332,12 @@ impl Delivery {
                 stage,
             });
         }
-        Ok(Changes::releasing(
-            Event::DeliveryCancelled(DeliveryCancelled { reason }),
-            delivery_id,
-            self.drone_id.as_deref(),
-            "cancelled",
-        ))
+        Ok(vec![Event::DeliveryCancelled(DeliveryCancelled { reason })])
     }
 
     /// Gives up on a delivery that is not finished (compensation); the drone, if any,
-    /// is released.
-    pub fn fail(&self, delivery_id: &str, reason: String) -> Result<Changes, DomainError> {
+    /// is released on its own stream.
+    pub fn fail(&self, reason: String) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         if stage.is_terminal() {
             return Err(DomainError::StageForbids {
@@ -383,15 +345,17 @@ impl Delivery {
                 stage,
             });
         }
-        let event = Event::DeliveryFailed(DeliveryFailed {
-            reason: reason.clone(),
-        });
-        Ok(Changes::releasing(
-            event,
-            delivery_id,
-            self.drone_id.as_deref(),
-            &reason,
-        ))
+        Ok(vec![Event::DeliveryFailed(DeliveryFailed { reason })])
+    }
+
+    /// Why the delivery let go of a drone it no longer holds, for the drone's release.
+    pub fn release_reason(&self) -> String {
+        match self.stage {
+            Some(Stage::Cancelled) => "cancelled".to_owned(),
+            Some(Stage::Failed) => self.reason.clone().unwrap_or_else(|| "failed".to_owned()),
+            Some(Stage::Rescheduled) => "rescheduled".to_owned(),
+            _ => "released by the delivery".to_owned(),
+        }
     }
 
     /// Who to tell about progress. Blank values count as absent.
@@ -419,9 +383,19 @@ impl Delivery {
         })])
     }
 
+    /// The reservation held is let go of for good.
+    fn let_go(&mut self) {
+        if let Some(attempt) = self.attempt.take()
+            && !self.released.contains(&attempt)
+        {
+            self.released.push(attempt);
+        }
+    }
+
     fn await_drone(&mut self, stage: Stage) {
         self.stage = Some(stage);
         self.drone_id = None;
+        self.attempt = None;
         self.route_km = None;
         self.assigned_at = None;
     }
@@ -446,6 +420,7 @@ impl Delivery {
                 };
             }
             Event::DeliveryRescheduled(e) => {
+                self.let_go();
                 self.pickup = e.pickup;
                 self.dropoff = e.dropoff;
                 self.pickup_time = e.pickup_time;
@@ -455,6 +430,7 @@ impl Delivery {
             Event::DroneAssigned(e) => {
                 self.stage = Some(Stage::HeadedToPickup);
                 self.drone_id = Some(e.drone_id.clone());
+                self.attempt = Some(e.attempt.clone());
                 self.route_km = Some(e.route_km);
                 self.assigned_at = Some(at);
             }
@@ -462,7 +438,13 @@ impl Delivery {
                 if self.stage == Some(Stage::HeadedToPickup)
                     && self.drone_id.as_deref() == Some(e.drone_id.as_str()) =>
             {
+                self.let_go();
                 self.await_drone(Stage::Created);
+            }
+            Event::AssignmentAbandoned(e) => {
+                if !self.released.contains(&e.attempt) {
+                    self.released.push(e.attempt.clone());
+                }
             }
             Event::DeliveryPickedUp(e) => {
                 self.stage = Some(Stage::HeadedToDropoff);

@@ -4,13 +4,15 @@ use std::str::FromStr;
 use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use schemas::events::{
-    DroneDocked, DroneGrounded, DronePositionReported, DroneRegistered, DroneReturned, Event,
-    Location,
+    DeliveryCompleted, DeliveryPickedUp, DroneAssigned, DroneDocked, DroneGrounded,
+    DronePositionReported, DroneRegistered, DroneReturned, DroneUnassigned, Event, Location,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
+use crate::delivery::{Delivery, Job};
 use crate::error::DomainError;
+use crate::stage::Stage;
 use crate::values::{RegisterDrone, Telemetry, ValueError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,8 +82,13 @@ pub struct Drone {
     pub home: Location,
     /// `None` until registered.
     pub status: Option<DroneStatus>,
-    /// The delivery the drone carries, from assignment until it is completed or released.
+    /// The delivery the drone carries, from its reservation until it is completed or
+    /// released.
     pub delivery_id: Option<String>,
+    /// The id of that reservation (the `attempt` of its `DroneAssigned`): a release frees
+    /// the drone only if it names this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
     pub position: Option<Location>,
     pub battery_pct: Option<f64>,
     pub position_at: Option<DateTime<Utc>>,
@@ -106,6 +113,7 @@ impl Default for Drone {
             },
             status: None,
             delivery_id: None,
+            attempt: None,
             position: None,
             battery_pct: None,
             position_at: None,
@@ -205,6 +213,124 @@ impl Drone {
         Ok(vec![Event::DroneReturned(DroneReturned {})])
     }
 
+    /// Step 1 of an assignment: the drone is reserved for `delivery_id` if it is idle and
+    /// can carry the package over the route from its home base within its range. Where
+    /// it is now and its battery are observations the command side does not fold; the
+    /// workflow checks them before it asks (see [`crate::FlightModel::fitness`]). The
+    /// reservation's id is `attempt`; reserving the same one again changes nothing.
+    pub fn reserve(
+        &self,
+        drone_id: &str,
+        delivery_id: &str,
+        job: &Job,
+        attempt: &str,
+    ) -> Result<Vec<Event>, DomainError> {
+        let Some(status) = self.status else {
+            return Err(DomainError::UnknownDrone {
+                drone_id: drone_id.to_owned(),
+            });
+        };
+        if self.carries(delivery_id) && self.attempt.as_deref() == Some(attempt) {
+            return Ok(Vec::new());
+        }
+        // No drone carries two deliveries at once.
+        if let Some(carried) = &self.delivery_id {
+            return Err(DomainError::DroneCarriesAnotherDelivery {
+                drone_id: drone_id.to_owned(),
+                delivery_id: carried.clone(),
+            });
+        }
+        if status != DroneStatus::Idle {
+            return Err(DomainError::DroneNotIdle {
+                drone_id: drone_id.to_owned(),
+                status,
+            });
+        }
+        if job.weight_kg > self.payload_kg {
+            return Err(DomainError::OverPayload {
+                weight_kg: job.weight_kg,
+                payload_kg: self.payload_kg,
+            });
+        }
+        let route_km = job.route_km(&self.home, &self.home);
+        if route_km > self.range_km {
+            return Err(DomainError::OverRange {
+                route_km,
+                range_km: self.range_km,
+            });
+        }
+        Ok(vec![Event::DroneAssigned(DroneAssigned {
+            delivery_id: delivery_id.to_owned(),
+            drone_id: drone_id.to_owned(),
+            route_km,
+            attempt: attempt.to_owned(),
+        })])
+    }
+
+    /// Frees the drone of the reservation `attempt` for `delivery_id` (the compensation
+    /// of a refused or abandoned assignment). Nothing if the drone no longer holds it: a
+    /// late release cannot free a newer reservation.
+    pub fn release(
+        &self,
+        drone_id: &str,
+        delivery_id: &str,
+        attempt: &str,
+        reason: &str,
+    ) -> Vec<Event> {
+        if !self.carries(delivery_id) || self.attempt.as_deref() != Some(attempt) {
+            return Vec::new();
+        }
+        vec![Event::DroneUnassigned(DroneUnassigned {
+            delivery_id: delivery_id.to_owned(),
+            drone_id: drone_id.to_owned(),
+            reason: reason.to_owned(),
+            attempt: attempt.to_owned(),
+        })]
+    }
+
+    /// What the drone's stream needs to say what the delivery it carries says: the
+    /// delivery's stream is the commit point of every change to both, and the drone
+    /// follows it (picked up, completed, released). Computed from the two states alone,
+    /// so the command side runs it right after a delivery command and again after a
+    /// crash, with the same result.
+    pub fn follow(&self, drone_id: &str, delivery_id: &str, delivery: &Delivery) -> FollowUp {
+        let Some(attempt) = self.attempt.as_deref().filter(|_| self.carries(delivery_id)) else {
+            return FollowUp::InLine;
+        };
+        let release = || FollowUp::Append(self.release(drone_id, delivery_id, attempt, &delivery.release_reason()));
+        if delivery.holds(drone_id, attempt) {
+            return match delivery.stage {
+                Some(Stage::HeadedToDropoff) if self.status == Some(DroneStatus::Assigned) => {
+                    FollowUp::Append(vec![Event::DeliveryPickedUp(DeliveryPickedUp {
+                        delivery_id: delivery_id.to_owned(),
+                        drone_id: drone_id.to_owned(),
+                        at: delivery.picked_up_at.unwrap_or_default(),
+                    })])
+                }
+                Some(Stage::Completed) => {
+                    FollowUp::Append(vec![Event::DeliveryCompleted(DeliveryCompleted {
+                        delivery_id: delivery_id.to_owned(),
+                        drone_id: drone_id.to_owned(),
+                        confirmation_type: delivery.confirmation_required,
+                        location: delivery.completed_location.unwrap_or(delivery.dropoff),
+                        at: delivery.completed_at.unwrap_or_default(),
+                        // The proof stays on the delivery's stream.
+                        blob: None,
+                    })])
+                }
+                Some(Stage::Cancelled | Stage::Failed) => release(),
+                _ => FollowUp::InLine,
+            };
+        }
+        let final_stage = delivery.stage.is_none_or(Stage::is_terminal);
+        if final_stage || delivery.released.iter().any(|a| a == attempt) {
+            return release();
+        }
+        FollowUp::Undecided {
+            attempt: attempt.to_owned(),
+        }
+    }
+
     fn carries(&self, delivery_id: &str) -> bool {
         self.delivery_id.as_deref() == Some(delivery_id)
     }
@@ -231,6 +357,7 @@ impl Drone {
             Event::DroneAssigned(e) => {
                 self.status = Some(DroneStatus::Assigned);
                 self.delivery_id = Some(e.delivery_id.clone());
+                self.attempt = Some(e.attempt.clone());
                 if self.charging_since.is_some() && self.charging_until.is_none() {
                     self.charging_until = Some(at);
                 }
@@ -242,10 +369,17 @@ impl Drone {
             }
             Event::DeliveryCompleted(e) if self.carries(&e.delivery_id) => {
                 self.delivery_id = None;
+                self.attempt = None;
                 self.move_to(DroneStatus::Returning);
             }
-            Event::DroneUnassigned(e) if self.carries(&e.delivery_id) => {
+            // Releases written before v2 name no attempt and free any reservation for
+            // the delivery.
+            Event::DroneUnassigned(e)
+                if self.carries(&e.delivery_id)
+                    && (e.attempt.is_empty() || self.attempt.as_deref() == Some(e.attempt.as_str())) =>
+            {
                 self.delivery_id = None;
+                self.attempt = None;
                 self.move_to(DroneStatus::Idle);
             }
             Event::DroneDocked(_) => {
@@ -269,6 +403,19 @@ impl Drone {
     pub fn is_stale(&self, report: &DronePositionReported) -> bool {
         self.position_at.is_some_and(|seen| report.at < seen)
     }
+}
+
+/// What [`Drone::follow`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowUp {
+    /// The drone's stream already says what the delivery's says.
+    InLine,
+    /// Append these to the drone's stream.
+    Append(Vec<Event>),
+    /// The delivery has neither taken nor given up the drone's reservation `attempt`:
+    /// its step 2 may still be on its way. Once the caller knows it is not, it abandons
+    /// the attempt at the delivery ([`Delivery::abandon`]), and the release follows.
+    Undecided { attempt: String },
 }
 
 impl Aggregate for Drone {

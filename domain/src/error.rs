@@ -52,6 +52,8 @@ pub enum DomainError {
     StageForbids { action: &'static str, stage: Stage },
     #[error("delivery already has drone {drone_id}")]
     DeliveryAlreadyHasDrone { drone_id: String },
+    #[error("the delivery gave up its reservation of drone {drone_id}; assign again")]
+    ReservationGivenUp { drone_id: String },
     #[error("drone {drone_id} already carries delivery {delivery_id}")]
     DroneCarriesAnotherDelivery {
         drone_id: String,
@@ -107,6 +109,7 @@ impl DomainError {
             | DeliveryAlreadyExists
             | StageForbids { .. }
             | DeliveryAlreadyHasDrone { .. }
+            | ReservationGivenUp { .. }
             | DroneCarriesAnotherDelivery { .. }
             | DroneNotIdle { .. } => ErrorKind::Conflict,
             UnknownOwner

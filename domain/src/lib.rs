@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use chrono::Utc;
-//! use domain::{Account, Aggregate, Delivery, DeliveryPlan, Drone, RegisterAccount, RegisterDrone, location};
+//! use domain::{Account, Aggregate, Delivery, DeliveryPlan, Drone, Event, RegisterAccount, RegisterDrone, location};
 //! use schemas::events::ConfirmationType;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,10 +31,11 @@
 //! let created = Delivery::default().schedule("account-1", &account, &plan, false, ConfirmationType::None, "package-1", 1.2)?;
 //! let delivery = Delivery::replay(&created, now);
 //!
-//! // One command, two streams: the caller appends `changes.delivery` to the delivery's
-//! // stream and `changes.drone` to the stream of `changes.drone_id`.
-//! let changes = delivery.assign_drone("delivery-1", "drone-1", &drone)?;
-//! assert_eq!(changes.delivery, changes.drone);
+//! // An assignment touches two streams, so it is two steps: the drone is reserved on its
+//! // stream, then the delivery takes the reservation on its own (the commit point).
+//! let reserved = drone.reserve("drone-1", "delivery-1", &delivery.job()?, "attempt-1")?;
+//! let Some(Event::DroneAssigned(reservation)) = reserved.first() else { unreachable!() };
+//! assert_eq!(delivery.assign_drone(reservation)?, reserved);
 //! # Ok(())
 //! # }
 //! ```
@@ -53,9 +54,9 @@ mod values;
 
 pub use account::{Account, AccountStatus};
 pub use aggregate::Aggregate;
-pub use delivery::{Changes, Delivery};
+pub use delivery::{Delivery, Job};
 pub use dispatch::{Decision, DispatchPolicy, Dispatcher};
-pub use drone::{Drone, DroneStatus};
+pub use drone::{Drone, DroneStatus, FollowUp};
 pub use error::{DomainError, ErrorKind};
 pub use flight::{Etas, FlightModel, Trip, Unfit};
 pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};

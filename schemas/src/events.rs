@@ -38,6 +38,16 @@ impl Topic {
     pub fn from_name(name: &str) -> Option<Topic> {
         Topic::ALL.into_iter().find(|t| t.name() == name)
     }
+
+    /// The stream an event read from this topic belongs to: this topic's, except for a
+    /// package, which lives with its delivery (its events are in the delivery's record,
+    /// so a schedule is one record) and has a stream of its own.
+    pub fn stream_of(self, event: &Event) -> Topic {
+        match event {
+            Event::PackageRegistered(_) => Topic::Packages,
+            _ => self,
+        }
+    }
 }
 
 /// An event with its metadata: the unit written to and read from the log.

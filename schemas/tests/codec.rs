@@ -118,6 +118,7 @@ fn _every_variant_has_a_sample(event: &Event) {
         | Event::DeliveryCancelled(_)
         | Event::DeliveryFailed(_)
         | Event::DroneUnassigned(_)
+        | Event::AssignmentAbandoned(_)
         | Event::NotificationRequested(_) => {}
     }
 }
@@ -267,6 +268,7 @@ fn samples() -> Vec<Envelope> {
                 delivery_id: "dlv-1".into(),
                 drone_id: "drone-1".into(),
                 route_km: 12.75,
+                attempt: "0b8c7c7e-52b1-4f4e-9a55-3f6d4c1e2a10".into(),
             }),
         ),
         envelope(
@@ -276,6 +278,7 @@ fn samples() -> Vec<Envelope> {
                 delivery_id: "dlv-1".into(),
                 drone_id: "drone-1".into(),
                 route_km: 12.75,
+                attempt: "0b8c7c7e-52b1-4f4e-9a55-3f6d4c1e2a10".into(),
             }),
         ),
         envelope(
@@ -337,6 +340,17 @@ fn samples() -> Vec<Envelope> {
                 delivery_id: "dlv-2".into(),
                 drone_id: "drone-1".into(),
                 reason: "delivery rescheduled".into(),
+                attempt: "0b8c7c7e-52b1-4f4e-9a55-3f6d4c1e2a10".into(),
+            }),
+        ),
+        envelope(
+            "dlv-1",
+            4,
+            Event::AssignmentAbandoned(AssignmentAbandoned {
+                delivery_id: "dlv-1".into(),
+                drone_id: "drone-1".into(),
+                attempt: "0b8c7c7e-52b1-4f4e-9a55-3f6d4c1e2a10".into(),
+                reason: "the reservation's commit was in doubt".into(),
             }),
         ),
         envelope(
@@ -385,7 +399,7 @@ fn every_event_type_round_trips() {
 }
 
 /// Records of the manifest that frame events rather than being one.
-const FRAMES: [&str; 2] = ["Commit", "WriterHeartbeat"];
+const FRAMES: [&str; 3] = ["Commit", "WriterHeartbeat", "WriterMarker"];
 
 #[test]
 fn samples_cover_every_subject_in_the_manifest() {

@@ -18,7 +18,7 @@ pub mod validity;
 
 pub use error::StorageError;
 pub use partitioner::partition_for;
-pub use validity::{Admitted, Validity};
+pub use validity::{Admitted, Validity, marker_of, written_by};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,13 +1,16 @@
 //! Deliveries: scheduling, dispatch, pickup, completion, and the ways out (cancel,
-//! reschedule, failure), including every refused stage transition.
+//! reschedule, failure), including every refused stage transition. A delivery command
+//! writes the delivery's stream only; what the drone's stream appends after it is
+//! [`Drone::follow`]'s answer, checked here next to the command. The steps of an
+//! assignment one by one, and the drone's side of it, are in `assignment.rs`.
 
 use domain::{
-    Account, Changes, Delivery, DeliveryPlan, DomainError, Drone, DroneStatus, ErrorKind,
-    Reschedule, Stage, distance_km,
+    Account, Aggregate, Delivery, DeliveryPlan, DomainError, Drone, DroneStatus, ErrorKind, FollowUp,
+    Reschedule, Stage,
 };
 use schemas::events::{
-    ConfirmationType, DeliveryCancelled, DeliveryCreated, DeliveryFailed, DeliveryRescheduled,
-    DroneAssigned, Event, NotificationRequested,
+    ConfirmationType, DeliveryCancelled, DeliveryCompleted, DeliveryCreated, DeliveryFailed,
+    DeliveryRescheduled, Event, NotificationRequested,
 };
 
 use crate::fixtures::*;
@@ -37,36 +40,72 @@ fn schedule(delivery: &Delivery, owner: &Account) -> Result<Vec<Event>, DomainEr
     )
 }
 
-fn assign(drone: Drone) -> impl FnOnce(&Delivery) -> Result<Changes, DomainError> {
-    move |delivery| delivery.assign_drone(DELIVERY, DRONE, &drone)
+/// What an assignment appends to each stream.
+#[derive(Debug, PartialEq)]
+struct Assignment {
+    drone: Vec<Event>,
+    delivery: Vec<Event>,
+}
+
+/// An assignment of `drone` (as `DRONE`) as the command side runs it: the delivery's job,
+/// the drone's reservation `attempt`, the delivery taking it.
+fn assign_with(
+    drone: Drone,
+    attempt: &'static str,
+) -> impl FnOnce(&Delivery) -> Result<Assignment, DomainError> {
+    move |delivery| {
+        let job = delivery.job()?;
+        let reserved = drone.reserve(DRONE, DELIVERY, &job, attempt)?;
+        let [Event::DroneAssigned(reservation)] = reserved.as_slice() else {
+            panic!("expected one reservation, got {reserved:?}");
+        };
+        let taken = delivery.assign_drone(reservation)?;
+        Ok(Assignment {
+            drone: reserved,
+            delivery: taken,
+        })
+    }
+}
+
+/// An assignment with the reservation `ATTEMPT`.
+fn assign(drone: Drone) -> impl FnOnce(&Delivery) -> Result<Assignment, DomainError> {
+    assign_with(drone, ATTEMPT)
 }
 
 fn stages_except(allowed: &[Stage]) -> impl Iterator<Item = Stage> {
     Stage::ALL.into_iter().filter(|s| !allowed.contains(s))
 }
 
-fn delivery_only(event: Event) -> Changes {
-    Changes {
-        delivery: vec![event],
-        drone: vec![],
-        drone_id: None,
+/// `DRONE`'s stream while it carries the delivery in `stage` (`delivery_in`'s histories).
+fn drone_for(stage: Stage) -> Vec<Event> {
+    match stage {
+        Stage::HeadedToPickup => vec![drone_registered(), drone_assigned()],
+        Stage::HeadedToDropoff => vec![drone_registered(), drone_assigned(), picked_up()],
+        _ => vec![drone_registered()],
     }
 }
 
-fn on_both_streams(event: Event) -> Changes {
-    Changes {
-        delivery: vec![event.clone()],
-        drone: vec![event],
-        drone_id: Some(DRONE.into()),
-    }
+/// What `DRONE`'s stream (`drone_history`) appends once the delivery's stream is
+/// `delivery_history` followed by `events`.
+fn drone_follows(drone_history: &[Event], delivery_history: &[Event], events: &[Event]) -> FollowUp {
+    let delivery: Delivery = state(&[delivery_history, events].concat());
+    drone(drone_history).follow(DRONE, DELIVERY, &delivery)
 }
 
-fn releasing(event: Event, reason: &str) -> Changes {
-    Changes {
-        delivery: vec![event],
-        drone: vec![drone_unassigned(DELIVERY, DRONE, reason)],
-        drone_id: Some(DRONE.into()),
-    }
+/// The drone's copy of a completion: the same facts, the proof stays with the delivery.
+fn completion_copy(confirmation_type: ConfirmationType) -> Event {
+    Event::DeliveryCompleted(DeliveryCompleted {
+        blob: None,
+        ..match completed_with(confirmation_type) {
+            Event::DeliveryCompleted(e) => e,
+            other => unreachable!("{other:?}"),
+        }
+    })
+}
+
+/// The drone's release after the delivery let go of its reservation `ATTEMPT`.
+fn release(reason: &str) -> FollowUp {
+    FollowUp::Append(vec![drone_unassigned(DELIVERY, DRONE, reason)])
 }
 
 fn stage_forbids(action: &'static str, stage: Stage) -> DomainError {
@@ -159,46 +198,60 @@ fn scheduling_records_expedition_and_required_confirmation() {
 }
 
 // --- assigning a drone -------------------------------------------------------------
+// The drone's side (idle, payload, range, one delivery at a time) is checked by its
+// reservation: see `assignment.rs`. The delivery's side is here.
 
 #[test]
-fn an_idle_drone_that_fits_is_assigned_on_both_streams_with_its_route_from_home() {
-    let route_km = distance_km(&home(), &pickup())
-        + distance_km(&pickup(), &dropoff())
-        + distance_km(&dropoff(), &home());
-    given([delivery_created()])
+fn an_idle_drone_that_fits_is_reserved_and_the_delivery_takes_the_same_reservation() {
+    let outcome = given([delivery_created()])
         .when(assign(idle_drone()))
-        .then_expect(on_both_streams(Event::DroneAssigned(DroneAssigned {
-            delivery_id: DELIVERY.into(),
-            drone_id: DRONE.into(),
-            route_km,
-        })));
-    // A sanity check on the arithmetic: ~13.5 km round trip.
-    assert!((13.0..14.5).contains(&route_km), "{route_km}");
+        .then_accepted();
+    let [Event::DroneAssigned(reservation)] = outcome.drone.as_slice() else {
+        panic!("expected one reservation, got {:?}", outcome.drone);
+    };
+    assert_eq!(
+        (reservation.delivery_id.as_str(), reservation.drone_id.as_str()),
+        (DELIVERY, DRONE)
+    );
+    assert_eq!(reservation.attempt, ATTEMPT);
+    assert_eq!(outcome.delivery, outcome.drone);
 }
 
 #[test]
 fn an_assigned_delivery_is_headed_to_pickup_and_its_drone_is_assigned() {
-    let changes = given([delivery_created()])
+    let outcome = given([delivery_created()])
         .when(assign(idle_drone()))
         .then_accepted();
-    let delivery = state::<Delivery>(&[&[delivery_created()], &changes.delivery[..]].concat());
+    let delivery = state::<Delivery>(&[&[delivery_created()], &outcome.delivery[..]].concat());
     assert_eq!(delivery.stage, Some(Stage::HeadedToPickup));
     assert_eq!(delivery.drone_id.as_deref(), Some(DRONE));
+    assert_eq!(delivery.attempt.as_deref(), Some(ATTEMPT));
+    assert!(delivery.holds(DRONE, ATTEMPT));
     assert!(delivery.assigned_at.is_some() && delivery.route_km.is_some());
 
-    let drone = state::<Drone>(&[&[drone_registered()], &changes.drone[..]].concat());
+    let drone = state::<Drone>(&[&[drone_registered()], &outcome.drone[..]].concat());
     assert_eq!(drone.status, Some(DroneStatus::Assigned));
     assert_eq!(drone.delivery_id.as_deref(), Some(DELIVERY));
+    assert_eq!(drone.attempt.as_deref(), Some(ATTEMPT));
+    // Both streams say the same: nothing follows.
+    assert_eq!(drone.follow(DRONE, DELIVERY, &delivery), FollowUp::InLine);
 }
 
 #[test]
 fn no_delivery_is_ever_assigned_two_drones() {
-    let other = drone(&[drone_registered()]);
+    let has_drone = DomainError::DeliveryAlreadyHasDrone {
+        drone_id: DRONE.into(),
+    };
+    // Before any drone is reserved for it...
     given([delivery_created(), drone_assigned()])
-        .when(|delivery: &Delivery| delivery.assign_drone(DELIVERY, OTHER_DRONE, &other))
-        .then_error(DomainError::DeliveryAlreadyHasDrone {
-            drone_id: DRONE.into(),
-        });
+        .when(|delivery: &Delivery| delivery.job())
+        .then_error(has_drone.clone());
+    // ...and at the commit, when another drone was reserved meanwhile.
+    given([delivery_created(), drone_assigned()])
+        .when(|delivery: &Delivery| {
+            delivery.assign_drone(&reservation(DELIVERY, OTHER_DRONE, OTHER_ATTEMPT))
+        })
+        .then_error(has_drone);
 }
 
 #[test]
@@ -208,107 +261,6 @@ fn no_delivery_is_assigned_a_second_drone_after_pickup() {
         .then_error(DomainError::DeliveryAlreadyHasDrone {
             drone_id: DRONE.into(),
         });
-}
-
-#[test]
-fn no_drone_carries_two_deliveries_at_once() {
-    let busy = drone(&[drone_registered(), drone_assigned_to(OTHER_DELIVERY, DRONE)]);
-    given([delivery_created()]).when(assign(busy)).then_error(
-        DomainError::DroneCarriesAnotherDelivery {
-            drone_id: DRONE.into(),
-            delivery_id: OTHER_DELIVERY.into(),
-        },
-    );
-}
-
-#[test]
-fn no_drone_carrying_a_package_is_assigned_another_delivery() {
-    let flying = drone(&[
-        drone_registered(),
-        drone_assigned_to(OTHER_DELIVERY, DRONE),
-        picked_up_by(OTHER_DELIVERY, DRONE),
-    ]);
-    given([delivery_created()])
-        .when(assign(flying))
-        .then_error_kind(ErrorKind::Conflict);
-}
-
-#[test]
-fn a_drone_that_is_not_idle_is_not_assigned() {
-    let grounded = drone(&[drone_registered(), drone_grounded()]);
-    given([delivery_created()])
-        .when(assign(grounded))
-        .then_error(DomainError::DroneNotIdle {
-            drone_id: DRONE.into(),
-            status: DroneStatus::Grounded,
-        });
-    let returning = drone(&[
-        drone_registered(),
-        drone_assigned_to(OTHER_DELIVERY, DRONE),
-        picked_up_by(OTHER_DELIVERY, DRONE),
-        Event::DeliveryCompleted(schemas::events::DeliveryCompleted {
-            delivery_id: OTHER_DELIVERY.into(),
-            drone_id: DRONE.into(),
-            confirmation_type: ConfirmationType::None,
-            location: dropoff(),
-            at: at(8, 0),
-            blob: None,
-        }),
-    ]);
-    given([delivery_created()])
-        .when(assign(returning))
-        .then_error(DomainError::DroneNotIdle {
-            drone_id: DRONE.into(),
-            status: DroneStatus::Returning,
-        });
-}
-
-#[test]
-fn an_unknown_drone_is_not_assigned() {
-    given([delivery_created()])
-        .when(assign(Drone::default()))
-        .then_error(DomainError::UnknownDrone {
-            drone_id: DRONE.into(),
-        });
-}
-
-#[test]
-fn a_drone_is_never_assigned_a_package_over_its_payload() {
-    given([delivery_created_with(5.01, ConfirmationType::None)])
-        .when(assign(idle_drone()))
-        .then_error(DomainError::OverPayload {
-            weight_kg: 5.01,
-            payload_kg: PAYLOAD_KG,
-        });
-}
-
-#[test]
-fn a_package_of_exactly_the_payload_is_assigned() {
-    given([delivery_created_with(PAYLOAD_KG, ConfirmationType::None)])
-        .when(assign(idle_drone()))
-        .then_accepted();
-}
-
-#[test]
-fn a_drone_is_never_assigned_a_route_over_its_range() {
-    let short_range = drone(&[drone_registered_with(PAYLOAD_KG, 10.0)]);
-    let error = given([delivery_created()])
-        .when(assign(short_range))
-        .then_error_kind(ErrorKind::Rule);
-    assert!(
-        matches!(error, DomainError::OverRange { range_km, route_km } if range_km == 10.0 && route_km > 10.0),
-        "{error:?}"
-    );
-}
-
-#[test]
-fn the_command_side_checks_the_route_from_home_and_leaves_position_and_battery_to_dispatch() {
-    // Its reports put the drone in Portland with 5% left: observations the command side
-    // does not fold. The workflow checks them (see the flight tests).
-    let far_away = drone(&[drone_registered()]);
-    given([delivery_created()])
-        .when(assign(far_away))
-        .then_accepted();
 }
 
 #[test]
@@ -333,16 +285,27 @@ fn a_finished_delivery_is_not_assigned_a_drone() {
         given(delivery_in(stage))
             .when(assign(idle_drone()))
             .then_error(stage_forbids("assign a drone to", stage));
+        // Nor does it take a reservation made before it finished.
+        given(delivery_in(stage))
+            .when(|delivery: &Delivery| {
+                delivery.assign_drone(&reservation(DELIVERY, OTHER_DRONE, OTHER_ATTEMPT))
+            })
+            .then_error(stage_forbids("assign a drone to", stage));
     }
 }
 
 // --- pickup and completion ---------------------------------------------------------
 
 #[test]
-fn a_delivery_headed_to_pickup_is_picked_up_on_both_streams() {
-    given(delivery_in(Stage::HeadedToPickup))
+fn a_delivery_headed_to_pickup_is_picked_up_and_its_drone_follows() {
+    let history = delivery_in(Stage::HeadedToPickup);
+    given(history.clone())
         .when(|delivery: &Delivery| delivery.pick_up(DELIVERY, at(10, 5)))
-        .then_expect(on_both_streams(picked_up()));
+        .then_expect(vec![picked_up()]);
+    assert_eq!(
+        drone_follows(&drone_for(Stage::HeadedToPickup), &history, &[picked_up()]),
+        FollowUp::Append(vec![picked_up()])
+    );
 }
 
 #[test]
@@ -361,12 +324,17 @@ fn only_a_delivery_headed_to_pickup_is_picked_up() {
 }
 
 #[test]
-fn a_delivery_headed_to_dropoff_is_completed_on_both_streams() {
-    given(delivery_in(Stage::HeadedToDropoff))
+fn a_delivery_headed_to_dropoff_is_completed_and_its_drone_follows() {
+    let history = delivery_in(Stage::HeadedToDropoff);
+    given(history.clone())
         .when(|delivery: &Delivery| {
             delivery.complete(DELIVERY, &confirmation(ConfirmationType::None))
         })
-        .then_expect(on_both_streams(completed()));
+        .then_expect(vec![completed()]);
+    assert_eq!(
+        drone_follows(&drone_for(Stage::HeadedToDropoff), &history, &[completed()]),
+        FollowUp::Append(vec![completion_copy(ConfirmationType::None)])
+    );
 }
 
 #[test]
@@ -374,6 +342,11 @@ fn a_completed_delivery_is_completed_and_its_drone_returns() {
     let delivery: Delivery = state(&delivery_in(Stage::Completed));
     assert_eq!(delivery.stage, Some(Stage::Completed));
     assert_eq!(delivery.drone_id.as_deref(), Some(DRONE));
+    let mut drone_history = drone_for(Stage::HeadedToDropoff);
+    drone_history.push(completion_copy(ConfirmationType::None));
+    let drone = drone(&drone_history);
+    assert_eq!(drone.status, Some(DroneStatus::Returning));
+    assert_eq!((drone.delivery_id, drone.attempt), (None, None));
 }
 
 #[test]
@@ -391,13 +364,19 @@ fn completion_needs_the_required_confirmation() {
             required: ConfirmationType::FingerPrint,
             given: ConfirmationType::Picture,
         });
-    given(history)
+    given(history.clone())
         .when(|delivery: &Delivery| {
             delivery.complete(DELIVERY, &confirmation(ConfirmationType::FingerPrint))
         })
-        .then_expect(on_both_streams(completed_with(
-            ConfirmationType::FingerPrint,
-        )));
+        .then_expect(vec![completed_with(ConfirmationType::FingerPrint)]);
+    assert_eq!(
+        drone_follows(
+            &drone_for(Stage::HeadedToDropoff),
+            &history,
+            &[completed_with(ConfirmationType::FingerPrint)]
+        ),
+        FollowUp::Append(vec![completion_copy(ConfirmationType::FingerPrint)])
+    );
 }
 
 #[test]
@@ -437,29 +416,42 @@ fn only_a_delivery_headed_to_dropoff_is_completed() {
 fn a_delivery_without_a_drone_is_cancelled_on_its_own_stream() {
     for stage in [Stage::Created, Stage::Rescheduled] {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.cancel(DELIVERY, Some("changed mind".into())))
-            .then_expect(delivery_only(Event::DeliveryCancelled(DeliveryCancelled {
+            .when(|delivery: &Delivery| delivery.cancel(Some("changed mind".into())))
+            .then_expect(vec![Event::DeliveryCancelled(DeliveryCancelled {
                 reason: Some("changed mind".into()),
-            })));
+            })]);
+        // An idle drone has nothing to follow.
+        assert_eq!(
+            drone_follows(&drone_for(stage), &delivery_in(stage), &[cancelled()]),
+            FollowUp::InLine
+        );
     }
 }
 
 #[test]
 fn cancelling_a_delivery_headed_to_pickup_releases_its_drone() {
-    given(delivery_in(Stage::HeadedToPickup))
-        .when(|delivery: &Delivery| delivery.cancel(DELIVERY, None))
-        .then_expect(releasing(cancelled(), "cancelled"));
+    let history = delivery_in(Stage::HeadedToPickup);
+    given(history.clone())
+        .when(|delivery: &Delivery| delivery.cancel(None))
+        .then_expect(vec![cancelled()]);
+    assert_eq!(
+        drone_follows(&drone_for(Stage::HeadedToPickup), &history, &[cancelled()]),
+        release("cancelled")
+    );
 }
 
 #[test]
 fn a_drone_released_by_a_cancellation_can_take_another_delivery() {
-    let changes = given(delivery_in(Stage::HeadedToPickup))
-        .when(|delivery: &Delivery| delivery.cancel(DELIVERY, None))
-        .then_accepted();
-    let released = drone(&[&[drone_registered(), drone_assigned()], &changes.drone[..]].concat());
+    let drone_history = drone_for(Stage::HeadedToPickup);
+    let FollowUp::Append(release) =
+        drone_follows(&drone_history, &delivery_in(Stage::HeadedToPickup), &[cancelled()])
+    else {
+        panic!("the cancellation releases the drone");
+    };
+    let released = drone(&[drone_history, release].concat());
     assert!(released.is_idle());
     given([delivery_created()])
-        .when(|delivery: &Delivery| delivery.assign_drone(OTHER_DELIVERY, DRONE, &released))
+        .when(|other: &Delivery| released.reserve(DRONE, OTHER_DELIVERY, &other.job()?, OTHER_ATTEMPT))
         .then_accepted();
 }
 
@@ -467,7 +459,7 @@ fn a_drone_released_by_a_cancellation_can_take_another_delivery() {
 fn a_delivery_is_cancelled_only_before_pickup() {
     for stage in stages_except(&[Stage::Created, Stage::Rescheduled, Stage::HeadedToPickup]) {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.cancel(DELIVERY, None))
+            .when(|delivery: &Delivery| delivery.cancel(None))
             .then_error(stage_forbids("cancel", stage));
     }
 }
@@ -489,15 +481,13 @@ fn rescheduling_merges_the_changes_into_the_plan() {
     let new_dropoff = point(47.65, -122.35);
     let changes = Reschedule::new(None, Some(new_dropoff), None, Some(at(14, 0))).expect("valid");
     given([delivery_created()])
-        .when(|delivery: &Delivery| delivery.reschedule(DELIVERY, &changes))
-        .then_expect(delivery_only(Event::DeliveryRescheduled(
-            DeliveryRescheduled {
-                pickup: pickup(),
-                dropoff: new_dropoff,
-                pickup_time: Some(at(10, 0)),
-                deadline: Some(at(14, 0)),
-            },
-        )));
+        .when(|delivery: &Delivery| delivery.reschedule(&changes))
+        .then_expect(vec![Event::DeliveryRescheduled(DeliveryRescheduled {
+            pickup: pickup(),
+            dropoff: new_dropoff,
+            pickup_time: Some(at(10, 0)),
+            deadline: Some(at(14, 0)),
+        })]);
 }
 
 #[test]
@@ -510,26 +500,41 @@ fn a_rescheduled_delivery_is_rescheduled_with_its_new_plan() {
 
 #[test]
 fn rescheduling_a_delivery_headed_to_pickup_releases_its_drone() {
-    given(delivery_in(Stage::HeadedToPickup))
-        .when(|delivery: &Delivery| delivery.reschedule(DELIVERY, &later()))
-        .then_expect(releasing(rescheduled(), "rescheduled"));
+    let history = delivery_in(Stage::HeadedToPickup);
+    given(history.clone())
+        .when(|delivery: &Delivery| delivery.reschedule(&later()))
+        .then_expect(vec![rescheduled()]);
+    assert_eq!(
+        drone_follows(&drone_for(Stage::HeadedToPickup), &history, &[rescheduled()]),
+        release("rescheduled")
+    );
 }
 
 #[test]
-fn a_rescheduled_delivery_waits_for_a_drone_again() {
+fn a_rescheduled_delivery_waits_for_a_drone_again_with_a_new_reservation() {
     let mut history = delivery_in(Stage::HeadedToPickup);
     history.push(rescheduled());
     let delivery: Delivery = state(&history);
     assert_eq!(delivery.stage, Some(Stage::Rescheduled));
-    assert_eq!(delivery.drone_id, None);
+    assert_eq!((delivery.drone_id, delivery.attempt), (None, None));
     assert_eq!(delivery.assigned_at, None);
+    assert_eq!(delivery.released, vec![ATTEMPT.to_owned()]);
+    // The reservation it let go of is never taken again; a new one is.
+    given(history.clone())
+        .when(assign(idle_drone()))
+        .then_error(DomainError::ReservationGivenUp {
+            drone_id: DRONE.into(),
+        });
+    given(history)
+        .when(assign_with(idle_drone(), OTHER_ATTEMPT))
+        .then_accepted();
 }
 
 #[test]
 fn a_delivery_is_rescheduled_only_before_pickup() {
     for stage in stages_except(&[Stage::Created, Stage::Rescheduled, Stage::HeadedToPickup]) {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.reschedule(DELIVERY, &later()))
+            .when(|delivery: &Delivery| delivery.reschedule(&later()))
             .then_error(stage_forbids("reschedule", stage));
     }
 }
@@ -539,11 +544,11 @@ fn a_rescheduled_plan_keeps_its_deadline_after_its_pickup_time() {
     // The delivery's deadline is 12:00; moving the pickup to 12:30 alone would void it.
     let too_late = Reschedule::new(None, None, Some(at(12, 30)), None).expect("valid");
     given([delivery_created()])
-        .when(|delivery: &Delivery| delivery.reschedule(DELIVERY, &too_late))
+        .when(|delivery: &Delivery| delivery.reschedule(&too_late))
         .then_error(DomainError::DeadlineNotAfterPickupTime);
     let early_deadline = Reschedule::new(None, None, None, Some(at(9, 0))).expect("valid");
     given([delivery_created()])
-        .when(|delivery: &Delivery| delivery.reschedule(DELIVERY, &early_deadline))
+        .when(|delivery: &Delivery| delivery.reschedule(&early_deadline))
         .then_error(DomainError::DeadlineNotAfterPickupTime);
 }
 
@@ -558,13 +563,23 @@ fn a_delivery_fails_from_any_unfinished_stage_releasing_its_drone() {
     };
     for stage in [Stage::Created, Stage::Rescheduled] {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.fail(DELIVERY, "no drone".into()))
-            .then_expect(delivery_only(failed_with("no drone")));
+            .when(|delivery: &Delivery| delivery.fail("no drone".into()))
+            .then_expect(vec![failed_with("no drone")]);
+        assert_eq!(
+            drone_follows(&drone_for(stage), &delivery_in(stage), &[failed_with("no drone")]),
+            FollowUp::InLine
+        );
     }
     for stage in [Stage::HeadedToPickup, Stage::HeadedToDropoff] {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.fail(DELIVERY, "drone grounded".into()))
-            .then_expect(releasing(failed_with("drone grounded"), "drone grounded"));
+            .when(|delivery: &Delivery| delivery.fail("drone grounded".into()))
+            .then_expect(vec![failed_with("drone grounded")]);
+        // The drone's release gives the failure's reason.
+        assert_eq!(
+            drone_follows(&drone_for(stage), &delivery_in(stage), &[failed_with("drone grounded")]),
+            release("drone grounded"),
+            "{stage}"
+        );
     }
 }
 
@@ -572,7 +587,7 @@ fn a_delivery_fails_from_any_unfinished_stage_releasing_its_drone() {
 fn a_finished_delivery_cannot_fail() {
     for stage in [Stage::Completed, Stage::Cancelled, Stage::Failed] {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.fail(DELIVERY, "late".into()))
+            .when(|delivery: &Delivery| delivery.fail("late".into()))
             .then_error(stage_forbids("fail", stage));
     }
 }
@@ -584,14 +599,16 @@ fn a_failed_delivery_is_failed() {
 }
 
 #[test]
-fn a_drone_headed_to_pickup_is_unassigned_on_both_streams() {
-    given(delivery_in(Stage::HeadedToPickup))
+fn a_drone_headed_to_pickup_is_unassigned_and_released_on_its_stream() {
+    let history = delivery_in(Stage::HeadedToPickup);
+    let unassigned = drone_unassigned(DELIVERY, DRONE, "drone grounded");
+    given(history.clone())
         .when(|delivery: &Delivery| delivery.unassign_drone(DELIVERY, "drone grounded"))
-        .then_expect(on_both_streams(drone_unassigned(
-            DELIVERY,
-            DRONE,
-            "drone grounded",
-        )));
+        .then_expect(vec![unassigned.clone()]);
+    assert_eq!(
+        drone_follows(&drone_for(Stage::HeadedToPickup), &history, &[unassigned]),
+        release("released by the delivery")
+    );
 }
 
 #[test]
@@ -600,8 +617,16 @@ fn an_unassigned_delivery_waits_for_a_drone_again() {
     history.push(drone_unassigned(DELIVERY, DRONE, "drone grounded"));
     let delivery: Delivery = state(&history);
     assert_eq!(delivery.stage, Some(Stage::Created));
-    assert_eq!(delivery.drone_id, None);
-    given(history).when(assign(idle_drone())).then_accepted();
+    assert_eq!((delivery.drone_id, delivery.attempt), (None, None));
+    assert_eq!(delivery.released, vec![ATTEMPT.to_owned()]);
+    given(history.clone())
+        .when(assign(idle_drone()))
+        .then_error(DomainError::ReservationGivenUp {
+            drone_id: DRONE.into(),
+        });
+    given(history)
+        .when(assign_with(idle_drone(), OTHER_ATTEMPT))
+        .then_accepted();
 }
 
 #[test]
@@ -669,21 +694,44 @@ fn a_finished_delivery_takes_no_notification_request() {
 
 #[test]
 fn commands_to_an_unknown_delivery_are_not_found() {
-    let not_found = |outcome: Result<Changes, DomainError>| {
+    let not_found = |outcome: Result<Vec<Event>, DomainError>| {
         assert_eq!(outcome, Err(DomainError::DeliveryNotFound));
     };
     let nothing = Delivery::default();
-    not_found(nothing.assign_drone(DELIVERY, DRONE, &idle_drone()));
-    not_found(nothing.reschedule(DELIVERY, &later()));
+    assert_eq!(nothing.job(), Err(DomainError::DeliveryNotFound));
+    not_found(nothing.assign_drone(&reservation(DELIVERY, DRONE, ATTEMPT)));
+    not_found(nothing.reschedule(&later()));
     not_found(nothing.unassign_drone(DELIVERY, "x"));
     not_found(nothing.pick_up(DELIVERY, at(9, 0)));
     not_found(nothing.complete(DELIVERY, &confirmation(ConfirmationType::None)));
-    not_found(nothing.cancel(DELIVERY, None));
-    not_found(nothing.fail(DELIVERY, "x".into()));
-    assert_eq!(
-        nothing.request_notifications(Some("me@example.com".into()), None),
-        Err(DomainError::DeliveryNotFound)
-    );
+    not_found(nothing.cancel(None));
+    not_found(nothing.fail("x".into()));
+    not_found(nothing.request_notifications(Some("me@example.com".into()), None));
+}
+
+/// Appends `events` to the stream whose state is `state`.
+fn record<A: Aggregate>(state: &mut A, events: &[Event]) {
+    events.iter().for_each(|event| state.apply(event, at(9, 0)));
+}
+
+/// Runs an accepted command on `state` and appends its events; returns them.
+#[track_caller]
+fn run<A: Aggregate>(
+    state: &mut A,
+    command: impl FnOnce(&A) -> Result<Vec<Event>, DomainError>,
+) -> Vec<Event> {
+    let events = command(state).unwrap_or_else(|error| panic!("refused: {error}"));
+    record(state, &events);
+    events
+}
+
+/// What the command side runs after each delivery command: the drone follows.
+fn follow(drone: &mut Drone, delivery: &Delivery) {
+    match drone.follow(DRONE, DELIVERY, delivery) {
+        FollowUp::Append(events) => record(drone, &events),
+        FollowUp::InLine => {}
+        undecided @ FollowUp::Undecided { .. } => panic!("{undecided:?}"),
+    }
 }
 
 #[test]
@@ -691,44 +739,33 @@ fn a_delivery_goes_from_created_to_completed_and_its_drone_back_to_idle() {
     let owner = account(&[account_registered()]);
     let mut delivery = Delivery::default();
     let mut drone = Drone::default();
-    for event in drone
-        .register(&drone_spec(PAYLOAD_KG, RANGE_KM))
-        .expect("registered")
-    {
-        drone.apply(&event, at(9, 0));
-    }
-    for event in schedule(&delivery, &owner).expect("scheduled") {
-        delivery.apply(&event, at(9, 0));
-    }
-    let record = |changes: Changes, delivery: &mut Delivery, drone: &mut Drone| {
-        changes
-            .delivery
-            .iter()
-            .for_each(|e| delivery.apply(e, at(9, 0)));
-        changes.drone.iter().for_each(|e| drone.apply(e, at(9, 0)));
-    };
+    run(&mut drone, |d| d.register(&drone_spec(PAYLOAD_KG, RANGE_KM)));
+    run(&mut delivery, |d| schedule(d, &owner));
 
-    let changes = delivery
-        .assign_drone(DELIVERY, DRONE, &drone)
-        .expect("assigned");
-    record(changes, &mut delivery, &mut drone);
+    let job = delivery.job().expect("awaits a drone");
+    let reserved = run(&mut drone, |d| d.reserve(DRONE, DELIVERY, &job, ATTEMPT));
+    let [Event::DroneAssigned(reservation)] = reserved.as_slice() else {
+        panic!("{reserved:?}");
+    };
+    run(&mut delivery, |d| d.assign_drone(reservation));
+    follow(&mut drone, &delivery);
     assert_eq!(delivery.stage, Some(Stage::HeadedToPickup));
     assert_eq!(drone.status, Some(DroneStatus::Assigned));
 
-    let changes = delivery.pick_up(DELIVERY, at(9, 10)).expect("picked up");
-    record(changes, &mut delivery, &mut drone);
+    run(&mut delivery, |d| d.pick_up(DELIVERY, at(9, 10)));
+    follow(&mut drone, &delivery);
     assert_eq!(delivery.stage, Some(Stage::HeadedToDropoff));
     assert_eq!(drone.status, Some(DroneStatus::EnRouteToDropoff));
 
     let proof = confirmation(ConfirmationType::None);
-    let changes = delivery.complete(DELIVERY, &proof).expect("completed");
-    record(changes, &mut delivery, &mut drone);
+    run(&mut delivery, |d| d.complete(DELIVERY, &proof));
+    follow(&mut drone, &delivery);
     assert_eq!(delivery.stage, Some(Stage::Completed));
     assert_eq!(drone.status, Some(DroneStatus::Returning));
     assert_eq!(drone.delivery_id, None);
+    // Following again changes nothing.
+    assert_eq!(drone.follow(DRONE, DELIVERY, &delivery), FollowUp::InLine);
 
-    for event in drone.return_to_service().expect("returned") {
-        drone.apply(&event, at(9, 0));
-    }
+    run(&mut drone, Drone::return_to_service);
     assert!(drone.is_idle());
 }

@@ -184,6 +184,7 @@ fn assignment(delivery_id: &str, drone_id: &str) -> Event {
         delivery_id: delivery_id.into(),
         drone_id: drone_id.into(),
         route_km: 13.5,
+        attempt: format!("{drone_id}-for-{delivery_id}"),
     })
 }
 

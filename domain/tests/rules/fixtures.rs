@@ -11,6 +11,9 @@ pub const OTHER_DRONE: &str = "drone-2";
 pub const DELIVERY: &str = "delivery-1";
 pub const OTHER_DELIVERY: &str = "delivery-2";
 pub const PACKAGE: &str = "package-1";
+/// The id of a drone's reservation (the `attempt` of its `DroneAssigned`).
+pub const ATTEMPT: &str = "attempt-1";
+pub const OTHER_ATTEMPT: &str = "attempt-2";
 
 pub const PAYLOAD_KG: f64 = 5.0;
 pub const RANGE_KM: f64 = 40.0;
@@ -131,12 +134,23 @@ pub fn delivery_created() -> Event {
     delivery_created_with(WEIGHT_KG, ConfirmationType::None)
 }
 
-pub fn drone_assigned_to(delivery_id: &str, drone_id: &str) -> Event {
-    Event::DroneAssigned(DroneAssigned {
+/// The reservation `attempt` of `drone_id` for `delivery_id`: on the drone's stream it
+/// reserves the drone, on the delivery's the delivery takes it.
+pub fn reservation(delivery_id: &str, drone_id: &str, attempt: &str) -> DroneAssigned {
+    DroneAssigned {
         delivery_id: delivery_id.into(),
         drone_id: drone_id.into(),
         route_km: 12.0,
-    })
+        attempt: attempt.into(),
+    }
+}
+
+pub fn reserved(delivery_id: &str, drone_id: &str, attempt: &str) -> Event {
+    Event::DroneAssigned(reservation(delivery_id, drone_id, attempt))
+}
+
+pub fn drone_assigned_to(delivery_id: &str, drone_id: &str) -> Event {
+    reserved(delivery_id, drone_id, ATTEMPT)
 }
 
 pub fn drone_assigned() -> Event {
@@ -199,15 +213,34 @@ pub fn rescheduled() -> Event {
     })
 }
 
-pub fn drone_unassigned(delivery_id: &str, drone_id: &str, reason: &str) -> Event {
+/// The drone let go of its reservation `attempt` (empty: a release written before
+/// reservations had ids).
+pub fn released(delivery_id: &str, drone_id: &str, attempt: &str, reason: &str) -> Event {
     Event::DroneUnassigned(DroneUnassigned {
         delivery_id: delivery_id.into(),
         drone_id: drone_id.into(),
         reason: reason.into(),
+        attempt: attempt.into(),
     })
 }
 
-/// The history of the delivery at each stage, with `DRONE` assigned where a drone is.
+/// The release of the reservation `ATTEMPT`.
+pub fn drone_unassigned(delivery_id: &str, drone_id: &str, reason: &str) -> Event {
+    released(delivery_id, drone_id, ATTEMPT, reason)
+}
+
+/// `DELIVERY` gave up `DRONE`'s reservation `attempt` before taking it.
+pub fn abandoned(attempt: &str) -> Event {
+    Event::AssignmentAbandoned(AssignmentAbandoned {
+        delivery_id: DELIVERY.into(),
+        drone_id: DRONE.into(),
+        attempt: attempt.into(),
+        reason: "the drone's reservation was never committed".into(),
+    })
+}
+
+/// The history of the delivery at each stage, with `DRONE` assigned (its reservation
+/// `ATTEMPT` taken) where a drone is.
 pub fn delivery_in(stage: domain::Stage) -> Vec<Event> {
     use domain::Stage::*;
     let mut history = vec![delivery_created()];

@@ -1,0 +1,525 @@
+//! Commands that change a delivery and its drone. The two live in different partitions,
+//! and one command's effect is one record of one partition (two records can be split by
+//! a failure, or by a takeover marker between them), so these commands are steps, each
+//! one record, with the delivery's stream as the commit point:
+//!
+//! - assign-drone: (1) the delivery can take a drone; (2) the drone is reserved on its
+//!   stream (`DroneAssigned` with a reservation id, the attempt); (3) the delivery takes
+//!   that reservation — or refuses it, and the compensation releases the drone.
+//! - every other delivery command: the delivery's record, then the drone's stream
+//!   *follows* it (picked up, completed, released), computed from the two states alone
+//!   ([`domain::Drone::follow`]).
+//!
+//! A step that failed leaves the drone pending; the reconciler runs it again (right
+//! after start-up for every drone that carries a delivery, then every second for the
+//! pending ones). A reservation whose commit neither landed nor was refused is
+//! abandoned at the delivery first, so a late commit cannot take it after its drone
+//! was released. Step ids derive from the command (its idempotency key gives the
+//! attempt), so a retried command finds its own reservation.
+
+use crate::error::CommandError;
+use crate::service::{
+    Accepted, CommandContext, CommandService, Draft, check_expected, derived_id, existing, ready,
+    replayed,
+};
+use api::{ConsistencyToken, Position};
+use domain::{Delivery, DomainError, Drone, FollowUp, Job};
+use schemas::events::{DroneAssigned, Event, Topic};
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// What following a drone's delivery came to.
+enum Followed {
+    /// The drone's stream says what the delivery's says (`at`: the record written, if any).
+    Done { at: Option<Position> },
+    /// The delivery has neither taken nor given up the reservation `attempt`.
+    Undecided {
+        delivery_id: String,
+        attempt: String,
+    },
+}
+
+/// Step 1 of an assignment.
+enum Asked {
+    /// A retry of an assignment that was carried out.
+    Replayed(Accepted),
+    Job(Job),
+}
+
+impl CommandService {
+    /// Assigns a drone to a delivery in three steps (see the module's documentation).
+    pub async fn assign_drone(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        drone_id: &str,
+    ) -> Result<Accepted, CommandError> {
+        let run = async {
+            let job = match self.settled(|| self.ask(ctx, id)).await? {
+                Asked::Replayed(done) => return Ok(done),
+                Asked::Job(job) => job,
+            };
+            // A retried command (same key) makes the same reservation.
+            let attempt = match &ctx.idempotency_key {
+                Some(key) => derived_id("reservation", key),
+                None => Uuid::new_v4().to_string(),
+            };
+            self.in_flight_set().insert(attempt.clone());
+            let assigned = self.reserve_and_commit(ctx, id, drone_id, &job, &attempt).await;
+            self.in_flight_set().remove(&attempt);
+            assigned
+        };
+        self.counted("assign-drone", run).await
+    }
+
+    async fn reserve_and_commit(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        drone_id: &str,
+        job: &Job,
+        attempt: &str,
+    ) -> Result<Accepted, CommandError> {
+        let (reservation, reserved_at) = self
+            .settled(|| self.reserve(ctx, drone_id, id, job, attempt))
+            .await?;
+        match self.settled(|| self.commit(ctx, id, &reservation)).await {
+            Ok(mut accepted) => {
+                accepted.token = ConsistencyToken::from_positions(
+                    accepted.token.positions.iter().copied().chain(reserved_at),
+                );
+                Ok(accepted)
+            }
+            Err(refused) if refused.is_refusal() => {
+                let why = format!("the delivery refused the assignment: {refused}");
+                let released = self
+                    .settled(|| self.release(ctx, drone_id, id, attempt, &why))
+                    .await;
+                if let Err(e) = released {
+                    tracing::warn!(drone_id, delivery_id = id, error = %e, "release failed; the reconciler retries it");
+                    self.pend(drone_id);
+                }
+                Err(refused)
+            }
+            Err(unknown) => {
+                // The commit may or may not have landed: the reconciler decides once the
+                // delivery's partition is settled.
+                self.pend(drone_id);
+                Err(unknown)
+            }
+        }
+    }
+
+    /// Step 1: the delivery can take a drone (and the caller's `If-Match` holds).
+    async fn ask(&self, ctx: &CommandContext, id: &str) -> Result<Asked, CommandError> {
+        let shard = self.deliveries.lock(id).await;
+        let stream = shard.get(id);
+        if let Some(done) = replayed(stream, ctx, id) {
+            return Ok(Asked::Replayed(done));
+        }
+        let stream = existing(&shard, id)?;
+        check_expected(Some(stream), ctx, "delivery", id)?;
+        Ok(Asked::Job(stream.state.job()?))
+    }
+
+    /// Step 2: the drone is reserved for the delivery (already, for a retried attempt).
+    async fn reserve(
+        &self,
+        ctx: &CommandContext,
+        drone_id: &str,
+        delivery_id: &str,
+        job: &Job,
+        attempt: &str,
+    ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
+        let mut shard = self.drones.lock(drone_id).await;
+        ready(
+            &shard.fence,
+            Topic::Drones,
+            self.drones.partition_of(drone_id),
+        )?;
+        let unknown = Drone::default();
+        let stream = shard.get(drone_id);
+        let drone = stream.map_or(&unknown, |s| &s.state);
+        let events = drone.reserve(drone_id, delivery_id, job, attempt)?;
+        let reservation = DroneAssigned {
+            delivery_id: delivery_id.to_owned(),
+            drone_id: drone_id.to_owned(),
+            route_km: job.route_km(&drone.home, &drone.home),
+            attempt: attempt.to_owned(),
+        };
+        if events.is_empty() {
+            return Ok((reservation, None)); // reserved by an earlier try of this command
+        }
+        let version = stream.map_or(0, |s| s.version);
+        let mut draft = Draft::new(ctx);
+        draft.add(Topic::Drones, drone_id, version, events);
+        let at = self
+            .append(
+                "assign-drone",
+                &mut shard.fence,
+                Topic::Drones,
+                drone_id,
+                &draft,
+            )
+            .await?;
+        shard
+            .entry(drone_id)
+            .record(draft.of(Topic::Drones, drone_id));
+        Ok((reservation, Some(at)))
+    }
+
+    /// Step 3, the commit point: the delivery takes the reservation.
+    async fn commit(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        reservation: &DroneAssigned,
+    ) -> Result<Accepted, CommandError> {
+        let mut shard = self.deliveries.lock(id).await;
+        if let Some(done) = replayed(shard.get(id), ctx, id) {
+            return Ok(done);
+        }
+        let stream = existing(&shard, id)?;
+        check_expected(Some(stream), ctx, "delivery", id)?;
+        ready(
+            &shard.fence,
+            Topic::Deliveries,
+            self.deliveries.partition_of(id),
+        )?;
+        let events = stream.state.assign_drone(reservation)?;
+        let version = stream.version;
+        if events.is_empty() {
+            // Taken by an earlier try whose answer was lost.
+            return Ok(Accepted {
+                id: id.to_owned(),
+                version,
+                token: ConsistencyToken::default(),
+                replayed: true,
+            });
+        }
+        let mut draft = Draft::new(ctx);
+        let version = draft.add(Topic::Deliveries, id, version, events);
+        let at = self
+            .append(
+                "assign-drone",
+                &mut shard.fence,
+                Topic::Deliveries,
+                id,
+                &draft,
+            )
+            .await?;
+        let token = ConsistencyToken::from_positions([at]);
+        let stream = shard.entry(id);
+        stream.record(draft.of(Topic::Deliveries, id));
+        if let Some(key) = &ctx.idempotency_key {
+            stream.remember(
+                key.clone(),
+                crate::state::Outcome {
+                    version,
+                    token: token.clone(),
+                },
+            );
+        }
+        Ok(Accepted {
+            id: id.to_owned(),
+            version,
+            token,
+            replayed: false,
+        })
+    }
+
+    /// The compensation: the drone is released of the reservation `attempt`.
+    async fn release(
+        &self,
+        ctx: &CommandContext,
+        drone_id: &str,
+        delivery_id: &str,
+        attempt: &str,
+        reason: &str,
+    ) -> Result<Option<Position>, CommandError> {
+        let mut shard = self.drones.lock(drone_id).await;
+        ready(
+            &shard.fence,
+            Topic::Drones,
+            self.drones.partition_of(drone_id),
+        )?;
+        let Some(stream) = shard.get(drone_id) else {
+            return Ok(None);
+        };
+        let events = stream.state.release(drone_id, delivery_id, attempt, reason);
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let mut draft = Draft::new(ctx);
+        draft.add(Topic::Drones, drone_id, stream.version, events);
+        let at = self
+            .append(
+                "release-drone",
+                &mut shard.fence,
+                Topic::Drones,
+                drone_id,
+                &draft,
+            )
+            .await?;
+        shard
+            .entry(drone_id)
+            .record(draft.of(Topic::Drones, drone_id));
+        Ok(Some(at))
+    }
+
+    /// A command on a delivery alone; then its drone's stream follows it. The command
+    /// counts once the delivery's record does: a follow-up that fails is left to the
+    /// reconciler, and the answer's token then covers the delivery only.
+    pub(crate) async fn on_delivery(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        command: &'static str,
+        decide: impl Fn(&Delivery) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<Accepted, CommandError> {
+        let run = async {
+            let (mut accepted, drone) = self
+                .settled(|| self.on_delivery_once(ctx, id, command, &decide))
+                .await?;
+            if let Some(drone_id) = drone {
+                match self.settled(|| self.follow(ctx, &drone_id)).await {
+                    Ok(Followed::Done { at: Some(at) }) => {
+                        accepted.token = ConsistencyToken::from_positions(
+                            accepted.token.positions.iter().copied().chain([at]),
+                        );
+                    }
+                    Ok(Followed::Done { at: None }) => {}
+                    Ok(Followed::Undecided { .. }) => self.pend(&drone_id),
+                    Err(e) => {
+                        tracing::warn!(drone_id, delivery_id = id, error = %e, "the drone's follow-up failed; the reconciler retries it");
+                        self.pend(&drone_id);
+                    }
+                }
+            }
+            Ok(accepted)
+        };
+        self.counted(command, run).await
+    }
+
+    /// The delivery's step; gives the drone it had or has.
+    async fn on_delivery_once(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        command: &'static str,
+        decide: &impl Fn(&Delivery) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(Accepted, Option<String>), CommandError> {
+        let mut shard = self.deliveries.lock(id).await;
+        let stream = shard.get(id);
+        if let Some(done) = replayed(stream, ctx, id) {
+            let drone = stream.and_then(|s| s.state.drone_id.clone());
+            return Ok((done, drone));
+        }
+        let stream = existing(&shard, id)?;
+        check_expected(Some(stream), ctx, "delivery", id)?;
+        ready(
+            &shard.fence,
+            Topic::Deliveries,
+            self.deliveries.partition_of(id),
+        )?;
+        let before = stream.state.drone_id.clone();
+        let events = decide(&stream.state)?;
+        let mut draft = Draft::new(ctx);
+        let version = draft.add(Topic::Deliveries, id, stream.version, events);
+        let at = self
+            .append(command, &mut shard.fence, Topic::Deliveries, id, &draft)
+            .await?;
+        let token = ConsistencyToken::from_positions([at]);
+        let stream = shard.entry(id);
+        stream.record(draft.of(Topic::Deliveries, id));
+        if let Some(key) = &ctx.idempotency_key {
+            stream.remember(
+                key.clone(),
+                crate::state::Outcome {
+                    version,
+                    token: token.clone(),
+                },
+            );
+        }
+        let drone = before.or_else(|| stream.state.drone_id.clone());
+        Ok((
+            Accepted {
+                id: id.to_owned(),
+                version,
+                token,
+                replayed: false,
+            },
+            drone,
+        ))
+    }
+
+    /// Brings the drone's stream in line with the delivery it carries.
+    async fn follow(&self, ctx: &CommandContext, drone_id: &str) -> Result<Followed, CommandError> {
+        // Drones come before deliveries in the lock order.
+        let mut shard = self.drones.lock(drone_id).await;
+        let Some(stream) = shard.get(drone_id) else {
+            return Ok(Followed::Done { at: None });
+        };
+        let Some(delivery_id) = stream.state.delivery_id.clone() else {
+            return Ok(Followed::Done { at: None });
+        };
+        let delivery = self
+            .deliveries
+            .lock(&delivery_id)
+            .await
+            .get(&delivery_id)
+            .map(|s| s.state.clone())
+            .unwrap_or_default();
+        let events = match stream.state.follow(drone_id, &delivery_id, &delivery) {
+            FollowUp::InLine => return Ok(Followed::Done { at: None }),
+            FollowUp::Undecided { attempt } => {
+                return Ok(Followed::Undecided {
+                    delivery_id,
+                    attempt,
+                });
+            }
+            FollowUp::Append(events) if events.is_empty() => {
+                return Ok(Followed::Done { at: None });
+            }
+            FollowUp::Append(events) => events,
+        };
+        ready(
+            &shard.fence,
+            Topic::Drones,
+            self.drones.partition_of(drone_id),
+        )?;
+        let mut draft = Draft::new(ctx);
+        draft.add(Topic::Drones, drone_id, stream.version, events);
+        let at = self
+            .append(
+                "follow-delivery",
+                &mut shard.fence,
+                Topic::Drones,
+                drone_id,
+                &draft,
+            )
+            .await?;
+        shard
+            .entry(drone_id)
+            .record(draft.of(Topic::Drones, drone_id));
+        Ok(Followed::Done { at: Some(at) })
+    }
+
+    /// Gives up a reservation whose commit stalled, at the delivery.
+    async fn abandon(
+        &self,
+        delivery_id: &str,
+        drone_id: &str,
+        attempt: &str,
+    ) -> Result<(), CommandError> {
+        let mut shard = self.deliveries.lock(delivery_id).await;
+        ready(
+            &shard.fence,
+            Topic::Deliveries,
+            self.deliveries.partition_of(delivery_id),
+        )?;
+        let Some(stream) = shard.get(delivery_id) else {
+            return Ok(());
+        };
+        let events = stream.state.abandon(delivery_id, drone_id, attempt);
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut draft = Draft::new(&CommandContext::default());
+        draft.add(Topic::Deliveries, delivery_id, stream.version, events);
+        self.append(
+            "abandon-assignment",
+            &mut shard.fence,
+            Topic::Deliveries,
+            delivery_id,
+            &draft,
+        )
+        .await?;
+        shard
+            .entry(delivery_id)
+            .record(draft.of(Topic::Deliveries, delivery_id));
+        Ok(())
+    }
+
+    /// Brings one drone's stream in line with its delivery's; true when it is.
+    async fn reconcile(&self, drone_id: &str) -> Result<bool, CommandError> {
+        let ctx = CommandContext::default();
+        for _ in 0..3 {
+            match self.settled(|| self.follow(&ctx, drone_id)).await? {
+                Followed::Done { .. } => return Ok(true),
+                Followed::Undecided {
+                    delivery_id,
+                    attempt,
+                } => {
+                    if self.in_flight_set().contains(&attempt) {
+                        return Ok(false); // its command is still deciding
+                    }
+                    self.settled(|| self.abandon(&delivery_id, drone_id, &attempt))
+                        .await?;
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reconciles the pending drones; those that fail stay pending.
+    pub(crate) async fn reconcile_pending(&self) {
+        let drones: Vec<String> = self.pending_set().iter().cloned().collect();
+        for drone_id in drones {
+            match self.reconcile(&drone_id).await {
+                Ok(true) => {
+                    self.pending_set().remove(&drone_id);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(drone_id, error = %e, "cannot reconcile the drone yet");
+                }
+            }
+        }
+        self.metrics
+            .unreconciled
+            .set(self.pending_set().len() as i64);
+    }
+
+    /// After start-up: every drone that carries a delivery may be behind it.
+    pub(crate) async fn note_every_carrying_drone(&self) {
+        for partition in 0..self.drones.partitions() {
+            let shard = self.drones.lock_partition(partition).await;
+            let carrying: Vec<String> = shard
+                .streams()
+                .filter(|(_, s)| s.state.delivery_id.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.pending_set().extend(carrying);
+        }
+    }
+
+    /// Runs the reconciler every `every` until `shutdown`.
+    pub async fn reconcile_every(&self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if !self.pending_set().is_empty() {
+                self.reconcile_pending().await;
+            }
+        }
+    }
+
+    fn pend(&self, drone_id: &str) {
+        self.pending_set().insert(drone_id.to_owned());
+        self.metrics
+            .unreconciled
+            .set(self.pending_set().len() as i64);
+    }
+
+    fn pending_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn in_flight_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
