@@ -222,7 +222,10 @@ pub(crate) fn replayed<A: Kept>(
     })
 }
 
-pub(crate) fn existing<'a, A: Kept>(shard: &'a Shard<A>, id: &str) -> Result<&'a Stream<A>, CommandError> {
+pub(crate) fn existing<'a, A: Kept>(
+    shard: &'a Shard<A>,
+    id: &str,
+) -> Result<&'a Stream<A>, CommandError> {
     shard
         .get(id)
         .filter(|s| s.exists())
@@ -407,7 +410,12 @@ impl CommandService {
             Topic::Accounts => self.accounts.lock_partition(partition).await.fence.clone(),
             Topic::Drones => self.drones.lock_partition(partition).await.fence.clone(),
             Topic::Packages => self.packages.lock_partition(partition).await.fence.clone(),
-            Topic::Deliveries => self.deliveries.lock_partition(partition).await.fence.clone(),
+            Topic::Deliveries => self
+                .deliveries
+                .lock_partition(partition)
+                .await
+                .fence
+                .clone(),
             Topic::DroneTelemetry => Fence::default(),
         }
     }
@@ -438,12 +446,21 @@ impl CommandService {
             .append(vec![marker])
             .await
             .inspect_err(|e| tracing::warn!(topic = topic.name(), partition, error = %e, "cannot mark a partition in doubt"))?;
-        let at = at.first().ok_or_else(|| CommandError::Internal("no marker appended".into()))?;
+        let at = at
+            .first()
+            .ok_or_else(|| CommandError::Internal("no marker appended".into()))?;
         let mut validity = Validity::default();
         validity.resume(topic.name(), partition, Some(fence.writer.clone()));
         let mut keyed = KeyedCommands::default();
-        self.fold(topic, partition, fence.next, at.offset, &mut validity, &mut keyed)
-            .await?;
+        self.fold(
+            topic,
+            partition,
+            fence.next,
+            at.offset,
+            &mut validity,
+            &mut keyed,
+        )
+        .await?;
         self.remember_all(keyed).await;
         tracing::info!(
             topic = topic.name(),
@@ -803,8 +820,10 @@ impl CommandService {
                 }
             }
             let register = |a: &Drone| Ok(a.register(cmd)?);
-            self.settled(|| self.single_once(&self.drones, id, ctx, "register-drone", false, &register))
-                .await
+            self.settled(|| {
+                self.single_once(&self.drones, id, ctx, "register-drone", false, &register)
+            })
+            .await
         };
         self.counted("register-drone", run).await
     }
@@ -957,7 +976,11 @@ impl CommandService {
         if let Some(done) = replayed(deliveries.get(id), ctx, id) {
             return Ok(done);
         }
-        ready(&deliveries.fence, Topic::Deliveries, self.deliveries.partition_of(id))?;
+        ready(
+            &deliveries.fence,
+            Topic::Deliveries,
+            self.deliveries.partition_of(id),
+        )?;
         let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
         let package = packages.get(package_id);
         let package_events = package

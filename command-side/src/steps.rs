@@ -66,7 +66,9 @@ impl CommandService {
                 None => Uuid::new_v4().to_string(),
             };
             self.in_flight_set().insert(attempt.clone());
-            let assigned = self.reserve_and_commit(ctx, id, drone_id, &job, &attempt).await;
+            let assigned = self
+                .reserve_and_commit(ctx, id, drone_id, &job, &attempt)
+                .await;
             self.in_flight_set().remove(&attempt);
             assigned
         };

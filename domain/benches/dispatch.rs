@@ -70,6 +70,7 @@ fn fleet(drones: usize, busy: usize, small_payload_share: f64, rng: &mut Rng) ->
                     delivery_id: format!("elsewhere-{i}"),
                     drone_id: id.clone(),
                     route_km: 10.0,
+                    attempt: format!("attempt-{i}"),
                 }),
                 now(),
             );
@@ -183,6 +184,7 @@ fn main() {
                 delivery_id: id.clone(),
                 drone_id: drone_id.clone(),
                 route_km: 10.0,
+                attempt: format!("attempt-{id}"),
             });
             dispatcher.apply_delivery(&id, 2, &assigned, now());
             dispatcher.apply_drone(drone_id, 2, &assigned, now());

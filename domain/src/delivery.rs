@@ -239,7 +239,9 @@ impl Delivery {
     /// its drone can be released without racing a late commit. Nothing when the delivery
     /// took it after all, or let go of it already.
     pub fn abandon(&self, delivery_id: &str, drone_id: &str, attempt: &str) -> Vec<Event> {
-        if !self.exists() || self.holds(drone_id, attempt) || self.released.iter().any(|a| a == attempt)
+        if !self.exists()
+            || self.holds(drone_id, attempt)
+            || self.released.iter().any(|a| a == attempt)
         {
             return Vec::new();
         }
@@ -254,7 +256,11 @@ impl Delivery {
     /// Takes the drone off a delivery that is headed to pickup (e.g. the drone was
     /// grounded or went silent), so it can be dispatched again; the drone's release
     /// follows on its own stream.
-    pub fn unassign_drone(&self, delivery_id: &str, reason: &str) -> Result<Vec<Event>, DomainError> {
+    pub fn unassign_drone(
+        &self,
+        delivery_id: &str,
+        reason: &str,
+    ) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         match (&self.drone_id, stage) {
             (Some(drone_id), Stage::HeadedToPickup) => {
@@ -273,7 +279,11 @@ impl Delivery {
     }
 
     /// The drone has the package: only a delivery headed to pickup can be picked up.
-    pub fn pick_up(&self, delivery_id: &str, now: DateTime<Utc>) -> Result<Vec<Event>, DomainError> {
+    pub fn pick_up(
+        &self,
+        delivery_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         match (&self.drone_id, stage) {
             (Some(drone_id), Stage::HeadedToPickup) => {
@@ -441,10 +451,8 @@ impl Delivery {
                 self.let_go();
                 self.await_drone(Stage::Created);
             }
-            Event::AssignmentAbandoned(e) => {
-                if !self.released.contains(&e.attempt) {
-                    self.released.push(e.attempt.clone());
-                }
+            Event::AssignmentAbandoned(e) if !self.released.contains(&e.attempt) => {
+                self.released.push(e.attempt.clone());
             }
             Event::DeliveryPickedUp(e) => {
                 self.stage = Some(Stage::HeadedToDropoff);

@@ -294,10 +294,21 @@ impl Drone {
     /// so the command side runs it right after a delivery command and again after a
     /// crash, with the same result.
     pub fn follow(&self, drone_id: &str, delivery_id: &str, delivery: &Delivery) -> FollowUp {
-        let Some(attempt) = self.attempt.as_deref().filter(|_| self.carries(delivery_id)) else {
+        let Some(attempt) = self
+            .attempt
+            .as_deref()
+            .filter(|_| self.carries(delivery_id))
+        else {
             return FollowUp::InLine;
         };
-        let release = || FollowUp::Append(self.release(drone_id, delivery_id, attempt, &delivery.release_reason()));
+        let release = || {
+            FollowUp::Append(self.release(
+                drone_id,
+                delivery_id,
+                attempt,
+                &delivery.release_reason(),
+            ))
+        };
         if delivery.holds(drone_id, attempt) {
             return match delivery.stage {
                 Some(Stage::HeadedToDropoff) if self.status == Some(DroneStatus::Assigned) => {
@@ -376,7 +387,8 @@ impl Drone {
             // the delivery.
             Event::DroneUnassigned(e)
                 if self.carries(&e.delivery_id)
-                    && (e.attempt.is_empty() || self.attempt.as_deref() == Some(e.attempt.as_str())) =>
+                    && (e.attempt.is_empty()
+                        || self.attempt.as_deref() == Some(e.attempt.as_str())) =>
             {
                 self.delivery_id = None;
                 self.attempt = None;

@@ -48,6 +48,7 @@ fn history() -> Vec<(Topic, Envelope)> {
         delivery_id: "del-1".into(),
         drone_id: "drone-1".into(),
         route_km: 12.5,
+        attempt: "attempt-1".into(),
     };
     let picked = DeliveryPickedUp {
         delivery_id: "del-1".into(),

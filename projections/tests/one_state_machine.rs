@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use domain::{
-    Account, Aggregate, Changes, Confirmation, Delivery, DeliveryPlan, Drone, RegisterAccount,
-    RegisterDrone, Reschedule, Telemetry, location,
+    Account, Aggregate, Confirmation, Delivery, DeliveryPlan, DomainError, Drone, FollowUp,
+    RegisterAccount, RegisterDrone, Reschedule, Telemetry, location,
 };
 use projections::tables::{DELIVERIES, DRONE_POSITIONS, DRONES, SINGLE_ROW};
 use projections::views::{DeliveryView, DronePosition, DroneView};
@@ -85,27 +85,61 @@ impl World {
         }
     }
 
-    fn record(&mut self, delivery_id: &str, changes: Changes, at: DateTime<Utc>) {
-        if let Some(drone_id) = &changes.drone_id {
-            let stream = self.drones.entry(drone_id.clone()).or_default();
-            World::write(
-                stream,
-                &mut self.log,
-                Topic::Drones,
-                drone_id,
-                changes.drone,
-                at,
-            );
-        }
+    /// A delivery command's events, then what its drone's stream follows with, as the
+    /// command side writes them: the delivery's record is the commit point.
+    fn record(&mut self, delivery_id: &str, events: Vec<Event>, at: DateTime<Utc>) {
         let stream = self.deliveries.entry(delivery_id.to_owned()).or_default();
+        let carrier = stream.state.drone_id.clone();
         World::write(
             stream,
             &mut self.log,
             Topic::Deliveries,
             delivery_id,
-            changes.delivery,
+            events,
             at,
         );
+        let delivery = stream.state.clone();
+        if let Some(drone_id) = carrier.or(delivery.drone_id.clone()) {
+            let drone = self.drones.entry(drone_id.clone()).or_default();
+            if let FollowUp::Append(events) = drone.state.follow(&drone_id, delivery_id, &delivery)
+            {
+                World::write(drone, &mut self.log, Topic::Drones, &drone_id, events, at);
+            }
+        }
+    }
+
+    /// assign-drone's steps: the reservation on the drone's stream, then the commit on
+    /// the delivery's, or the drone's release when the delivery refuses it.
+    fn assign(
+        &mut self,
+        delivery_id: &str,
+        drone_id: &str,
+        attempt: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        let delivery = self
+            .deliveries
+            .get(delivery_id)
+            .map(|s| s.state.clone())
+            .unwrap_or_default();
+        let job = delivery.job()?;
+        let drone = self.drones.entry(drone_id.to_owned()).or_default();
+        let reserved = drone.state.reserve(drone_id, delivery_id, &job, attempt)?;
+        let Some(Event::DroneAssigned(reservation)) = reserved.first().cloned() else {
+            return Ok(());
+        };
+        World::write(drone, &mut self.log, Topic::Drones, drone_id, reserved, at);
+        match delivery.assign_drone(&reservation) {
+            Ok(events) => self.record(delivery_id, events, at),
+            Err(_) => {
+                let drone = self.drones.entry(drone_id.to_owned()).or_default();
+                let released = drone
+                    .state
+                    .release(drone_id, delivery_id, attempt, "refused");
+                World::write(drone, &mut self.log, Topic::Drones, drone_id, released, at);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -164,44 +198,37 @@ fn workload(seed: u64, steps: usize) -> World {
                     Some(at + TimeDelta::hours(2)),
                 )
                 .expect("valid");
-                delivery
-                    .schedule(
-                        "acct-1",
-                        &owner,
-                        &plan,
-                        rng.below(2) == 0,
-                        ConfirmationType::None,
-                        "pkg",
-                        1.0 + rng.unit(),
-                    )
-                    .map(|delivery| Changes {
-                        delivery,
-                        ..Changes::default()
-                    })
+                delivery.schedule(
+                    "acct-1",
+                    &owner,
+                    &plan,
+                    rng.below(2) == 0,
+                    ConfirmationType::None,
+                    "pkg",
+                    1.0 + rng.unit(),
+                )
             }
-            3..=5 => delivery.assign_drone(&delivery_id, &drone_id, &drone),
+            3..=5 => {
+                let _ = world.assign(&delivery_id, &drone_id, &format!("attempt-{step}"), at);
+                continue;
+            }
             6..=8 => delivery.pick_up(&delivery_id, at),
             9..=11 => {
                 let proof = Confirmation::new(ConfirmationType::None, near(&mut rng), at, None)
                     .expect("valid");
                 delivery.complete(&delivery_id, &proof)
             }
-            12 => delivery.cancel(&delivery_id, Some("changed my mind".into())),
+            12 => delivery.cancel(Some("changed my mind".into())),
             13 => {
                 let later = Reschedule::new(Some(near(&mut rng)), None, None, None).expect("valid");
-                delivery.reschedule(&delivery_id, &later)
+                delivery.reschedule(&later)
             }
             14 => delivery.unassign_drone(&delivery_id, "drone grounded"),
-            15 => delivery.fail(&delivery_id, format!("fault {step}")),
-            16 => delivery
-                .request_notifications(
-                    Some("me@example.com".into()),
-                    (rng.below(2) == 0).then(|| "+15550100".into()),
-                )
-                .map(|delivery| Changes {
-                    delivery,
-                    ..Changes::default()
-                }),
+            15 => delivery.fail(format!("fault {step}")),
+            16 => delivery.request_notifications(
+                Some("me@example.com".into()),
+                (rng.below(2) == 0).then(|| "+15550100".into()),
+            ),
             _ => {
                 // A drone command or a report instead.
                 let events = match rng.below(4) {
@@ -234,8 +261,8 @@ fn workload(seed: u64, steps: usize) -> World {
                 continue;
             }
         };
-        if let Ok(changes) = changes {
-            world.record(&delivery_id, changes, at);
+        if let Ok(events) = changes {
+            world.record(&delivery_id, events, at);
         }
     }
     world

@@ -529,6 +529,26 @@ async fn every_record_on_the_topics_decodes_with_an_independent_client_and_the_a
         "one record (a Commit) holds the batch"
     );
     assert_eq!(of("DeliveryPickedUp").len(), 2);
+    // The writer opened every partition of the command topics with its marker, before
+    // any command's record there.
+    let markers = of("WriterMarker");
+    assert!(!markers.is_empty(), "the writer's markers are on the log");
+    let instance = &markers[0]["data"]["instance"];
+    assert!(
+        markers.iter().all(|m| &m["data"]["instance"] == instance),
+        "one command-api instance"
+    );
+    for event in events
+        .iter()
+        .filter(|e| e["type"] != "WriterMarker" && e["topic"] != "drone-telemetry")
+    {
+        let opened = markers.iter().any(|m| {
+            m["topic"] == event["topic"]
+                && m["partition"] == event["partition"]
+                && m["offset"].as_u64() < event["offset"].as_u64()
+        });
+        assert!(opened, "a marker precedes {event}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,8 +2,9 @@
 """Reads every record of the drone-delivery topics with an independent Kafka client
 (confluent-kafka) and decodes it with an independent Avro library (fastavro) from the
 checked-in .avsc files alone: the Confluent framing (magic byte 0, big-endian schema id,
-Avro datum), the manifest's ids, and the Commit frame whose events are framed the same
-way inside it. Prints one JSON object per event on stdout.
+Avro datum), the manifest's ids, the Commit frame whose events are framed the same way
+inside it, and the WriterMarker frame a command writer opens its partitions with. Prints
+one JSON object per event or marker on stdout.
 
     decode.py BROKERS TOPIC_PREFIX SCHEMA_DIR
 """
@@ -75,6 +76,16 @@ def main():
                 seen = message.offset() + 1
                 schema_id, datum = unframe(message.value(), schemas)
                 subject, value = decode(schema_id, datum, schemas)
+                if subject == "WriterMarker":
+                    events.append({
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": message.offset(),
+                        "key": message.key().decode(),
+                        "type": subject,
+                        "data": value,
+                    })
+                    continue
                 if subject == "Commit":
                     inner = [decode(e["schemaId"], e["datum"], schemas) for e in value["events"]]
                 else:

@@ -5,8 +5,8 @@
 //! assignment one by one, and the drone's side of it, are in `assignment.rs`.
 
 use domain::{
-    Account, Aggregate, Delivery, DeliveryPlan, DomainError, Drone, DroneStatus, ErrorKind, FollowUp,
-    Reschedule, Stage,
+    Account, Aggregate, Delivery, DeliveryPlan, DomainError, Drone, DroneStatus, ErrorKind,
+    FollowUp, Reschedule, Stage,
 };
 use schemas::events::{
     ConfirmationType, DeliveryCancelled, DeliveryCompleted, DeliveryCreated, DeliveryFailed,
@@ -87,7 +87,11 @@ fn drone_for(stage: Stage) -> Vec<Event> {
 
 /// What `DRONE`'s stream (`drone_history`) appends once the delivery's stream is
 /// `delivery_history` followed by `events`.
-fn drone_follows(drone_history: &[Event], delivery_history: &[Event], events: &[Event]) -> FollowUp {
+fn drone_follows(
+    drone_history: &[Event],
+    delivery_history: &[Event],
+    events: &[Event],
+) -> FollowUp {
     let delivery: Delivery = state(&[delivery_history, events].concat());
     drone(drone_history).follow(DRONE, DELIVERY, &delivery)
 }
@@ -210,7 +214,10 @@ fn an_idle_drone_that_fits_is_reserved_and_the_delivery_takes_the_same_reservati
         panic!("expected one reservation, got {:?}", outcome.drone);
     };
     assert_eq!(
-        (reservation.delivery_id.as_str(), reservation.drone_id.as_str()),
+        (
+            reservation.delivery_id.as_str(),
+            reservation.drone_id.as_str()
+        ),
         (DELIVERY, DRONE)
     );
     assert_eq!(reservation.attempt, ATTEMPT);
@@ -443,15 +450,19 @@ fn cancelling_a_delivery_headed_to_pickup_releases_its_drone() {
 #[test]
 fn a_drone_released_by_a_cancellation_can_take_another_delivery() {
     let drone_history = drone_for(Stage::HeadedToPickup);
-    let FollowUp::Append(release) =
-        drone_follows(&drone_history, &delivery_in(Stage::HeadedToPickup), &[cancelled()])
-    else {
+    let FollowUp::Append(release) = drone_follows(
+        &drone_history,
+        &delivery_in(Stage::HeadedToPickup),
+        &[cancelled()],
+    ) else {
         panic!("the cancellation releases the drone");
     };
     let released = drone(&[drone_history, release].concat());
     assert!(released.is_idle());
     given([delivery_created()])
-        .when(|other: &Delivery| released.reserve(DRONE, OTHER_DELIVERY, &other.job()?, OTHER_ATTEMPT))
+        .when(|other: &Delivery| {
+            released.reserve(DRONE, OTHER_DELIVERY, &other.job()?, OTHER_ATTEMPT)
+        })
         .then_accepted();
 }
 
@@ -505,7 +516,11 @@ fn rescheduling_a_delivery_headed_to_pickup_releases_its_drone() {
         .when(|delivery: &Delivery| delivery.reschedule(&later()))
         .then_expect(vec![rescheduled()]);
     assert_eq!(
-        drone_follows(&drone_for(Stage::HeadedToPickup), &history, &[rescheduled()]),
+        drone_follows(
+            &drone_for(Stage::HeadedToPickup),
+            &history,
+            &[rescheduled()]
+        ),
         release("rescheduled")
     );
 }
@@ -566,7 +581,11 @@ fn a_delivery_fails_from_any_unfinished_stage_releasing_its_drone() {
             .when(|delivery: &Delivery| delivery.fail("no drone".into()))
             .then_expect(vec![failed_with("no drone")]);
         assert_eq!(
-            drone_follows(&drone_for(stage), &delivery_in(stage), &[failed_with("no drone")]),
+            drone_follows(
+                &drone_for(stage),
+                &delivery_in(stage),
+                &[failed_with("no drone")]
+            ),
             FollowUp::InLine
         );
     }
@@ -576,7 +595,11 @@ fn a_delivery_fails_from_any_unfinished_stage_releasing_its_drone() {
             .then_expect(vec![failed_with("drone grounded")]);
         // The drone's release gives the failure's reason.
         assert_eq!(
-            drone_follows(&drone_for(stage), &delivery_in(stage), &[failed_with("drone grounded")]),
+            drone_follows(
+                &drone_for(stage),
+                &delivery_in(stage),
+                &[failed_with("drone grounded")]
+            ),
             release("drone grounded"),
             "{stage}"
         );
@@ -739,7 +762,9 @@ fn a_delivery_goes_from_created_to_completed_and_its_drone_back_to_idle() {
     let owner = account(&[account_registered()]);
     let mut delivery = Delivery::default();
     let mut drone = Drone::default();
-    run(&mut drone, |d| d.register(&drone_spec(PAYLOAD_KG, RANGE_KM)));
+    run(&mut drone, |d| {
+        d.register(&drone_spec(PAYLOAD_KG, RANGE_KM))
+    });
     run(&mut delivery, |d| schedule(d, &owner));
 
     let job = delivery.job().expect("awaits a drone");

@@ -2,6 +2,7 @@
 //! All files compile as one test binary.
 
 mod accounts;
+mod assignment;
 mod deliveries;
 mod dispatch;
 mod drones;
