@@ -44,7 +44,8 @@ enum Followed {
 enum Asked {
     /// A retry of an assignment that was carried out.
     Replayed(Accepted),
-    Job(Job),
+    /// The delivery's job, and the reservations it has given up.
+    Job { job: Job, released: Vec<String> },
 }
 
 impl CommandService {
@@ -56,13 +57,21 @@ impl CommandService {
         drone_id: &str,
     ) -> Result<Accepted, CommandError> {
         let run = async {
-            let job = match self.settled(|| self.ask(ctx, id)).await? {
+            let (job, released) = match self.settled(|| self.ask(ctx, id)).await? {
                 Asked::Replayed(done) => return Ok(done),
-                Asked::Job(job) => job,
+                Asked::Job { job, released } => (job, released),
             };
-            // A retried command (same key) makes the same reservation.
+            // A retried command (same key) makes the same reservation, unless the
+            // delivery gave that one up (its commit stalled): then the retry decides
+            // anew, with the key's next reservation.
             let attempt = match &ctx.idempotency_key {
-                Some(key) => derived_id("reservation", key),
+                Some(key) => (1..)
+                    .map(|n| match n {
+                        1 => derived_id("reservation", key),
+                        n => derived_id("reservation", &format!("{key}#{n}")),
+                    })
+                    .find(|attempt| !released.contains(attempt))
+                    .unwrap_or_default(),
                 None => Uuid::new_v4().to_string(),
             };
             self.in_flight_set().insert(attempt.clone());
@@ -122,7 +131,10 @@ impl CommandService {
         }
         let stream = existing(&shard, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
-        Ok(Asked::Job(stream.state.job()?))
+        Ok(Asked::Job {
+            job: stream.state.job()?,
+            released: stream.state.released.clone(),
+        })
     }
 
     /// Step 2: the drone is reserved for the delivery (already, for a retried attempt).

@@ -4,6 +4,7 @@
 
 mod concurrency;
 mod crash;
+mod faults;
 mod helpers;
 mod idempotency;
 mod journey;

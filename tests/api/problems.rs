@@ -1,16 +1,10 @@
 //! Bad input gets a clear problem response and changes nothing (SPEC §5, §7); a log that
-//! cannot take the write gets 503, never a 2xx.
+//! cannot take the write gets 503, never a 2xx (that test, on a log with injected
+//! faults, is in `faults.rs`).
 
-use crate::helpers::{Api, drone_spec, location, schedule_body, spawn_app, temp_dir};
-use async_trait::async_trait;
-use drone_delivery::{App, Settings};
+use crate::helpers::{Api, drone_spec, location, schedule_body, spawn_app};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use storage::{Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec};
-use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 
 /// Sends the request; checks the status, the problem body, and that the log did not grow.
 async fn refused(api: &Api, request: RequestBuilder, status: StatusCode) -> Value {
@@ -266,143 +260,6 @@ async fn bodies_over_the_limit_are_413() {
 }
 
 /// An event log whose appends fail while `broken` is set (a full disk, a lost broker).
-struct FlakyLog {
-    inner: EmbeddedLog,
-    broken: AtomicBool,
-}
-
-#[async_trait]
-impl EventLog for FlakyLog {
-    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), StorageError> {
-        self.inner.create_topics(topics).await
-    }
-    async fn partitions(&self, topic: &str) -> Result<u32, StorageError> {
-        self.inner.partitions(topic).await
-    }
-    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, StorageError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StorageError::Unavailable(
-                "injected: the log is down".into(),
-            ));
-        }
-        self.inner.append(records).await
-    }
-    fn atomic_batches(&self) -> bool {
-        self.inner.atomic_batches()
-    }
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<Record>, StorageError> {
-        self.inner.read(topic, partition, from, max).await
-    }
-    async fn end_offset(&self, topic: &str, partition: u32) -> Result<Offset, StorageError> {
-        self.inner.end_offset(topic, partition).await
-    }
-    async fn wait_for(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: Offset,
-        timeout: Duration,
-    ) -> Result<Offset, StorageError> {
-        self.inner.wait_for(topic, partition, offset, timeout).await
-    }
-    async fn wait_for_any(
-        &self,
-        topic: &str,
-        positions: &[(u32, Offset)],
-        timeout: Duration,
-    ) -> Result<bool, StorageError> {
-        self.inner.wait_for_any(topic, positions, timeout).await
-    }
-    async fn commit_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next: Offset,
-    ) -> Result<(), StorageError> {
-        self.inner
-            .commit_offset(group, topic, partition, next)
-            .await
-    }
-    async fn committed_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<Offset>, StorageError> {
-        self.inner.committed_offset(group, topic, partition).await
-    }
-    async fn consume(
-        &self,
-        topic: &str,
-        positions: &[(u32, Offset)],
-    ) -> Result<Box<dyn Consumer>, StorageError> {
-        self.inner.consume(topic, positions).await
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_log_that_cannot_take_the_write_gets_503_and_nothing_changes() {
-    let dir = temp_dir();
-    let log = Arc::new(FlakyLog {
-        inner: EmbeddedLog::open(&dir.path().join("log")).expect("log"),
-        broken: AtomicBool::new(false),
-    });
-    let store = Arc::new(EmbeddedReadStore::open(&dir.path().join("views")).expect("store"));
-    let settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
-    let app = App::start_with(settings, log.clone(), Some(store))
-        .await
-        .expect("app");
-    let api = Api {
-        base: format!("http://{}", app.addr),
-        client: crate::helpers::client(),
-    };
-    let (account, _) = api.register_account("Contoso").await;
-
-    log.broken.store(true, Ordering::SeqCst);
-    for _ in 0..3 {
-        let response = api
-            .client
-            .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json"
-        );
-    }
-    let failed = api
-        .client
-        .post(api.url("/api/v1/deliveries"))
-        .json(&schedule_body(&account, 1.0))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
-
-    // Back up: the account is still at version 1, so the suspension now makes version 2.
-    log.broken.store(false, Ordering::SeqCst);
-    let response = api
-        .client
-        .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
-        .header("if-match", "\"1\"")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["version"], 2);
-    app.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_telemetry_batch_naming_an_unknown_drone_is_refused_whole() {
     let (_dir, _server, api) = spawn_app();
