@@ -274,15 +274,18 @@ impl KafkaLog {
 /// An idempotent producer with `acks=all`; the timeout bounds how long an append may be
 /// in doubt.
 fn new_producer(settings: &KafkaSettings) -> Result<FutureProducer, StorageError> {
-    settings
-        .config()
+    let mut config = settings.config();
+    // A command waits for its record: send it at once, unless the operator tunes it.
+    if config.get("linger.ms").is_none() {
+        config.set("linger.ms", "0");
+    }
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set(
             "message.timeout.ms",
             settings.produce_timeout.as_millis().to_string(),
         )
-        .set("linger.ms", "1")
         .create()
         .map_err(|e| StorageError::Invalid(format!("kafka producer configuration: {e}")))
 }
