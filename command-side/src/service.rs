@@ -222,6 +222,30 @@ pub(crate) fn replayed<A: Kept>(
     })
 }
 
+/// The answer to a command just written; its idempotency key, if any, remembers it on
+/// `stream` for retries.
+pub(crate) fn accepted<A: Kept>(
+    stream: &mut Stream<A>,
+    ctx: &CommandContext,
+    id: &str,
+    version: u64,
+    token: ConsistencyToken,
+) -> Accepted {
+    if let Some(key) = &ctx.idempotency_key {
+        let outcome = Outcome {
+            version,
+            token: token.clone(),
+        };
+        stream.remember(key.clone(), outcome);
+    }
+    Accepted {
+        id: id.to_string(),
+        version,
+        token,
+        replayed: false,
+    }
+}
+
 pub(crate) fn existing<'a, A: Kept>(
     shard: &'a Shard<A>,
     id: &str,
@@ -507,6 +531,27 @@ impl CommandService {
     /// commit when there are several, so readers get all or none), routed by `key`,
     /// while the caller holds that partition's shard (its `fence`). Returns where it
     /// landed once it is durable and counts.
+    /// One stream's decision, written: `events` as one record of the stream's partition
+    /// (under the shard's fence, which the caller checked before deciding), then folded.
+    /// Gives the stream's new version and where the record landed.
+    pub(crate) async fn write<A: Kept>(
+        &self,
+        command: &str,
+        shard: &mut Shard<A>,
+        id: &str,
+        ctx: &CommandContext,
+        events: Vec<Event>,
+    ) -> Result<(u64, Position), CommandError> {
+        let version = shard.get(id).map_or(0, |s| s.version);
+        let mut draft = Draft::new(ctx);
+        let version = draft.add(A::TOPIC, id, version, events);
+        let at = self
+            .append(command, &mut shard.fence, A::TOPIC, id, &draft)
+            .await?;
+        shard.entry(id).record(draft.of(A::TOPIC, id));
+        Ok((version, at))
+    }
+
     pub(crate) async fn append(
         &self,
         command: &str,
@@ -736,27 +781,11 @@ impl CommandService {
         }
         check_expected(stream, ctx, A::KIND, id)?;
         ready(&shard.fence, A::TOPIC, shards.partition_of(id))?;
-        let version = stream.map_or(0, |s| s.version);
         let unborn = A::default();
         let events = decide(stream.map_or(&unborn, |s| &s.state))?;
-        let mut draft = Draft::new(ctx);
-        let version = draft.add(A::TOPIC, id, version, events);
-        let position = self
-            .append(command, &mut shard.fence, A::TOPIC, id, &draft)
-            .await?;
+        let (version, position) = self.write(command, &mut shard, id, ctx, events).await?;
         let token = ConsistencyToken::from_positions([position]);
-        let stream = shard.entry(id);
-        stream.record(draft.of(A::TOPIC, id));
-        let outcome = Outcome { version, token };
-        if let Some(key) = &ctx.idempotency_key {
-            stream.remember(key.clone(), outcome.clone());
-        }
-        Ok(Accepted {
-            id: id.to_string(),
-            version: outcome.version,
-            token: outcome.token,
-            replayed: false,
-        })
+        Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
 
     pub async fn register_account(

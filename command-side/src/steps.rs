@@ -19,8 +19,8 @@
 
 use crate::error::CommandError;
 use crate::service::{
-    Accepted, CommandContext, CommandService, Draft, check_expected, derived_id, existing, ready,
-    replayed,
+    Accepted, CommandContext, CommandService, accepted, check_expected, derived_id, existing,
+    ready, replayed,
 };
 use api::{ConsistencyToken, Position};
 use domain::{Delivery, DomainError, Drone, FollowUp, Job};
@@ -165,21 +165,9 @@ impl CommandService {
         if events.is_empty() {
             return Ok((reservation, None)); // reserved by an earlier try of this command
         }
-        let version = stream.map_or(0, |s| s.version);
-        let mut draft = Draft::new(ctx);
-        draft.add(Topic::Drones, drone_id, version, events);
-        let at = self
-            .append(
-                "assign-drone",
-                &mut shard.fence,
-                Topic::Drones,
-                drone_id,
-                &draft,
-            )
+        let (_, at) = self
+            .write("assign-drone", &mut shard, drone_id, ctx, events)
             .await?;
-        shard
-            .entry(drone_id)
-            .record(draft.of(Topic::Drones, drone_id));
         Ok((reservation, Some(at)))
     }
 
@@ -212,35 +200,11 @@ impl CommandService {
                 replayed: true,
             });
         }
-        let mut draft = Draft::new(ctx);
-        let version = draft.add(Topic::Deliveries, id, version, events);
-        let at = self
-            .append(
-                "assign-drone",
-                &mut shard.fence,
-                Topic::Deliveries,
-                id,
-                &draft,
-            )
+        let (version, at) = self
+            .write("assign-drone", &mut shard, id, ctx, events)
             .await?;
         let token = ConsistencyToken::from_positions([at]);
-        let stream = shard.entry(id);
-        stream.record(draft.of(Topic::Deliveries, id));
-        if let Some(key) = &ctx.idempotency_key {
-            stream.remember(
-                key.clone(),
-                crate::state::Outcome {
-                    version,
-                    token: token.clone(),
-                },
-            );
-        }
-        Ok(Accepted {
-            id: id.to_owned(),
-            version,
-            token,
-            replayed: false,
-        })
+        Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
 
     /// The compensation: the drone is released of the reservation `attempt`.
@@ -265,20 +229,9 @@ impl CommandService {
         if events.is_empty() {
             return Ok(None);
         }
-        let mut draft = Draft::new(ctx);
-        draft.add(Topic::Drones, drone_id, stream.version, events);
-        let at = self
-            .append(
-                "release-drone",
-                &mut shard.fence,
-                Topic::Drones,
-                drone_id,
-                &draft,
-            )
+        let (_, at) = self
+            .write("release-drone", &mut shard, drone_id, ctx, events)
             .await?;
-        shard
-            .entry(drone_id)
-            .record(draft.of(Topic::Drones, drone_id));
         Ok(Some(at))
     }
 
@@ -339,33 +292,11 @@ impl CommandService {
         )?;
         let before = stream.state.drone_id.clone();
         let events = decide(&stream.state)?;
-        let mut draft = Draft::new(ctx);
-        let version = draft.add(Topic::Deliveries, id, stream.version, events);
-        let at = self
-            .append(command, &mut shard.fence, Topic::Deliveries, id, &draft)
-            .await?;
+        let (version, at) = self.write(command, &mut shard, id, ctx, events).await?;
         let token = ConsistencyToken::from_positions([at]);
         let stream = shard.entry(id);
-        stream.record(draft.of(Topic::Deliveries, id));
-        if let Some(key) = &ctx.idempotency_key {
-            stream.remember(
-                key.clone(),
-                crate::state::Outcome {
-                    version,
-                    token: token.clone(),
-                },
-            );
-        }
         let drone = before.or_else(|| stream.state.drone_id.clone());
-        Ok((
-            Accepted {
-                id: id.to_owned(),
-                version,
-                token,
-                replayed: false,
-            },
-            drone,
-        ))
+        Ok((accepted(stream, ctx, id, version, token), drone))
     }
 
     /// Brings the drone's stream in line with the delivery it carries.
@@ -403,20 +334,9 @@ impl CommandService {
             Topic::Drones,
             self.drones.partition_of(drone_id),
         )?;
-        let mut draft = Draft::new(ctx);
-        draft.add(Topic::Drones, drone_id, stream.version, events);
-        let at = self
-            .append(
-                "follow-delivery",
-                &mut shard.fence,
-                Topic::Drones,
-                drone_id,
-                &draft,
-            )
+        let (_, at) = self
+            .write("follow-delivery", &mut shard, drone_id, ctx, events)
             .await?;
-        shard
-            .entry(drone_id)
-            .record(draft.of(Topic::Drones, drone_id));
         Ok(Followed::Done { at: Some(at) })
     }
 
@@ -440,19 +360,9 @@ impl CommandService {
         if events.is_empty() {
             return Ok(());
         }
-        let mut draft = Draft::new(&CommandContext::default());
-        draft.add(Topic::Deliveries, delivery_id, stream.version, events);
-        self.append(
-            "abandon-assignment",
-            &mut shard.fence,
-            Topic::Deliveries,
-            delivery_id,
-            &draft,
-        )
-        .await?;
-        shard
-            .entry(delivery_id)
-            .record(draft.of(Topic::Deliveries, delivery_id));
+        let ctx = CommandContext::default();
+        self.write("abandon-assignment", &mut shard, delivery_id, &ctx, events)
+            .await?;
         Ok(())
     }
 
