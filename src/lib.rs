@@ -1,7 +1,9 @@
 //! `drone-delivery`: the one binary of the system. This library holds what the binary
-//! and the integration tests share: settings, the start-up that wires the roles
+//! and the integration tests share: the command line and its config file, settings, the start-up that wires the roles
 //! together on the embedded default, and the operations endpoints.
 
+pub mod cli;
+pub mod config;
 mod ops;
 pub mod settings;
 pub mod startup;

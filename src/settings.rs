@@ -1,5 +1,6 @@
 use chrono::TimeDelta;
 use domain::{DispatchPolicy, FlightModel};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -79,8 +80,92 @@ impl FromStr for StoreLocation {
     }
 }
 
+/// A password or other credential: its `Debug` never shows it, so settings can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one client that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// librdkafka's `security.protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaSecurityProtocol {
+    #[value(name = "PLAINTEXT")]
+    Plaintext,
+    /// TLS.
+    #[value(name = "SSL")]
+    Ssl,
+    #[value(name = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL over TLS (managed Kafka services).
+    #[value(name = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    fn librdkafka(self) -> &'static str {
+        match self {
+            KafkaSecurityProtocol::Plaintext => "PLAINTEXT",
+            KafkaSecurityProtocol::Ssl => "SSL",
+            KafkaSecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            KafkaSecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+/// librdkafka's `sasl.mechanism`, of those this build supports (GSSAPI/Kerberos needs
+/// Cyrus SASL, which it is not built with; OAUTHBEARER goes through `--kafka-option`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The librdkafka keys whose values are credentials: never shown by `Debug`.
+fn is_secret_key(key: &str) -> bool {
+    ["password", "secret", "jaas", "token", ".pem"]
+        .iter()
+        .any(|part| key.contains(part))
+}
+
 /// How the Kafka adapter creates topics and talks to the cluster.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct KafkaOptions {
     /// Before every topic and consumer-group name (several deployments on one cluster).
     pub topic_prefix: String,
@@ -89,6 +174,42 @@ pub struct KafkaOptions {
     /// librdkafka settings for every client (security: `security.protocol`,
     /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`; tuning).
     pub client: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_secret_key(key) { "***" } else { value };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaOptions")
+            .field("topic_prefix", &self.topic_prefix)
+            .field("replication_factor", &self.replication_factor)
+            .field("telemetry_retention", &self.telemetry_retention)
+            .field("client", &client)
+            .finish()
+    }
+}
+
+/// How to log in to ScyllaDB (the adapter comes with a later issue; the settings are
+/// carried already).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScyllaOptions {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// A Confluent-compatible schema registry: where it is and how to log in (HTTP basic).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryOptions {
+    /// `http://HOST:PORT` or `https://…`, without a trailing slash.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 impl Default for KafkaOptions {
@@ -165,6 +286,9 @@ pub struct Settings {
     pub only: Vec<String>,
     /// How long a command-api's heartbeats may stop before another may take over.
     pub writer_session: Duration,
+    pub scylla: ScyllaOptions,
+    /// The schema registry whose ids frame the records; `None`: the manifest's ids.
+    pub schema_registry: Option<RegistryOptions>,
 }
 
 impl Settings {
@@ -187,6 +311,8 @@ impl Settings {
             telemetry_partitions: 16,
             only: Vec::new(),
             writer_session: Duration::from_secs(10),
+            scylla: ScyllaOptions::default(),
+            schema_registry: None,
         }
     }
 
@@ -334,15 +460,68 @@ pub struct StorageArgs {
     /// in `--data-dir`).
     #[arg(long, env = "DRONE_DELIVERY_STORE")]
     pub store: Option<StoreLocation>,
-    /// A librdkafka setting for every Kafka client, `KEY=VALUE`, repeatable (security:
-    /// `security.protocol=SASL_PLAINTEXT`, `sasl.mechanism=PLAIN`, `sasl.username=…`,
-    /// `sasl.password=…`; TLS needs the `kafka-tls` build feature).
+    /// A librdkafka setting for every Kafka client, `KEY=VALUE`, repeatable (tuning, or
+    /// security settings the `--kafka-security-…`/`--kafka-sasl-…` flags do not cover).
     #[arg(
         long = "kafka-option",
         env = "DRONE_DELIVERY_KAFKA_OPTIONS",
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+    /// How the Kafka clients connect: PLAINTEXT (the default), SSL (TLS), SASL_PLAINTEXT
+    /// or SASL_SSL.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        ignore_case = true
+    )]
+    pub kafka_security_protocol: Option<KafkaSecurityProtocol>,
+    /// The SASL mechanism with SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true
+    )]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// The SASL user name.
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// The SASL password (prefer the environment or the config file to the command line,
+    /// which other users of the machine can see).
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_KAFKA_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub kafka_sasl_password: Option<Secret>,
+    /// PEM file of the certificate authorities that sign the brokers' TLS certificates
+    /// (default: the system's).
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+    /// The ScyllaDB user name (with `--store scylla://…`).
+    #[arg(long, env = "DRONE_DELIVERY_SCYLLA_USERNAME")]
+    pub scylla_username: Option<String>,
+    /// The ScyllaDB password.
+    #[arg(long, env = "DRONE_DELIVERY_SCYLLA_PASSWORD", hide_env_values = true)]
+    pub scylla_password: Option<Secret>,
+    /// A Confluent-compatible schema registry, `http://HOST:PORT`: the schemas are
+    /// registered there at start-up and records carry its ids (default: the checked-in
+    /// manifest's ids).
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+    /// The schema registry's user name (HTTP basic authentication).
+    #[arg(long, env = "DRONE_DELIVERY_SCHEMA_REGISTRY_USERNAME")]
+    pub schema_registry_username: Option<String>,
+    /// The schema registry's password.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_SCHEMA_REGISTRY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub schema_registry_password: Option<Secret>,
     /// Put before every Kafka topic and consumer-group name, so several deployments (or
     /// test runs) share one cluster.
     #[arg(long, env = "DRONE_DELIVERY_KAFKA_TOPIC_PREFIX", default_value = "")]
@@ -379,13 +558,7 @@ impl StorageArgs {
         settings.data_dir = self.data_dir.clone();
         settings.log = self.log.clone();
         settings.store = self.store.clone();
-        let mut client = Vec::new();
-        for option in self.kafka_options.iter().filter(|o| !o.is_empty()) {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| format!("--kafka-option {option:?} is not KEY=VALUE"))?;
-            client.push((key.trim().to_owned(), value.trim().to_owned()));
-        }
+        let client = self.kafka_client()?;
         if self.kafka_replication < 1 {
             return Err("--kafka-replication must be at least 1".into());
         }
@@ -404,6 +577,92 @@ impl StorageArgs {
             return Err("--writer-session-secs must be at least 1".into());
         }
         settings.writer_session = Duration::from_secs(self.writer_session_secs);
+        settings.scylla = ScyllaOptions {
+            username: self.scylla_username.clone(),
+            password: self.scylla_password.clone(),
+        };
+        settings.schema_registry = self.schema_registry()?;
         Ok(())
+    }
+
+    /// The librdkafka settings: `--kafka-option`s and the security flags, which may not
+    /// both set one key.
+    fn kafka_client(&self) -> Result<Vec<(String, String)>, String> {
+        let mut client: Vec<(String, String)> = Vec::new();
+        let mut flags: Vec<(&str, &str, String)> = Vec::new();
+        if let Some(protocol) = self.kafka_security_protocol {
+            let value = protocol.librdkafka().to_owned();
+            flags.push(("kafka-security-protocol", "security.protocol", value));
+        }
+        if let Some(mechanism) = self.kafka_sasl_mechanism {
+            let value = mechanism.librdkafka().to_owned();
+            flags.push(("kafka-sasl-mechanism", "sasl.mechanism", value));
+        }
+        if let Some(username) = &self.kafka_sasl_username {
+            flags.push(("kafka-sasl-username", "sasl.username", username.clone()));
+        }
+        if let Some(password) = &self.kafka_sasl_password {
+            let value = password.expose().to_owned();
+            flags.push(("kafka-sasl-password", "sasl.password", value));
+        }
+        if let Some(ca) = &self.kafka_ssl_ca_location {
+            let value = ca.to_string_lossy().into_owned();
+            flags.push(("kafka-ssl-ca-location", "ssl.ca.location", value));
+        }
+        for option in self.kafka_options.iter().filter(|o| !o.is_empty()) {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-option {option:?} is not KEY=VALUE"))?;
+            let key = key.trim();
+            if let Some((flag, ..)) = flags.iter().find(|(_, k, _)| *k == key) {
+                return Err(format!(
+                    "--kafka-option {key}=… and --{flag} both set {key}: keep one"
+                ));
+            }
+            client.push((key.to_owned(), value.trim().to_owned()));
+        }
+        client.extend(flags.into_iter().map(|(_, k, v)| (k.to_owned(), v)));
+        let get = |key: &str| client.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let protocol = get("security.protocol").unwrap_or("PLAINTEXT");
+        if protocol.to_ascii_uppercase().starts_with("SASL") {
+            let Some(mechanism) = get("sasl.mechanism") else {
+                return Err(format!(
+                    "security protocol {protocol} needs --kafka-sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+                ));
+            };
+            let login = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+                .contains(&mechanism.to_ascii_uppercase().as_str());
+            if login && (get("sasl.username").is_none() || get("sasl.password").is_none()) {
+                return Err(format!(
+                    "SASL {mechanism} needs --kafka-sasl-username and --kafka-sasl-password"
+                ));
+            }
+        }
+        Ok(client)
+    }
+
+    fn schema_registry(&self) -> Result<Option<RegistryOptions>, String> {
+        let Some(url) = self.schema_registry_url.as_deref().filter(|u| !u.is_empty()) else {
+            if self.schema_registry_username.is_some() || self.schema_registry_password.is_some()
+            {
+                return Err(
+                    "--schema-registry-username/-password are set but --schema-registry-url (SCHEMA_REGISTRY_URL) is not".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|host| host.is_empty()) {
+            return Err(format!(
+                "--schema-registry-url {url}: give the registry as http://HOST:PORT or https://HOST:PORT"
+            ));
+        }
+        Ok(Some(RegistryOptions {
+            url: url.trim_end_matches('/').to_owned(),
+            username: self.schema_registry_username.clone(),
+            password: self.schema_registry_password.clone(),
+        }))
     }
 }

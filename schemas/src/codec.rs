@@ -1,17 +1,22 @@
 //! Avro encoding of [`Envelope`]s in the Confluent wire format: byte 0 is the magic byte
 //! `0`, bytes 1..5 the schema id (big-endian `u32`), then the Avro binary datum.
 //!
-//! Schema ids come from the checked-in `avro/manifest.json`. A message is always written
+//! Schema ids come from the checked-in `avro/manifest.json`, or, for a deployment with a
+//! schema registry, from the registry ([`Codec::with_registry_ids`]: the manifest id of
+//! each schema mapped to the id the registry gave it, in both directions; the rest of the
+//! codec works on manifest ids). A message is always written
 //! with the current (highest) version of its event type's schema, by the code `build.rs`
 //! generates from it. Any version listed in the manifest stays readable: a datum of the
 //! current version is read by the generated code directly; an older one is decoded with
 //! the schema it was written with, resolved to the current one by apache-avro (Avro's
-//! schema resolution fills in added fields' defaults), and then read the same way.
+//! schema resolution fills in added fields' defaults), and then read the same way. With a
+//! registry, an id it does not know (a newer version, registered by a newer producer) is
+//! looked up once through a [`SchemaLookup`] and resolved to the current one the same way.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use apache_avro::Schema;
 
@@ -34,8 +39,11 @@ pub enum CodecError {
     Truncated { len: usize },
     #[error("bad magic byte {0:#04x}: expected 0x00 (Confluent wire format)")]
     BadMagic(u8),
-    #[error("unknown schema id {0}: not in the schema manifest")]
+    #[error("unknown schema id {0}: not one of the schema manifest (or of the schema registry)")]
     UnknownSchemaId(u32),
+    /// The schema registry could not say which schema an id names.
+    #[error("schema id {id}: cannot ask the schema registry: {detail}")]
+    Lookup { id: u32, detail: String },
     /// The datum is not a valid encoding of the schema its id names.
     #[error("{subject} (schema id {id}): {detail}")]
     Datum {
@@ -63,24 +71,68 @@ pub enum CodecError {
     Manifest(String),
 }
 
+/// Where a codec learns the schema behind an id it was not given: a schema registry
+/// (`GET /schemas/ids/{id}`). Decoding is synchronous, so an implementation blocks until
+/// it has the answer; the codec asks once per id and keeps what it learns.
+pub trait SchemaLookup: Send + Sync {
+    /// The Avro schema text registered under `id`; `Ok(None)` when there is none.
+    fn schema_text(&self, id: u32) -> Result<Option<String>, String>;
+}
+
 /// Encodes and decodes [`Envelope`]s. Schemas of older versions are parsed once in
 /// [`Codec::new`]; clones share them.
 #[derive(Clone)]
 pub struct Codec {
-    inner: Arc<Registry>,
+    inner: Arc<Schemas>,
 }
 
-struct Registry {
+struct Schemas {
+    /// Every schema of the manifest, by manifest id.
     by_id: HashMap<u32, &'static SchemaFile>,
-    /// Parsed schemas of older versions, with the current schema of their subject.
-    older: HashMap<u32, (Schema, Schema, u32)>,
+    /// Parsed schemas of older versions, by manifest id.
+    older: HashMap<u32, Resolution>,
+    wire: Wire,
+}
+
+/// A writer schema other than the current one of its subject, resolved to that one.
+struct Resolution {
+    subject: String,
+    writer: Schema,
+    reader: Schema,
+    /// The manifest id of the current schema.
+    current: u32,
+}
+
+/// The ids the records carry in their frame.
+enum Wire {
+    /// The manifest's own.
+    Manifest,
+    /// A schema registry's.
+    Registry {
+        /// Manifest id → the registry's id of the same schema.
+        to_wire: HashMap<u32, u32>,
+        /// The registry's id → manifest id.
+        from_wire: HashMap<u32, u32>,
+        lookup: Option<Arc<dyn SchemaLookup>>,
+        /// Registry ids outside the manifest, as learned through `lookup`.
+        learned: RwLock<HashMap<u32, Arc<Resolution>>>,
+    },
 }
 
 impl fmt::Debug for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<_> = self.inner.by_id.keys().copied().collect();
+        let mut ids: Vec<_> = self
+            .inner
+            .by_id
+            .keys()
+            .map(|&id| (id, self.wire_id(id).unwrap_or(id)))
+            .collect();
         ids.sort_unstable();
-        f.debug_struct("Codec").field("schema_ids", &ids).finish()
+        let registry = matches!(self.inner.wire, Wire::Registry { .. });
+        f.debug_struct("Codec")
+            .field("registry", &registry)
+            .field("schema_ids", &ids)
+            .finish()
     }
 }
 
@@ -100,8 +152,60 @@ fn parse(file: &SchemaFile) -> Result<Schema, CodecError> {
 
 impl Codec {
     /// Loads the embedded schemas: every file parses, and older versions are ready to be
-    /// resolved to the current one.
+    /// resolved to the current one. Records carry the manifest's ids.
     pub fn new() -> Result<Codec, CodecError> {
+        Codec::load(Wire::Manifest)
+    }
+
+    /// A codec whose records carry a schema registry's ids: `ids` gives, for every
+    /// manifest id, the id the registry gave that schema. A record whose id is neither
+    /// (written by a producer with a newer schema version) is decoded with the schema
+    /// `lookup` finds for it, resolved to the current one; without `lookup` it is an
+    /// unknown id.
+    ///
+    /// Manifest ids and a registry's are two numberings of one range: a log is written
+    /// with one of them from its first record, and read with the same.
+    pub fn with_registry_ids(
+        ids: impl IntoIterator<Item = (u32, u32)>,
+        lookup: Option<Arc<dyn SchemaLookup>>,
+    ) -> Result<Codec, CodecError> {
+        let mut to_wire = HashMap::new();
+        let mut from_wire = HashMap::new();
+        for (manifest, wire) in ids {
+            let file = SCHEMA_FILES
+                .iter()
+                .find(|f| f.id == manifest)
+                .ok_or_else(|| {
+                    CodecError::Manifest(format!("registry ids: {manifest} is no manifest id"))
+                })?;
+            if i32::try_from(wire).is_err() {
+                return Err(CodecError::Manifest(format!(
+                    "registry id {wire} of {} v{} does not fit an Avro int",
+                    file.subject, file.version
+                )));
+            }
+            if let Some(other) = from_wire.insert(wire, manifest).filter(|&o| o != manifest) {
+                return Err(CodecError::Manifest(format!(
+                    "registry id {wire} is given to manifest ids {other} and {manifest}"
+                )));
+            }
+            to_wire.insert(manifest, wire);
+        }
+        if let Some(missing) = SCHEMA_FILES.iter().find(|f| !to_wire.contains_key(&f.id)) {
+            return Err(CodecError::Manifest(format!(
+                "registry ids: no id for {} v{} (manifest id {})",
+                missing.subject, missing.version, missing.id
+            )));
+        }
+        Codec::load(Wire::Registry {
+            to_wire,
+            from_wire,
+            lookup,
+            learned: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn load(wire: Wire) -> Result<Codec, CodecError> {
         let mut by_id = HashMap::new();
         let mut older = HashMap::new();
         for file in SCHEMA_FILES {
@@ -116,26 +220,112 @@ impl Codec {
                 .ok_or_else(|| {
                     CodecError::Manifest(format!("{} has no current version", file.subject))
                 })?;
-            older.insert(file.id, (schema, parse(current)?, current.id));
+            let resolution = Resolution {
+                subject: file.subject.to_owned(),
+                writer: schema,
+                reader: parse(current)?,
+                current: current.id,
+            };
+            older.insert(file.id, resolution);
         }
         Ok(Codec {
-            inner: Arc::new(Registry { by_id, older }),
+            inner: Arc::new(Schemas { by_id, older, wire }),
         })
     }
 
-    /// The id of the current schema version of `subject` (an event type name).
+    /// The id records of `subject` (an event type name) carry: its current schema's.
     pub fn schema_id(&self, subject: &str) -> Option<u32> {
         SCHEMA_FILES
             .iter()
             .find(|f| f.current && f.subject == subject)
-            .map(|f| f.id)
+            .and_then(|f| self.wire_id(f.id))
+    }
+
+    /// The id in the frame of a record written with the manifest's schema `manifest_id`.
+    pub fn wire_id(&self, manifest_id: u32) -> Option<u32> {
+        match &self.inner.wire {
+            Wire::Manifest => self.inner.by_id.contains_key(&manifest_id).then_some(manifest_id),
+            Wire::Registry { to_wire, .. } => to_wire.get(&manifest_id).copied(),
+        }
+    }
+
+    /// The manifest id of the schema a frame's id names, if it is one of the manifest's.
+    fn manifest_id(&self, wire_id: u32) -> Option<u32> {
+        match &self.inner.wire {
+            Wire::Manifest => self.inner.by_id.contains_key(&wire_id).then_some(wire_id),
+            Wire::Registry { from_wire, .. } => from_wire.get(&wire_id).copied(),
+        }
+    }
+
+    /// The frame id of a manifest schema the generated code names.
+    fn wire(&self, manifest_id: u32) -> Result<u32, CodecError> {
+        self.wire_id(manifest_id)
+            .ok_or(CodecError::UnknownSchemaId(manifest_id))
+    }
+
+    /// A schema the manifest does not have, as the registry has it under `wire_id`
+    /// (asked once, then kept).
+    fn learn(&self, wire_id: u32) -> Result<Arc<Resolution>, CodecError> {
+        let Wire::Registry {
+            lookup: Some(lookup),
+            learned,
+            ..
+        } = &self.inner.wire
+        else {
+            return Err(CodecError::UnknownSchemaId(wire_id));
+        };
+        if let Some(known) = learned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&wire_id)
+        {
+            return Ok(known.clone());
+        }
+        let text = lookup
+            .schema_text(wire_id)
+            .map_err(|detail| CodecError::Lookup {
+                id: wire_id,
+                detail,
+            })?
+            .ok_or(CodecError::UnknownSchemaId(wire_id))?;
+        let lookup_error = |detail: String| CodecError::Lookup {
+            id: wire_id,
+            detail,
+        };
+        let writer = Schema::parse_str(&text)
+            .map_err(|e| lookup_error(format!("the registry's schema does not parse: {e}")))?;
+        let name = writer.name().map(|n| n.fullname(None)).unwrap_or_default();
+        let current = name
+            .strip_prefix(NAMESPACE)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|subject| {
+                SCHEMA_FILES
+                    .iter()
+                    .find(|f| f.current && f.subject == subject)
+            })
+            .ok_or_else(|| {
+                lookup_error(format!(
+                    "the registry's schema is {name:?}, not an event type this build knows"
+                ))
+            })?;
+        let resolution = Arc::new(Resolution {
+            subject: current.subject.to_owned(),
+            writer,
+            reader: parse(current)?,
+            current: current.id,
+        });
+        learned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(wire_id, resolution.clone());
+        Ok(resolution)
     }
 
     /// Encodes with the current schema of the event's type, framed with its id.
     pub fn encode(&self, envelope: &Envelope) -> Result<Vec<u8>, CodecError> {
         let mut w = Writer::with_capacity(256);
         w.raw(&[MAGIC]);
-        w.raw(&envelope.event.schema_id().to_be_bytes());
+        w.raw(&self.wire(envelope.event.schema_id())?.to_be_bytes());
         write_envelope(envelope, &mut w)?;
         Ok(w.into_bytes())
     }
@@ -154,13 +344,11 @@ impl Codec {
         for envelope in envelopes {
             let mut datum = Writer::with_capacity(192);
             write_envelope(envelope, &mut datum)?;
+            let id = self.wire(envelope.event.schema_id())?;
             events.push(CommittedEvent {
-                // Manifest ids are small; one beyond an Avro int is a manifest error.
-                schema_id: i32::try_from(envelope.event.schema_id()).map_err(|_| {
-                    CodecError::Manifest(format!(
-                        "schema id {} does not fit an Avro int",
-                        envelope.event.schema_id()
-                    ))
+                // Manifest ids are small, and registry ids were checked to fit.
+                schema_id: i32::try_from(id).map_err(|_| {
+                    CodecError::Manifest(format!("schema id {id} does not fit an Avro int"))
                 })?,
                 datum: datum.into_bytes(),
             });
@@ -168,7 +356,7 @@ impl Codec {
         let mut w =
             Writer::with_capacity(64 + events.iter().map(|e| e.datum.len() + 4).sum::<usize>());
         w.raw(&[MAGIC]);
-        w.raw(&COMMIT_SCHEMA_ID.to_be_bytes());
+        w.raw(&self.wire(COMMIT_SCHEMA_ID)?.to_be_bytes());
         Commit { events }
             .write_avro(&mut w)
             .map_err(|e| CodecError::Invalid {
@@ -178,11 +366,12 @@ impl Codec {
         Ok(w.into_bytes())
     }
 
-    /// Encodes a record that is not an event (a heartbeat), framed with its schema id.
+    /// Encodes a record that is not an event (a heartbeat), framed with the id of the
+    /// manifest's schema `id`.
     pub fn encode_frame<T: AvroRecord>(&self, id: u32, frame: &T) -> Result<Vec<u8>, CodecError> {
         let mut w = Writer::with_capacity(128);
         w.raw(&[MAGIC]);
-        w.raw(&id.to_be_bytes());
+        w.raw(&self.wire(id)?.to_be_bytes());
         frame.write_avro(&mut w).map_err(|e| CodecError::Invalid {
             subject: format!("schema id {id}"),
             detail: e.0,
@@ -190,10 +379,10 @@ impl Codec {
         Ok(w.into_bytes())
     }
 
-    /// Decodes a record that is not an event, written with schema `id`.
+    /// Decodes a record that is not an event, written with the manifest's schema `id`.
     pub fn decode_frame<T: AvroRecord>(&self, id: u32, bytes: &[u8]) -> Result<T, CodecError> {
         let (found, datum) = split_frame(bytes)?;
-        if found != id {
+        if self.manifest_id(found) != Some(id) {
             return Err(CodecError::UnknownSchemaId(found));
         }
         read_frame(&format!("schema id {id}"), id, datum)
@@ -202,7 +391,8 @@ impl Codec {
     /// Decodes a record: one event, or every event of a commit, in order.
     pub fn decode_all(&self, bytes: &[u8]) -> Result<Vec<Envelope>, CodecError> {
         let (id, datum) = split_frame(bytes)?;
-        if id != COMMIT_SCHEMA_ID {
+        let commit_id = self.wire(COMMIT_SCHEMA_ID)?;
+        if id != commit_id {
             return Ok(vec![self.decode_datum(id, datum)?]);
         }
         let commit = read_frame::<Commit>("Commit", id, datum)?;
@@ -212,7 +402,7 @@ impl Codec {
             .map(|event| {
                 let inner = u32::try_from(event.schema_id)
                     .map_err(|_| CodecError::UnknownSchemaId(event.schema_id as u32))?;
-                if inner == COMMIT_SCHEMA_ID {
+                if inner == commit_id {
                     return Err(CodecError::Datum {
                         subject: "Commit".into(),
                         id,
@@ -228,7 +418,7 @@ impl Codec {
     /// manifest (a commit is an error here: see [`Codec::decode_all`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<Envelope, CodecError> {
         let (id, datum) = split_frame(bytes)?;
-        if id == COMMIT_SCHEMA_ID {
+        if id == self.wire(COMMIT_SCHEMA_ID)? {
             return Err(CodecError::Datum {
                 subject: "Commit".into(),
                 id,
@@ -238,36 +428,51 @@ impl Codec {
         self.decode_datum(id, datum)
     }
 
-    /// Decodes the datum of one event written with schema `id`.
-    fn decode_datum(&self, id: u32, datum: &[u8]) -> Result<Envelope, CodecError> {
-        let file = *self
-            .inner
-            .by_id
-            .get(&id)
-            .ok_or(CodecError::UnknownSchemaId(id))?;
+    /// Decodes the datum of one event written with the schema the frame's `wire_id` names.
+    fn decode_datum(&self, wire_id: u32, datum: &[u8]) -> Result<Envelope, CodecError> {
+        let Some(id) = self.manifest_id(wire_id) else {
+            return self.resolve(&self.learn(wire_id)?, wire_id, datum);
+        };
         match self.inner.older.get(&id) {
-            None => read_current(file, id, datum),
-            Some((writer, reader, current_id)) => {
-                let avro = |error| CodecError::Avro {
-                    subject: file.subject.to_owned(),
-                    id,
-                    error: Box::new(error),
-                };
-                let mut strict = StrictReader(datum);
-                let value = apache_avro::from_avro_datum(writer, &mut strict, Some(reader))
-                    .map_err(avro)?;
-                if !strict.0.is_empty() {
-                    return Err(CodecError::TrailingBytes {
-                        subject: file.subject.to_owned(),
-                        id,
-                        count: strict.0.len(),
-                    });
-                }
-                let resolved = apache_avro::to_avro_datum(reader, value).map_err(avro)?;
-                let current = self.inner.by_id[current_id];
-                read_current(current, *current_id, &resolved)
+            None => {
+                let file = self
+                    .inner
+                    .by_id
+                    .get(&id)
+                    .ok_or(CodecError::UnknownSchemaId(wire_id))?;
+                read_current(file, id, datum)
             }
+            Some(older) => self.resolve(older, wire_id, datum),
         }
+    }
+
+    /// Reads a datum of another version than the current one: apache-avro resolves it to
+    /// the current schema, which the generated code then reads.
+    fn resolve(
+        &self,
+        resolution: &Resolution,
+        wire_id: u32,
+        datum: &[u8],
+    ) -> Result<Envelope, CodecError> {
+        let avro = |error| CodecError::Avro {
+            subject: resolution.subject.clone(),
+            id: wire_id,
+            error: Box::new(error),
+        };
+        let mut strict = StrictReader(datum);
+        let value =
+            apache_avro::from_avro_datum(&resolution.writer, &mut strict, Some(&resolution.reader))
+                .map_err(avro)?;
+        if !strict.0.is_empty() {
+            return Err(CodecError::TrailingBytes {
+                subject: resolution.subject.clone(),
+                id: wire_id,
+                count: strict.0.len(),
+            });
+        }
+        let resolved = apache_avro::to_avro_datum(&resolution.reader, value).map_err(avro)?;
+        let current = self.inner.by_id[&resolution.current];
+        read_current(current, resolution.current, &resolved)
     }
 }
 

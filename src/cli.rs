@@ -1,0 +1,153 @@
+//! The command line: the roles and their options, each a flag with an environment
+//! variable, and the optional config file under both (see [`crate::config`]).
+
+use crate::Settings;
+use crate::config::{self, ConfigFile};
+use crate::settings::{Role, StorageArgs, WorkflowArgs};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drone-delivery",
+    version,
+    about = "Event-sourced CQRS backend for drone delivery",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub role: Option<Subcommands>,
+    /// With no role named, `serve` runs with these.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Subcommands {
+    /// Runs every role in one process (or those of `--roles`): command and query APIs on
+    /// one address, projectors and the workflow; by default on the embedded event log and
+    /// read store in `--data-dir`.
+    Serve(ServeArgs),
+    /// The command API alone (`serve --roles command-api`): the one writer of the log.
+    CommandApi(ServeArgs),
+    /// The projectors alone (`serve --roles projector`); `--only NAME,…` picks read models.
+    Projector(ServeArgs),
+    /// The query API alone (`serve --roles query-api`).
+    QueryApi(ServeArgs),
+    /// The workflow alone (`serve --roles workflow`): it follows the log and sends its
+    /// commands to the command API at `--command-url`.
+    Workflow(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// A TOML file of settings, keyed by the long flag names (`partitions = 12`); the
+    /// environment and the command line override it.
+    #[arg(long, env = "DRONE_DELIVERY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API (and of `/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// The read models the projector builds, e.g. `--only deliveries,drones` (all when
+    /// not given).
+    #[arg(long, env = "DRONE_DELIVERY_ONLY", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The roles to run (all by default), e.g. `--roles command-api,projector`.
+    #[arg(long, env = "DRONE_DELIVERY_ROLES", value_enum, value_delimiter = ',')]
+    pub roles: Vec<Role>,
+    /// Where the workflow sends its commands when this process runs no command API.
+    #[arg(long, env = "DRONE_DELIVERY_COMMAND_URL")]
+    pub command_url: Option<String>,
+    /// A busy topic's projector applies a batch at most this often (ms): more events per
+    /// read-store write, at the price of up to this much more read-model lag.
+    #[arg(long, env = "DRONE_DELIVERY_PROJECTOR_PACE_MS", default_value_t = 1)]
+    pub projector_pace_ms: u64,
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+/// Why the command line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Clap's own (bad flag, bad value; also `--help` and `--version`, which it prints).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
+
+impl Cli {
+    /// Reads the command line in layers: built-in defaults < the config file (`--config`
+    /// or `DRONE_DELIVERY_CONFIG`) < environment variables < flags. The file's values
+    /// become the flags' defaults before the real parse, so clap's own order does the
+    /// rest.
+    pub fn parse_layered<I, T>(args: I) -> Result<Cli, CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let first = Cli::command().try_get_matches_from(&args)?;
+        let path = first
+            .subcommand()
+            .map_or(&first, |(_, sub)| sub)
+            .get_one::<PathBuf>("config")
+            .cloned();
+        match path {
+            None => Ok(Cli::from_arg_matches(&first)?),
+            Some(path) => Cli::parse_with(&ConfigFile::read(&path)?, args),
+        }
+    }
+
+    /// Reads the command line over the values of `file`.
+    pub fn parse_with<I, T>(file: &ConfigFile, args: I) -> Result<Cli, CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = file.apply(Cli::command())?.try_get_matches_from(args)?;
+        Ok(Cli::from_arg_matches(&matches)?)
+    }
+
+    /// The role named (`None`: `serve`) and its options.
+    pub fn into_role(self) -> (ServeArgs, Option<Role>) {
+        match self.role {
+            Some(Subcommands::Serve(args)) => (args, None),
+            Some(Subcommands::CommandApi(args)) => (args, Some(Role::CommandApi)),
+            Some(Subcommands::Projector(args)) => (args, Some(Role::Projector)),
+            Some(Subcommands::QueryApi(args)) => (args, Some(Role::QueryApi)),
+            Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
+            None => (self.serve, None),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The settings of a process that runs `role` (every role when `None`, or those of
+    /// `--roles`); refuses values that make no sense.
+    pub fn settings(self, role: Option<Role>) -> Result<Settings, String> {
+        let mut settings = Settings::new(self.listen, self.storage.data_dir.clone());
+        self.storage.apply(&mut settings)?;
+        if let Some(role) = role {
+            settings.roles = vec![role];
+        } else if !self.roles.is_empty() {
+            settings.roles = self.roles;
+        }
+        let known: Vec<&str> = projections::models::ALL.iter().map(|m| m.name).collect();
+        if let Some(unknown) = self.only.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(format!(
+                "--only {unknown}: the read models are {}",
+                known.join(", ")
+            ));
+        }
+        settings.only = self.only;
+        settings.command_url = self.command_url;
+        settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
+        self.workflow.apply(&mut settings)?;
+        Ok(settings)
+    }
+}
