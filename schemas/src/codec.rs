@@ -4,19 +4,17 @@
 //! Schema ids come from the checked-in `avro/manifest.json`, or, for a deployment with a
 //! schema registry, from the registry ([`Codec::with_registry_ids`]: the manifest id of
 //! each schema mapped to the id the registry gave it, in both directions; the rest of the
-//! codec works on manifest ids). A message is always written
-//! with the current (highest) version of its event type's schema, by the code `build.rs`
-//! generates from it. Any version listed in the manifest stays readable: a datum of the
-//! current version is read by the generated code directly; an older one is decoded with
-//! the schema it was written with, resolved to the current one by apache-avro (Avro's
-//! schema resolution fills in added fields' defaults), and then read the same way. With a
-//! registry, an id it does not know (a newer version, registered by a newer producer) is
-//! looked up once through a [`SchemaLookup`] and resolved to the current one the same way.
+//! codec works on manifest ids; see `crate::registry` and ADR 7). A message is always
+//! written with the current (highest) version of its event type's schema, by the code
+//! `build.rs` generates from it. Any version listed in the manifest stays readable: a datum
+//! of the current version is read by the generated code directly; an older one is decoded
+//! with the schema it was written with, resolved to the current one by apache-avro (Avro's
+//! schema resolution fills in added fields' defaults), and then read the same way.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use apache_avro::Schema;
 
@@ -41,9 +39,6 @@ pub enum CodecError {
     BadMagic(u8),
     #[error("unknown schema id {0}: not one of the schema manifest (or of the schema registry)")]
     UnknownSchemaId(u32),
-    /// The schema registry could not say which schema an id names.
-    #[error("schema id {id}: cannot ask the schema registry: {detail}")]
-    Lookup { id: u32, detail: String },
     /// The datum is not a valid encoding of the schema its id names.
     #[error("{subject} (schema id {id}): {detail}")]
     Datum {
@@ -71,14 +66,6 @@ pub enum CodecError {
     Manifest(String),
 }
 
-/// Where a codec learns the schema behind an id it was not given: a schema registry
-/// (`GET /schemas/ids/{id}`). Decoding is synchronous, so an implementation blocks until
-/// it has the answer; the codec asks once per id and keeps what it learns.
-pub trait SchemaLookup: Send + Sync {
-    /// The Avro schema text registered under `id`; `Ok(None)` when there is none.
-    fn schema_text(&self, id: u32) -> Result<Option<String>, String>;
-}
-
 /// Encodes and decodes [`Envelope`]s. Schemas of older versions are parsed once in
 /// [`Codec::new`]; clones share them.
 #[derive(Clone)]
@@ -96,7 +83,7 @@ struct Schemas {
 
 /// A writer schema other than the current one of its subject, resolved to that one.
 struct Resolution {
-    subject: String,
+    subject: &'static str,
     writer: Schema,
     reader: Schema,
     /// The manifest id of the current schema.
@@ -113,9 +100,6 @@ enum Wire {
         to_wire: HashMap<u32, u32>,
         /// The registry's id → manifest id.
         from_wire: HashMap<u32, u32>,
-        lookup: Option<Arc<dyn SchemaLookup>>,
-        /// Registry ids outside the manifest, as learned through `lookup`.
-        learned: RwLock<HashMap<u32, Arc<Resolution>>>,
     },
 }
 
@@ -158,16 +142,14 @@ impl Codec {
     }
 
     /// A codec whose records carry a schema registry's ids: `ids` gives, for every
-    /// manifest id, the id the registry gave that schema. A record whose id is neither
-    /// (written by a producer with a newer schema version) is decoded with the schema
-    /// `lookup` finds for it, resolved to the current one; without `lookup` it is an
-    /// unknown id.
+    /// manifest id, the id the registry gave that schema (every manifest schema needs
+    /// one, and no two share one). A record framed with an id outside the mapping is an
+    /// unknown id, as it is with the manifest's ids.
     ///
     /// Manifest ids and a registry's are two numberings of one range: a log is written
-    /// with one of them from its first record, and read with the same.
+    /// with one of them from its first record, and read with the same (ADR 7).
     pub fn with_registry_ids(
         ids: impl IntoIterator<Item = (u32, u32)>,
-        lookup: Option<Arc<dyn SchemaLookup>>,
     ) -> Result<Codec, CodecError> {
         let mut to_wire = HashMap::new();
         let mut from_wire = HashMap::new();
@@ -197,12 +179,7 @@ impl Codec {
                 missing.subject, missing.version, missing.id
             )));
         }
-        Codec::load(Wire::Registry {
-            to_wire,
-            from_wire,
-            lookup,
-            learned: RwLock::new(HashMap::new()),
-        })
+        Codec::load(Wire::Registry { to_wire, from_wire })
     }
 
     fn load(wire: Wire) -> Result<Codec, CodecError> {
@@ -221,7 +198,7 @@ impl Codec {
                     CodecError::Manifest(format!("{} has no current version", file.subject))
                 })?;
             let resolution = Resolution {
-                subject: file.subject.to_owned(),
+                subject: file.subject,
                 writer: schema,
                 reader: parse(current)?,
                 current: current.id,
@@ -244,7 +221,11 @@ impl Codec {
     /// The id in the frame of a record written with the manifest's schema `manifest_id`.
     pub fn wire_id(&self, manifest_id: u32) -> Option<u32> {
         match &self.inner.wire {
-            Wire::Manifest => self.inner.by_id.contains_key(&manifest_id).then_some(manifest_id),
+            Wire::Manifest => self
+                .inner
+                .by_id
+                .contains_key(&manifest_id)
+                .then_some(manifest_id),
             Wire::Registry { to_wire, .. } => to_wire.get(&manifest_id).copied(),
         }
     }
@@ -261,64 +242,6 @@ impl Codec {
     fn wire(&self, manifest_id: u32) -> Result<u32, CodecError> {
         self.wire_id(manifest_id)
             .ok_or(CodecError::UnknownSchemaId(manifest_id))
-    }
-
-    /// A schema the manifest does not have, as the registry has it under `wire_id`
-    /// (asked once, then kept).
-    fn learn(&self, wire_id: u32) -> Result<Arc<Resolution>, CodecError> {
-        let Wire::Registry {
-            lookup: Some(lookup),
-            learned,
-            ..
-        } = &self.inner.wire
-        else {
-            return Err(CodecError::UnknownSchemaId(wire_id));
-        };
-        if let Some(known) = learned
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&wire_id)
-        {
-            return Ok(known.clone());
-        }
-        let text = lookup
-            .schema_text(wire_id)
-            .map_err(|detail| CodecError::Lookup {
-                id: wire_id,
-                detail,
-            })?
-            .ok_or(CodecError::UnknownSchemaId(wire_id))?;
-        let lookup_error = |detail: String| CodecError::Lookup {
-            id: wire_id,
-            detail,
-        };
-        let writer = Schema::parse_str(&text)
-            .map_err(|e| lookup_error(format!("the registry's schema does not parse: {e}")))?;
-        let name = writer.name().map(|n| n.fullname(None)).unwrap_or_default();
-        let current = name
-            .strip_prefix(NAMESPACE)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|subject| {
-                SCHEMA_FILES
-                    .iter()
-                    .find(|f| f.current && f.subject == subject)
-            })
-            .ok_or_else(|| {
-                lookup_error(format!(
-                    "the registry's schema is {name:?}, not an event type this build knows"
-                ))
-            })?;
-        let resolution = Arc::new(Resolution {
-            subject: current.subject.to_owned(),
-            writer,
-            reader: parse(current)?,
-            current: current.id,
-        });
-        learned
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(wire_id, resolution.clone());
-        Ok(resolution)
     }
 
     /// Encodes with the current schema of the event's type, framed with its id.
@@ -430,9 +353,9 @@ impl Codec {
 
     /// Decodes the datum of one event written with the schema the frame's `wire_id` names.
     fn decode_datum(&self, wire_id: u32, datum: &[u8]) -> Result<Envelope, CodecError> {
-        let Some(id) = self.manifest_id(wire_id) else {
-            return self.resolve(&self.learn(wire_id)?, wire_id, datum);
-        };
+        let id = self
+            .manifest_id(wire_id)
+            .ok_or(CodecError::UnknownSchemaId(wire_id))?;
         match self.inner.older.get(&id) {
             None => {
                 let file = self
@@ -455,7 +378,7 @@ impl Codec {
         datum: &[u8],
     ) -> Result<Envelope, CodecError> {
         let avro = |error| CodecError::Avro {
-            subject: resolution.subject.clone(),
+            subject: resolution.subject.to_owned(),
             id: wire_id,
             error: Box::new(error),
         };
@@ -465,7 +388,7 @@ impl Codec {
                 .map_err(avro)?;
         if !strict.0.is_empty() {
             return Err(CodecError::TrailingBytes {
-                subject: resolution.subject.clone(),
+                subject: resolution.subject.to_owned(),
                 id: wire_id,
                 count: strict.0.len(),
             });

@@ -599,8 +599,9 @@ fn an_aggregate_version_beyond_avro_long_is_an_error() {
 
 // ---- schema evolution -------------------------------------------------------------------
 
-#[test]
-fn delivery_created_v1_reads_as_not_expedited() {
+/// A `DeliveryCreated` datum of schema version 1, as an old producer wrote it, with the
+/// manifest id of that version.
+fn delivery_created_v1(event_id: Uuid) -> (u32, Vec<u8>) {
     let manifest = manifest();
     let v1 = manifest
         .iter()
@@ -614,7 +615,6 @@ fn delivery_created_v1_reads_as_not_expedited() {
             ("altitude".into(), Value::Double(0.0)),
         ])
     };
-    let event_id = Uuid::from_u128(7);
     let old = Value::Record(vec![
         (
             "metadata".into(),
@@ -649,8 +649,15 @@ fn delivery_created_v1_reads_as_not_expedited() {
         ("packageWeightKg".into(), Value::Double(1.5)),
     ]);
     let datum = apache_avro::to_avro_datum(&schema, old).expect("valid v1 datum");
+    (v1.id, datum)
+}
 
-    let decoded = codec().decode(&frame(v1.id, &datum)).expect("v1 decodes");
+#[test]
+fn delivery_created_v1_reads_as_not_expedited() {
+    let event_id = Uuid::from_u128(7);
+    let (v1, datum) = delivery_created_v1(event_id);
+
+    let decoded = codec().decode(&frame(v1, &datum)).expect("v1 decodes");
 
     assert_eq!(decoded.metadata.event_id, event_id);
     assert_eq!(decoded.metadata.aggregate_id, "dlv-old");
@@ -941,4 +948,133 @@ fn a_truncated_or_nested_commit_is_an_error_not_a_panic() {
     )]);
     let datum = apache_avro::to_avro_datum(&schema, value).expect("valid commit");
     assert!(codec.decode_all(&frame(COMMIT_SCHEMA_ID, &datum)).is_err());
+}
+
+// ---- schema registry ids -------------------------------------------------------------
+
+/// A registry's numbering: unrelated to the manifest's, and overlapping it (registry id 5
+/// is not manifest id 5's schema).
+fn registry_ids() -> Vec<(u32, u32)> {
+    manifest().iter().map(|e| (e.id, e.id * 7 + 3)).collect()
+}
+
+fn registry_codec() -> Codec {
+    Codec::with_registry_ids(registry_ids()).expect("a codec on registry ids")
+}
+
+#[test]
+fn with_registry_ids_records_are_framed_with_the_registrys_id() {
+    let codec = registry_codec();
+    let manifest = manifest();
+    for sample in samples() {
+        let subject = sample.event.type_name();
+        let registry_id = current(&manifest, subject).id * 7 + 3;
+        assert_eq!(codec.schema_id(subject), Some(registry_id), "{subject}");
+        let bytes = codec.encode(&sample).expect("encodes");
+        assert_eq!(bytes[0], 0, "magic byte");
+        assert_eq!(bytes[1..5], registry_id.to_be_bytes(), "{subject}");
+        let plain = Codec::new()
+            .expect("codec")
+            .encode(&sample)
+            .expect("encodes");
+        assert_eq!(bytes[5..], plain[5..], "{subject}: the same datum");
+        assert_eq!(codec.decode(&bytes).expect("decodes"), sample);
+    }
+}
+
+#[test]
+fn with_registry_ids_commits_and_frames_carry_the_registrys_ids_inside_too() {
+    let codec = registry_codec();
+    let samples = samples();
+    let bytes = codec.encode_all(&samples).expect("encodes");
+    assert_eq!(bytes[1..5], (COMMIT_SCHEMA_ID * 7 + 3).to_be_bytes());
+    assert_eq!(codec.decode_all(&bytes).expect("decodes"), samples);
+    let commit = schema_file("Commit.v1.avsc");
+    let value = apache_avro::from_avro_datum(&commit, &mut &bytes[5..], None).expect("commit");
+    let fields: HashMap<_, _> = record_fields(value).into_iter().collect();
+    let Value::Array(events) = &fields["events"] else {
+        panic!("events is an array")
+    };
+    for (event, sample) in events.iter().zip(&samples) {
+        let inner: HashMap<_, _> = record_fields(event.clone()).into_iter().collect();
+        let manifest_id = Codec::new()
+            .expect("codec")
+            .schema_id(sample.event.type_name())
+            .expect("an id");
+        assert_eq!(inner["schemaId"], Value::Int((manifest_id * 7 + 3) as i32));
+    }
+
+    let marker = WriterMarker {
+        writer: "marker-1".into(),
+        instance: "command-api-1".into(),
+        at: at(2),
+    };
+    let bytes = codec
+        .encode_frame(WRITERMARKER_SCHEMA_ID, &marker)
+        .expect("encodes");
+    assert_eq!(bytes[1..5], (WRITERMARKER_SCHEMA_ID * 7 + 3).to_be_bytes());
+    let back: WriterMarker = codec
+        .decode_frame(WRITERMARKER_SCHEMA_ID, &bytes)
+        .expect("decodes by the manifest's id");
+    assert_eq!(back, marker);
+}
+
+#[test]
+fn with_registry_ids_an_older_version_is_read_by_its_registry_id() {
+    let codec = registry_codec();
+    let (v1, datum) = delivery_created_v1(Uuid::from_u128(8));
+    let decoded = codec
+        .decode(&frame(v1 * 7 + 3, &datum))
+        .expect("v1 decodes");
+    assert_eq!(decoded.metadata.aggregate_id, "dlv-old");
+    let Event::DeliveryCreated(created) = decoded.event else {
+        panic!("a DeliveryCreated")
+    };
+    assert!(!created.expedited, "resolved to the current version");
+}
+
+#[test]
+fn with_registry_ids_a_manifest_id_outside_the_mapping_is_unknown() {
+    let codec = registry_codec();
+    let bytes = Codec::new()
+        .expect("codec")
+        .encode(&samples()[0])
+        .expect("encodes");
+    let manifest_id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    let registry: Vec<u32> = registry_ids().iter().map(|(_, r)| *r).collect();
+    assert!(
+        !registry.contains(&manifest_id),
+        "the fixture keeps them apart"
+    );
+    let err = codec
+        .decode(&bytes)
+        .expect_err("a manifest id is no registry id");
+    assert!(
+        matches!(err, CodecError::UnknownSchemaId(id) if id == manifest_id),
+        "{err}"
+    );
+}
+
+#[test]
+fn registry_ids_must_cover_the_manifest_once_each_and_fit_an_avro_int() {
+    let ids = registry_ids();
+    let message = |ids: Vec<(u32, u32)>| {
+        Codec::with_registry_ids(ids)
+            .expect_err("refused")
+            .to_string()
+    };
+    let text = message(ids[1..].to_vec());
+    assert!(text.contains("no id for"), "{text}");
+    let mut twice = ids.clone();
+    twice[1].1 = twice[0].1;
+    let text = message(twice);
+    assert!(text.contains("is given to manifest ids"), "{text}");
+    let mut huge = ids.clone();
+    huge[0].1 = u32::MAX;
+    let text = message(huge);
+    assert!(text.contains("does not fit an Avro int"), "{text}");
+    let mut stranger = ids.clone();
+    stranger.push((999_999, 5));
+    let text = message(stranger);
+    assert!(text.contains("999999 is no manifest id"), "{text}");
 }
