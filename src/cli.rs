@@ -54,7 +54,12 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     /// The read models the projector builds, e.g. `--only deliveries,drones` (all when
     /// not given).
-    #[arg(long, env = "DRONE_DELIVERY_ONLY", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_ONLY",
+        value_delimiter = ',',
+        value_parser = read_model
+    )]
     pub only: Vec<String>,
     /// The roles to run (all by default), e.g. `--roles command-api,projector`.
     #[arg(long, env = "DRONE_DELIVERY_ROLES", value_enum, value_delimiter = ',')]
@@ -137,17 +142,20 @@ impl ServeArgs {
         } else if !self.roles.is_empty() {
             settings.roles = self.roles;
         }
-        let known: Vec<&str> = projections::models::ALL.iter().map(|m| m.name).collect();
-        if let Some(unknown) = self.only.iter().find(|n| !known.contains(&n.as_str())) {
-            return Err(format!(
-                "--only {unknown}: the read models are {}",
-                known.join(", ")
-            ));
-        }
         settings.only = self.only;
         settings.command_url = self.command_url;
         settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
-        self.workflow.apply(&mut settings)?;
+        self.workflow.apply(&mut settings);
         Ok(settings)
+    }
+}
+
+/// The name of a read model (`--only`).
+fn read_model(name: &str) -> Result<String, String> {
+    let known: Vec<&str> = projections::models::ALL.iter().map(|m| m.name).collect();
+    if known.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("the read models are {}", known.join(", ")))
     }
 }

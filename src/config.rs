@@ -76,12 +76,12 @@ impl ConfigFile {
 
     /// Parses `text`, the content of the file at `path` (named in errors).
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                detail: e.message().to_owned(),
-            }
-        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    detail: e.message().to_owned(),
+                })?;
         let mut entries = Vec::new();
         flatten(&table, "", "", &mut entries);
         let mut file = ConfigFile {
@@ -92,7 +92,10 @@ impl ConfigFile {
             if let Some(first) = file.entries.iter().find(|e| e.flag == entry.flag) {
                 return Err(file.bad(
                     &entry.key,
-                    format!("sets --{} again (already set by `{}`)", entry.flag, first.key),
+                    format!(
+                        "sets --{} again (already set by `{}`)",
+                        entry.flag, first.key
+                    ),
                 ));
             }
             file.entries.push(entry);
@@ -153,7 +156,7 @@ impl ConfigFile {
                     scalar(item).ok_or_else(|| {
                         self.bad(
                             &entry.key,
-                            format!("{item} is not a value of --{}", entry.flag),
+                            format!("{} is not a value of --{}", kind(item), entry.flag),
                         )
                     })
                 })
@@ -162,16 +165,24 @@ impl ConfigFile {
                 &entry.key,
                 format!("--{} takes one value, not a list", entry.flag),
             )),
-            toml::Value::Boolean(_) | toml::Value::String(_) | toml::Value::Integer(_)
-            | toml::Value::Float(_)
-                if takes_values =>
-            {
-                Ok(scalar(&entry.value).into_iter().collect())
-            }
+            value if takes_values => scalar(value).map(|v| vec![v]).ok_or_else(|| {
+                self.bad(
+                    &entry.key,
+                    format!(
+                        "--{} takes a string or a number, not {}",
+                        entry.flag,
+                        kind(value)
+                    ),
+                )
+            }),
             toml::Value::Boolean(on) => Ok(vec![on.to_string()]),
             other => Err(self.bad(
                 &entry.key,
-                format!("--{} is a switch: give true or false, not {other}", entry.flag),
+                format!(
+                    "--{} is a switch: give true or false, not {}",
+                    entry.flag,
+                    kind(other)
+                ),
             )),
         }
     }
@@ -193,6 +204,19 @@ fn flatten(table: &toml::Table, key_prefix: &str, flag_prefix: &str, out: &mut V
                 value: value.clone(),
             }),
         }
+    }
+}
+
+/// What a value is, for messages (never the value itself: it may be a secret).
+fn kind(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
     }
 }
 
@@ -221,11 +245,7 @@ fn own_id(command: &Command, flag: &str) -> Option<clap::Id> {
 
 /// The flag `--flag` of `command` or, failing that, of one of its subcommands.
 fn find_arg<'a>(command: &'a Command, flag: &str) -> Option<&'a Arg> {
-    own_arg(command, flag).or_else(|| {
-        command
-            .get_subcommands()
-            .find_map(|sub| own_arg(sub, flag))
-    })
+    own_arg(command, flag).or_else(|| command.get_subcommands().find_map(|sub| own_arg(sub, flag)))
 }
 
 /// Does the flag take these values? Parsed alone, as clap would parse them on the
@@ -396,7 +416,10 @@ mod tests {
             [("acks".to_owned(), "all".to_owned())],
             "a list from the command line replaces the file's"
         );
-        assert!(!s.dispatch_policy().auto_assign, "the file's dispatch stays");
+        assert!(
+            !s.dispatch_policy().auto_assign,
+            "the file's dispatch stays"
+        );
     }
 
     /// Clap's environment layer is above the defaults the file sets. The real variables
@@ -437,17 +460,29 @@ mod tests {
     #[test]
     fn a_bad_value_is_an_error_naming_the_key_and_the_file() {
         for (text, expected) in [
-            ("partitions = \"many\"", "invalid value 'many' for '--partitions"),
+            (
+                "partitions = \"many\"",
+                "invalid value 'many' for '--partitions",
+            ),
             ("partitions = -1", "invalid value '-1'"),
             ("listen = 8080", "invalid value '8080' for '--listen"),
             ("dispatch = \"sometimes\"", "invalid value 'sometimes'"),
             ("log = \"postgres://x\"", "is not a log location"),
-            ("[kafka]\nsecurity-protocol = \"TLS\"", "invalid value 'TLS'"),
+            (
+                "[kafka]\nsecurity-protocol = \"TLS\"",
+                "invalid value 'TLS'",
+            ),
             ("partitions = [1, 2]", "takes one value, not a list"),
-            ("kafka-option = [[\"a=b\"]]", "is not a value of --kafka-option"),
+            (
+                "kafka-option = [[\"a=b\"]]",
+                "is not a value of --kafka-option",
+            ),
             ("roles = [\"kitchen\"]", "invalid value 'kitchen'"),
             ("partitions = 1\n[partitions]\nx = 1", "not valid TOML"),
-            ("telemetry-partitions = 1\n[telemetry]\npartitions = 2", "again"),
+            (
+                "telemetry-partitions = 1\n[telemetry]\npartitions = 2",
+                "again",
+            ),
         ] {
             let message = error(text, &["serve"]);
             assert!(message.contains(FILE), "{text}: {message}");
@@ -479,6 +514,7 @@ mod tests {
             sasl-username = "drones"
             sasl-password = "secret-4"
             [scylla]
+            username = "reader"
             password = "secret-5"
         "#;
         let s = settings(text, &["serve"]).expect("settings");
@@ -499,8 +535,8 @@ mod tests {
             .to_string();
         assert!(help.contains("drones"), "non-secret defaults are shown");
         assert!(!help.contains("secret-"), "{help}");
-        let error = Cli::parse_with(&file(text), ["drone-delivery", "--bogus"])
-            .expect_err("bad flag");
+        let error =
+            Cli::parse_with(&file(text), ["drone-delivery", "--bogus"]).expect_err("bad flag");
         assert!(matches!(error, CliError::Clap(_)));
     }
 }

@@ -157,11 +157,68 @@ impl SaslMechanism {
     }
 }
 
-/// The librdkafka keys whose values are credentials: never shown by `Debug`.
-fn is_secret_key(key: &str) -> bool {
-    ["password", "secret", "jaas", "token", ".pem"]
+/// librdkafka settings as given, `KEY=VALUE[,KEY=VALUE…]`: one `--kafka-option`, one
+/// item of the config file's `kafka-option` list, or `DRONE_DELIVERY_KAFKA_OPTIONS`. A
+/// comma starts a new setting only when what follows is `KEY=…`, so a value with commas
+/// stays whole (`debug=broker,topic`). `Debug` hides the values of secret keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaClientOptions(pub Vec<(String, String)>);
+
+impl FromStr for KafkaClientOptions {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut options: Vec<(String, String)> = Vec::new();
+        for piece in s.split(',') {
+            let starts_one = piece
+                .split_once('=')
+                .filter(|(key, _)| is_option_key(key.trim()));
+            match (starts_one, options.last_mut()) {
+                (Some((key, value)), _) => options.push((key.trim().to_owned(), value.to_owned())),
+                (None, Some((_, value))) => {
+                    value.push(',');
+                    value.push_str(piece);
+                }
+                (None, None) if piece.trim().is_empty() => {}
+                (None, None) => {
+                    return Err("give librdkafka settings as KEY=VALUE[,KEY=VALUE…]".into());
+                }
+            }
+        }
+        for (_, value) in &mut options {
+            *value = value.trim().to_owned();
+        }
+        Ok(KafkaClientOptions(options))
+    }
+}
+
+/// A librdkafka property name: `linger.ms`, `sasl.username`, …
+fn is_option_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl fmt::Debug for KafkaClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(shown_options(&self.0)).finish()
+    }
+}
+
+/// Settings as `Debug` shows them: the values of secret keys hidden.
+fn shown_options(options: &[(String, String)]) -> Vec<(&str, &str)> {
+    options
         .iter()
-        .any(|part| key.contains(part))
+        .map(|(key, value)| {
+            let shown = if storage_kafka::is_secret_option(key) {
+                "***"
+            } else {
+                value
+            };
+            (key.as_str(), shown)
+        })
+        .collect()
 }
 
 /// How the Kafka adapter creates topics and talks to the cluster.
@@ -178,19 +235,11 @@ pub struct KafkaOptions {
 
 impl fmt::Debug for KafkaOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let client: Vec<(&str, &str)> = self
-            .client
-            .iter()
-            .map(|(key, value)| {
-                let shown = if is_secret_key(key) { "***" } else { value };
-                (key.as_str(), shown)
-            })
-            .collect();
         f.debug_struct("KafkaOptions")
             .field("topic_prefix", &self.topic_prefix)
             .field("replication_factor", &self.replication_factor)
             .field("telemetry_retention", &self.telemetry_retention)
-            .field("client", &client)
+            .field("client", &shown_options(&self.client))
             .finish()
     }
 }
@@ -210,6 +259,19 @@ pub struct RegistryOptions {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+}
+
+impl RegistryOptions {
+    /// What the registry client takes.
+    pub fn client_config(&self) -> schemas::registry::RegistryConfig {
+        schemas::registry::RegistryConfig {
+            url: self.url.clone(),
+            basic_auth: self.username.as_ref().map(|user| {
+                let password = self.password.as_ref().map_or("", Secret::expose);
+                (user.clone(), password.to_owned())
+            }),
+        }
+    }
 }
 
 impl Default for KafkaOptions {
@@ -360,24 +422,36 @@ pub struct WorkflowArgs {
     #[arg(
         long,
         env = "DRONE_DELIVERY_BATTERY_RESERVE_PCT",
-        default_value_t = 20.0
+        default_value_t = 20.0,
+        value_parser = percent
     )]
     pub battery_reserve_pct: f64,
     /// A charging drone returns to service at this battery level (%).
-    #[arg(long, env = "DRONE_DELIVERY_READY_PCT", default_value_t = 80.0)]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_READY_PCT",
+        default_value_t = 80.0,
+        value_parser = percent
+    )]
     pub ready_pct: f64,
     /// Battery (%) gained per minute on the charger.
     #[arg(
         long,
         env = "DRONE_DELIVERY_CHARGE_PCT_PER_MINUTE",
-        default_value_t = 2.0
+        default_value_t = 2.0,
+        value_parser = positive
     )]
     pub charge_pct_per_minute: f64,
     /// Battery (%) used per km flown; default: a full battery flies the drone's range.
-    #[arg(long, env = "DRONE_DELIVERY_DRAIN_PCT_PER_KM")]
+    #[arg(long, env = "DRONE_DELIVERY_DRAIN_PCT_PER_KM", value_parser = positive)]
     pub drain_pct_per_km: Option<f64>,
     /// Within this many metres of a spot a drone has arrived there.
-    #[arg(long, env = "DRONE_DELIVERY_ARRIVAL_RADIUS_M", default_value_t = 50.0)]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_ARRIVAL_RADIUS_M",
+        default_value_t = 50.0,
+        value_parser = positive
+    )]
     pub arrival_radius_m: f64,
     /// Seconds from the decision to cruise.
     #[arg(long, env = "DRONE_DELIVERY_TAKEOFF_SECS", default_value_t = 30)]
@@ -404,23 +478,26 @@ pub struct WorkflowArgs {
     pub max_clock_skew_secs: u32,
 }
 
+/// A percentage, 0 to 100 (a flag's value parser: a bad value is the flag's error, on
+/// the command line, in the environment and in the config file alike).
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err("give a percentage between 0 and 100".into()),
+    }
+}
+
+/// A number > 0.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("give a number > 0".into()),
+    }
+}
+
 impl WorkflowArgs {
-    /// Sets the options into `settings`; refuses values that make no sense.
-    pub fn apply(&self, settings: &mut Settings) -> Result<(), String> {
-        let percent = |name: &str, v: f64| {
-            if v.is_finite() && (0.0..=100.0).contains(&v) {
-                Ok(v)
-            } else {
-                Err(format!("--{name} must be between 0 and 100, got {v}"))
-            }
-        };
-        let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(v)
-            } else {
-                Err(format!("--{name} must be a number > 0, got {v}"))
-            }
-        };
+    /// Sets the options into `settings` (their values were checked as they were parsed).
+    pub fn apply(&self, settings: &mut Settings) {
         let secs = |s: u32| TimeDelta::seconds(i64::from(s));
         settings.dispatch = self.dispatch;
         settings.max_clock_skew = secs(self.max_clock_skew_secs);
@@ -428,21 +505,17 @@ impl WorkflowArgs {
             takeoff: secs(self.takeoff_secs),
             landing: secs(self.landing_secs),
             handling: secs(self.handling_secs),
-            drain_pct_per_km: self
-                .drain_pct_per_km
-                .map(|d| positive("drain-pct-per-km", d))
-                .transpose()?,
-            charge_pct_per_minute: positive("charge-pct-per-minute", self.charge_pct_per_minute)?,
-            reserve_pct: percent("battery-reserve-pct", self.battery_reserve_pct)?,
-            ready_pct: percent("ready-pct", self.ready_pct)?,
-            arrival_radius_km: positive("arrival-radius-m", self.arrival_radius_m)? / 1000.0,
+            drain_pct_per_km: self.drain_pct_per_km,
+            charge_pct_per_minute: self.charge_pct_per_minute,
+            reserve_pct: self.battery_reserve_pct,
+            ready_pct: self.ready_pct,
+            arrival_radius_km: self.arrival_radius_m / 1000.0,
         };
         settings.policy = DispatchPolicy {
             margin: secs(self.dispatch_margin_secs),
             silent_after: secs(self.silent_after_secs),
             ..DispatchPolicy::default()
         };
-        Ok(())
     }
 }
 
@@ -460,14 +533,15 @@ pub struct StorageArgs {
     /// in `--data-dir`).
     #[arg(long, env = "DRONE_DELIVERY_STORE")]
     pub store: Option<StoreLocation>,
-    /// A librdkafka setting for every Kafka client, `KEY=VALUE`, repeatable (tuning, or
-    /// security settings the `--kafka-security-…`/`--kafka-sasl-…` flags do not cover).
+    /// librdkafka settings for every Kafka client (producer, consumers, admin),
+    /// `KEY=VALUE[,KEY=VALUE…]`, repeatable: tuning, or security settings the
+    /// `--kafka-security-…`/`--kafka-sasl-…`/`--kafka-ssl-…` flags do not cover.
     #[arg(
         long = "kafka-option",
         env = "DRONE_DELIVERY_KAFKA_OPTIONS",
-        value_delimiter = ','
+        hide_env_values = true
     )]
-    pub kafka_options: Vec<String>,
+    pub kafka_options: Vec<KafkaClientOptions>,
     /// How the Kafka clients connect: PLAINTEXT (the default), SSL (TLS), SASL_PLAINTEXT
     /// or SASL_SSL.
     #[arg(
@@ -501,6 +575,20 @@ pub struct StorageArgs {
     /// (default: the system's).
     #[arg(long, env = "DRONE_DELIVERY_KAFKA_SSL_CA_LOCATION")]
     pub kafka_ssl_ca_location: Option<PathBuf>,
+    /// The client's TLS certificate (PEM), for brokers that authenticate clients by TLS
+    /// (mutual TLS).
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+    /// The private key (PEM) of `--kafka-ssl-certificate-location`.
+    #[arg(long, env = "DRONE_DELIVERY_KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+    /// The password of `--kafka-ssl-key-location`, when the key is encrypted.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_KAFKA_SSL_KEY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub kafka_ssl_key_password: Option<Secret>,
     /// The ScyllaDB user name (with `--store scylla://…`).
     #[arg(long, env = "DRONE_DELIVERY_SCYLLA_USERNAME")]
     pub scylla_username: Option<String>,
@@ -527,56 +615,70 @@ pub struct StorageArgs {
     #[arg(long, env = "DRONE_DELIVERY_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub kafka_topic_prefix: String,
     /// Replicas of the topics the Kafka adapter creates.
-    #[arg(long, env = "DRONE_DELIVERY_KAFKA_REPLICATION", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_KAFKA_REPLICATION",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(i32).range(1..)
+    )]
     pub kafka_replication: i32,
     /// How long the telemetry topic keeps its records (event topics keep them for ever).
     #[arg(
         long,
         env = "DRONE_DELIVERY_TELEMETRY_RETENTION_HOURS",
-        default_value_t = 168
+        default_value_t = 168,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub telemetry_retention_hours: u64,
     /// Seconds a command-api's heartbeats may stop before another command-api may take
     /// over as the writer of the command topics (on Kafka).
-    #[arg(long, env = "DRONE_DELIVERY_WRITER_SESSION_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_WRITER_SESSION_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub writer_session_secs: u64,
     /// Partitions of every command topic when the log creates them.
-    #[arg(long, env = "DRONE_DELIVERY_PARTITIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_PARTITIONS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub partitions: u32,
     /// Partitions of the telemetry topic when the log creates it.
     #[arg(
         long,
         env = "DRONE_DELIVERY_TELEMETRY_PARTITIONS",
-        default_value_t = 16
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub telemetry_partitions: u32,
 }
 
 impl StorageArgs {
-    /// Sets the options into `settings`; refuses values that make no sense.
+    /// Sets the options into `settings`; refuses combinations that make no sense (single
+    /// values were checked as they were parsed).
     pub fn apply(&self, settings: &mut Settings) -> Result<(), String> {
         settings.data_dir = self.data_dir.clone();
         settings.log = self.log.clone();
         settings.store = self.store.clone();
         let client = self.kafka_client()?;
-        if self.kafka_replication < 1 {
-            return Err("--kafka-replication must be at least 1".into());
-        }
-        if self.partitions == 0 || self.telemetry_partitions == 0 {
-            return Err("topics need at least one partition".into());
-        }
         settings.kafka = KafkaOptions {
             topic_prefix: self.kafka_topic_prefix.clone(),
             replication_factor: self.kafka_replication,
-            telemetry_retention: Duration::from_secs(self.telemetry_retention_hours * 3600),
+            telemetry_retention: Duration::from_secs(
+                self.telemetry_retention_hours.saturating_mul(3600),
+            ),
             client,
         };
         settings.partitions = self.partitions;
         settings.telemetry_partitions = self.telemetry_partitions;
-        if self.writer_session_secs == 0 {
-            return Err("--writer-session-secs must be at least 1".into());
-        }
         settings.writer_session = Duration::from_secs(self.writer_session_secs);
+        if self.scylla_password.is_some() && self.scylla_username.is_none() {
+            return Err("--scylla-password is set but --scylla-username is not".into());
+        }
         settings.scylla = ScyllaOptions {
             username: self.scylla_username.clone(),
             password: self.scylla_password.clone(),
@@ -605,24 +707,47 @@ impl StorageArgs {
             let value = password.expose().to_owned();
             flags.push(("kafka-sasl-password", "sasl.password", value));
         }
-        if let Some(ca) = &self.kafka_ssl_ca_location {
-            let value = ca.to_string_lossy().into_owned();
-            flags.push(("kafka-ssl-ca-location", "ssl.ca.location", value));
+        let paths = [
+            (
+                "kafka-ssl-ca-location",
+                "ssl.ca.location",
+                &self.kafka_ssl_ca_location,
+            ),
+            (
+                "kafka-ssl-certificate-location",
+                "ssl.certificate.location",
+                &self.kafka_ssl_certificate_location,
+            ),
+            (
+                "kafka-ssl-key-location",
+                "ssl.key.location",
+                &self.kafka_ssl_key_location,
+            ),
+        ];
+        for (flag, key, path) in paths {
+            if let Some(path) = path {
+                flags.push((flag, key, path.to_string_lossy().into_owned()));
+            }
         }
-        for option in self.kafka_options.iter().filter(|o| !o.is_empty()) {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| format!("--kafka-option {option:?} is not KEY=VALUE"))?;
-            let key = key.trim();
-            if let Some((flag, ..)) = flags.iter().find(|(_, k, _)| *k == key) {
+        if let Some(password) = &self.kafka_ssl_key_password {
+            let value = password.expose().to_owned();
+            flags.push(("kafka-ssl-key-password", "ssl.key.password", value));
+        }
+        for (key, value) in self.kafka_options.iter().flat_map(|o| &o.0) {
+            if let Some((flag, ..)) = flags.iter().find(|(_, k, _)| k == key) {
                 return Err(format!(
                     "--kafka-option {key}=… and --{flag} both set {key}: keep one"
                 ));
             }
-            client.push((key.to_owned(), value.trim().to_owned()));
+            client.push((key.clone(), value.clone()));
         }
         client.extend(flags.into_iter().map(|(_, k, v)| (k.to_owned(), v)));
-        let get = |key: &str| client.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let get = |key: &str| {
+            client
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
         let protocol = get("security.protocol").unwrap_or("PLAINTEXT");
         if protocol.to_ascii_uppercase().starts_with("SASL") {
             let Some(mechanism) = get("sasl.mechanism") else {
@@ -642,25 +767,29 @@ impl StorageArgs {
     }
 
     fn schema_registry(&self) -> Result<Option<RegistryOptions>, String> {
-        let Some(url) = self.schema_registry_url.as_deref().filter(|u| !u.is_empty()) else {
-            if self.schema_registry_username.is_some() || self.schema_registry_password.is_some()
-            {
+        let Some(url) = self
+            .schema_registry_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        else {
+            if self.schema_registry_username.is_some() || self.schema_registry_password.is_some() {
                 return Err(
                     "--schema-registry-username/-password are set but --schema-registry-url (SCHEMA_REGISTRY_URL) is not".into(),
                 );
             }
             return Ok(None);
         };
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|host| host.is_empty()) {
-            return Err(format!(
-                "--schema-registry-url {url}: give the registry as http://HOST:PORT or https://HOST:PORT"
-            ));
+        // Checked here rather than by a value parser: clap's messages repeat the value,
+        // and a URL may carry a password (which this refuses without showing it).
+        let url = schemas::registry::base_url(url)
+            .map_err(|e| format!("--schema-registry-url (SCHEMA_REGISTRY_URL): {e}"))?;
+        if self.schema_registry_password.is_some() && self.schema_registry_username.is_none() {
+            return Err(
+                "--schema-registry-password is set but --schema-registry-username is not".into(),
+            );
         }
         Ok(Some(RegistryOptions {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
             username: self.schema_registry_username.clone(),
             password: self.schema_registry_password.clone(),
         }))

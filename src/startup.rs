@@ -4,7 +4,7 @@
 
 use crate::Settings;
 use crate::ops;
-use crate::settings::{LogLocation, Role, StoreLocation};
+use crate::settings::{LogLocation, Role, ScyllaOptions, StoreLocation};
 use anyhow::Context;
 use command_side::{CommandMetrics, CommandService, WriterLease};
 use domain::Dispatcher;
@@ -66,10 +66,36 @@ fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
         StoreLocation::Embedded(dir) => Ok(Arc::new(
             EmbeddedReadStore::open(&dir).context("cannot open the read store")?,
         )),
-        StoreLocation::Scylla { .. } => anyhow::bail!(
-            "this build has no ScyllaDB adapter yet; use --store embedded:DIR (the read side then runs in one process: serve --roles projector,query-api)"
-        ),
+        StoreLocation::Scylla { nodes, keyspace } => {
+            open_scylla(&nodes, &keyspace, &settings.scylla)
+        }
     }
+}
+
+/// The ScyllaDB read store, logged in with `login` (its adapter comes with a later issue:
+/// this is where it is opened, with the credentials it needs).
+fn open_scylla(
+    nodes: &str,
+    keyspace: &str,
+    login: &ScyllaOptions,
+) -> anyhow::Result<Arc<dyn ReadStore>> {
+    let _ = login;
+    anyhow::bail!(
+        "scylla://{nodes}/{keyspace}: this build has no ScyllaDB adapter yet; use --store embedded:DIR (the read side then runs in one process: serve --roles projector,query-api)"
+    )
+}
+
+/// The codec: with a schema registry, every schema registered and framed with the ids it
+/// gave (ADR 7); otherwise the checked-in manifest's ids.
+async fn codec(settings: &Settings) -> anyhow::Result<Codec> {
+    let Some(registry) = &settings.schema_registry else {
+        return Ok(Codec::new()?);
+    };
+    let codec = schemas::registry::register(&registry.client_config())
+        .await
+        .context("cannot register the schemas with the schema registry")?;
+    tracing::info!(registry = %registry.url, codec = ?codec, "schemas registered");
+    Ok(codec)
 }
 
 /// The running system: all roles in this process.
@@ -106,7 +132,7 @@ impl App {
         store: Option<Arc<dyn ReadStore>>,
     ) -> anyhow::Result<App> {
         let registry = Registry::new();
-        let codec = Codec::new()?;
+        let codec = codec(&settings).await?;
         log.create_topics(&topic_specs(&settings))
             .await
             .context("cannot create the topics")?;

@@ -121,24 +121,6 @@ impl Registration {
 
     /// `{base}/subjects/{subject}/versions`, the subject escaped as a path segment.
     pub fn url(&self, base: &str) -> Result<String, RegistryError> {
-        let bad = |detail: &str| RegistryError::Url {
-            url: shown_url(base),
-            detail: detail.to_owned(),
-        };
-        let (scheme, rest) = base
-            .split_once("://")
-            .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
-            .ok_or_else(|| bad("give it as http://HOST:PORT or https://HOST:PORT"))?;
-        let rest = rest.trim_end_matches('/');
-        let host = rest.split('/').next().unwrap_or_default();
-        if host.is_empty() {
-            return Err(bad("it names no host"));
-        }
-        if host.contains('@') {
-            return Err(bad(
-                "credentials do not go in the URL: use --schema-registry-username and --schema-registry-password",
-            ));
-        }
         let subject: String = self
             .subject()
             .bytes()
@@ -149,7 +131,7 @@ impl Registration {
                 other => format!("%{other:02X}"),
             })
             .collect();
-        Ok(format!("{scheme}://{rest}/subjects/{subject}/versions"))
+        Ok(format!("{}/subjects/{subject}/versions", base_url(base)?))
     }
 
     /// Reads the registry's answer (`status`, `body`): the schema's id, or why not.
@@ -208,6 +190,31 @@ impl Registration {
             },
         })
     }
+}
+
+/// The registry's URL as requests start with it: `http(s)://HOST[:PORT][/PATH]` without
+/// a trailing slash. Credentials in it are refused (they go in [`RegistryConfig`], and a
+/// URL is shown in messages).
+pub fn base_url(url: &str) -> Result<String, RegistryError> {
+    let bad = |detail: &str| RegistryError::Url {
+        url: shown_url(url),
+        detail: detail.to_owned(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+        .ok_or_else(|| bad("give it as http://HOST:PORT or https://HOST:PORT"))?;
+    let rest = rest.trim_end_matches('/');
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(bad("it names no host"));
+    }
+    if host.contains('@') {
+        return Err(bad(
+            "credentials do not go in the URL: use --schema-registry-username and --schema-registry-password",
+        ));
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// `url` as messages show it: without a password someone put in it.

@@ -26,6 +26,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,8 +34,9 @@ use storage::{
     Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
 };
 
-/// How to reach the cluster and how to create topics.
-#[derive(Clone, Debug)]
+/// How to reach the cluster and how to create topics. `Debug` hides the values of
+/// secret client settings ([`is_secret_option`]).
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// `host:port[,host:port…]`.
     pub brokers: String,
@@ -54,6 +56,38 @@ pub struct KafkaSettings {
     /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and
     /// tuning (`batch.num.messages`, …).
     pub client: Vec<(String, String)>,
+}
+
+/// Is the librdkafka setting `key` a credential (`sasl.password`, `ssl.key.password`,
+/// `ssl.key.pem`, `sasl.oauthbearer.client.secret`, …), whose value is never shown?
+pub fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "token", ".pem", "private"]
+        .iter()
+        .any(|part| key.contains(part))
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_secret_option(key) { "***" } else { value };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("replication_factor", &self.replication_factor)
+            .field("telemetry_topics", &self.telemetry_topics)
+            .field("telemetry_retention", &self.telemetry_retention)
+            .field("produce_timeout", &self.produce_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("client", &client)
+            .finish()
+    }
 }
 
 impl KafkaSettings {
