@@ -20,6 +20,7 @@
 //! and a value its flag refuses are errors that name the key and the file.
 
 use clap::{Arg, Command};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// What is wrong with a config file.
@@ -46,14 +47,23 @@ pub enum ConfigError {
     },
 }
 
-/// A parsed config file: each value with the flag it sets.
-#[derive(Debug)]
+/// A parsed config file: each value with the flag it sets. `Debug` shows the keys, not
+/// the values (some are secrets).
 pub struct ConfigFile {
     path: PathBuf,
     entries: Vec<Entry>,
 }
 
-#[derive(Debug)]
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.entries.iter().map(|e| e.key.as_str()).collect();
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("keys", &keys)
+            .finish()
+    }
+}
+
 struct Entry {
     /// The key as written (`kafka.sasl-username`), for messages.
     key: String,
@@ -362,7 +372,14 @@ mod tests {
             username = "reader"
             password = "also-secret"
         "#;
-        for args in [&["serve"][..], &["command-api"], &[]] {
+        for args in [
+            &["serve"][..],
+            &["command-api"],
+            &["projector"],
+            &["query-api"],
+            &["workflow"],
+            &[],
+        ] {
             let s = settings(text, args).expect("settings");
             assert_eq!(
                 s.log,
@@ -459,35 +476,101 @@ mod tests {
 
     #[test]
     fn a_bad_value_is_an_error_naming_the_key_and_the_file() {
-        for (text, expected) in [
+        for (text, key, expected) in [
             (
                 "partitions = \"many\"",
+                "partitions",
                 "invalid value 'many' for '--partitions",
             ),
-            ("partitions = -1", "invalid value '-1'"),
-            ("listen = 8080", "invalid value '8080' for '--listen"),
-            ("dispatch = \"sometimes\"", "invalid value 'sometimes'"),
-            ("log = \"postgres://x\"", "is not a log location"),
+            ("partitions = -1", "partitions", "invalid value '-1'"),
+            ("partitions = 0", "partitions", "0 is not in 1.."),
+            (
+                "kafka-replication = 0",
+                "kafka-replication",
+                "0 is not in 1..",
+            ),
+            (
+                "listen = 8080",
+                "listen",
+                "invalid value '8080' for '--listen",
+            ),
+            (
+                "listen = 1979-05-27",
+                "listen",
+                "takes a string or a number, not a date-time",
+            ),
+            (
+                "dispatch = \"sometimes\"",
+                "dispatch",
+                "invalid value 'sometimes'",
+            ),
+            ("log = \"postgres://x\"", "log", "is not a log location"),
+            (
+                "store = \"scylla://host\"",
+                "store",
+                "use scylla://HOST:PORT",
+            ),
+            (
+                "battery-reserve-pct = 150",
+                "battery-reserve-pct",
+                "give a percentage between 0 and 100",
+            ),
+            (
+                "[flight]\narrival-radius-m = -5",
+                "flight.arrival-radius-m",
+                "unknown key",
+            ),
+            (
+                "arrival-radius-m = -5",
+                "arrival-radius-m",
+                "give a number > 0",
+            ),
             (
                 "[kafka]\nsecurity-protocol = \"TLS\"",
+                "kafka.security-protocol",
                 "invalid value 'TLS'",
             ),
-            ("partitions = [1, 2]", "takes one value, not a list"),
+            (
+                "partitions = [1, 2]",
+                "partitions",
+                "takes one value, not a list",
+            ),
             (
                 "kafka-option = [[\"a=b\"]]",
-                "is not a value of --kafka-option",
+                "kafka-option",
+                "a list is not a value of --kafka-option",
             ),
-            ("roles = [\"kitchen\"]", "invalid value 'kitchen'"),
-            ("partitions = 1\n[partitions]\nx = 1", "not valid TOML"),
+            (
+                "kafka-option = [\"linger.ms\"]",
+                "kafka-option",
+                "give librdkafka settings as KEY=VALUE",
+            ),
+            ("roles = [\"kitchen\"]", "roles", "invalid value 'kitchen'"),
+            (
+                "only = [\"kitchen\"]",
+                "only",
+                "the read models are accounts, deliveries",
+            ),
             (
                 "telemetry-partitions = 1\n[telemetry]\npartitions = 2",
+                "telemetry-partitions",
                 "again",
             ),
         ] {
             let message = error(text, &["serve"]);
             assert!(message.contains(FILE), "{text}: {message}");
+            assert!(message.contains(&format!("`{key}`")), "{text}: {message}");
             assert!(message.contains(expected), "{text}: {message}");
         }
+        let message = error("partitions = 1\n[partitions]\nx = 1", &["serve"]);
+        assert!(message.contains(FILE), "{message}");
+        assert!(message.contains("not valid TOML"), "{message}");
+    }
+
+    #[test]
+    fn a_value_the_flags_override_is_still_checked() {
+        let message = error("partitions = 0", &["serve", "--partitions", "4"]);
+        assert!(message.contains("`partitions`"), "{message}");
     }
 
     #[test]

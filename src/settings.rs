@@ -795,3 +795,146 @@ impl StorageArgs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+
+    fn options(s: &str) -> Vec<(String, String)> {
+        s.parse::<KafkaClientOptions>().expect("options").0
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_options_split_only_where_a_key_follows() {
+        assert_eq!(options("linger.ms=5"), pairs(&[("linger.ms", "5")]));
+        assert_eq!(
+            options(" linger.ms = 5 ,acks=all"),
+            pairs(&[("linger.ms", "5"), ("acks", "all")])
+        );
+        assert_eq!(
+            options("debug=broker,topic,msg,acks=all"),
+            pairs(&[("debug", "broker,topic,msg"), ("acks", "all")]),
+            "a value with commas stays whole"
+        );
+        assert_eq!(
+            options("sasl.oauthbearer.config=scope=a principal=b"),
+            pairs(&[("sasl.oauthbearer.config", "scope=a principal=b")]),
+            "the first `=` ends the key"
+        );
+        assert_eq!(options(""), Vec::new());
+        for bad in ["linger.ms", "=5", "two words=x"] {
+            assert!(bad.parse::<KafkaClientOptions>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let cli = Cli::parse_layered([
+            "drone-delivery",
+            "serve",
+            "--kafka-option",
+            "sasl.oauthbearer.client.secret=secret-1,ssl.key.pem=secret-2,linger.ms=5",
+            "--kafka-sasl-username",
+            "drones",
+            "--kafka-sasl-password",
+            "secret-3",
+            "--kafka-security-protocol",
+            "sasl_ssl",
+            "--kafka-sasl-mechanism",
+            "plain",
+            "--kafka-ssl-key-password",
+            "secret-4",
+            "--scylla-username",
+            "reader",
+            "--scylla-password",
+            "secret-5",
+            "--schema-registry-url",
+            "http://registry:8081/",
+            "--schema-registry-username",
+            "ci",
+            "--schema-registry-password",
+            "secret-6",
+        ])
+        .expect("parsed");
+        let shown_cli = format!("{cli:?}");
+        let (serve, role) = cli.into_role();
+        let settings = serve.settings(role).expect("settings");
+        let shown = format!("{shown_cli}\n{settings:?}");
+        for visible in [
+            "drones",
+            "reader",
+            "ci",
+            "linger.ms",
+            "SASL_SSL",
+            "registry:8081",
+        ] {
+            assert!(shown.contains(visible), "{visible}: {shown}");
+        }
+        assert!(!shown.contains("secret-"), "{shown}");
+        // The values are there for the clients that send them.
+        assert!(
+            settings
+                .kafka
+                .client
+                .contains(&("sasl.password".into(), "secret-3".into()))
+        );
+        assert!(
+            settings
+                .kafka
+                .client
+                .contains(&("ssl.key.password".into(), "secret-4".into()))
+        );
+        let registry = settings.schema_registry.expect("a registry");
+        assert_eq!(registry.url, "http://registry:8081");
+        let config = registry.client_config();
+        assert_eq!(
+            config.basic_auth,
+            Some(("ci".to_owned(), "secret-6".to_owned()))
+        );
+        assert!(!format!("{config:?}").contains("secret-6"));
+    }
+
+    #[test]
+    fn a_registry_url_with_a_password_is_refused_without_showing_it() {
+        let (serve, role) = Cli::parse_layered([
+            "drone-delivery",
+            "--schema-registry-url",
+            "https://ci:hunter2@registry.example",
+        ])
+        .expect("parsed")
+        .into_role();
+        let error = serve.settings(role).expect_err("refused");
+        assert!(error.contains("--schema-registry-url"), "{error}");
+        assert!(
+            error.contains("credentials do not go in the URL"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn no_arguments_run_everything_embedded_in_data() {
+        let (serve, role) = Cli::parse_layered(["drone-delivery"])
+            .expect("parsed")
+            .into_role();
+        let settings = serve.settings(role).expect("settings");
+        assert_eq!(settings.roles, Role::ALL);
+        assert_eq!(
+            settings.log_location(),
+            LogLocation::Embedded(PathBuf::from("./data/log"))
+        );
+        assert_eq!(
+            settings.store_location(),
+            StoreLocation::Embedded(PathBuf::from("./data/views"))
+        );
+        assert!(settings.kafka.client.is_empty());
+        assert_eq!(settings.schema_registry, None);
+    }
+}

@@ -48,16 +48,23 @@ fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
         LogLocation::Embedded(dir) => {
             Arc::new(EmbeddedLog::open(&dir).context("cannot open the event log")?)
         }
-        LogLocation::Kafka { brokers } => {
-            let mut kafka = KafkaSettings::new(&brokers);
-            kafka.replication_factor = settings.kafka.replication_factor;
-            kafka.telemetry_topics = vec![Topic::DroneTelemetry.name().to_owned()];
-            kafka.telemetry_retention = settings.kafka.telemetry_retention;
-            kafka.client = settings.kafka.client.clone();
-            kafka.topic_prefix = settings.kafka.topic_prefix.clone();
-            Arc::new(KafkaLog::connect(kafka).context("cannot set up the Kafka client")?)
-        }
+        LogLocation::Kafka { brokers } => Arc::new(
+            KafkaLog::connect(kafka_settings(settings, &brokers))
+                .context("cannot set up the Kafka client")?,
+        ),
     })
+}
+
+/// The Kafka adapter's settings: its clients (producer, consumers, admin) all get
+/// `settings.kafka.client`, the security settings among them.
+fn kafka_settings(settings: &Settings, brokers: &str) -> KafkaSettings {
+    let mut kafka = KafkaSettings::new(brokers);
+    kafka.replication_factor = settings.kafka.replication_factor;
+    kafka.telemetry_topics = vec![Topic::DroneTelemetry.name().to_owned()];
+    kafka.telemetry_retention = settings.kafka.telemetry_retention;
+    kafka.client = settings.kafka.client.clone();
+    kafka.topic_prefix = settings.kafka.topic_prefix.clone();
+    kafka
 }
 
 /// Opens the read store at its location.
@@ -332,4 +339,70 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+
+    fn settings(args: &[&str]) -> Settings {
+        let args = ["drone-delivery", "serve"].iter().chain(args);
+        let (serve, role) = Cli::parse_layered(args).expect("parsed").into_role();
+        serve.settings(role).expect("settings")
+    }
+
+    /// The security flags reach every Kafka client, and this build's librdkafka takes
+    /// them: TLS and SCRAM need its `ssl` feature (no broker is contacted to create them).
+    #[test]
+    fn every_kafka_client_is_created_with_the_security_settings() {
+        let settings = settings(&[
+            "--log",
+            "kafka://127.0.0.1:1",
+            "--kafka-security-protocol",
+            "SASL_SSL",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "drones",
+            "--kafka-sasl-password",
+            "hunter2",
+            "--kafka-option",
+            "ssl.endpoint.identification.algorithm=https",
+        ]);
+        let kafka = kafka_settings(&settings, "127.0.0.1:1");
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "drones"),
+            ("sasl.password", "hunter2"),
+        ] {
+            assert!(
+                kafka.client.contains(&(key.to_owned(), value.to_owned())),
+                "{key}"
+            );
+        }
+        let shown = format!("{kafka:?} {settings:?}");
+        assert!(shown.contains("drones"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        if let Err(e) = open_log(&settings) {
+            panic!("{e:#}");
+        }
+    }
+
+    #[test]
+    fn a_setting_librdkafka_refuses_is_a_clear_error_at_start_up() {
+        let settings = settings(&[
+            "--log",
+            "kafka://127.0.0.1:1",
+            "--kafka-option",
+            "securty.protocol=SSL",
+        ]);
+        let error = match open_log(&settings) {
+            Ok(_) => panic!("librdkafka took securty.protocol"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("cannot set up the Kafka client"), "{error}");
+        assert!(error.contains("securty.protocol"), "{error}");
+    }
 }

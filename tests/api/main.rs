@@ -3,6 +3,7 @@
 //! data directory, so they run in parallel.
 
 mod concurrency;
+mod config;
 mod crash;
 mod faults;
 mod helpers;
