@@ -9,8 +9,9 @@ RUN cargo build --release --locked --bin drone-delivery \
  && cp target/release/drone-delivery /drone-delivery
 
 FROM debian:bookworm-slim
+# libssl3: the binary links OpenSSL (TLS and SCRAM for Kafka, HTTPS to the schema registry).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --create-home drones
 COPY --from=build /drone-delivery /usr/local/bin/drone-delivery

@@ -419,6 +419,37 @@ mod tests {
         assert_eq!(serve.roles, [Role::CommandApi, Role::Projector]);
     }
 
+    /// The sample in the README's "Configuration" section is a file this build takes.
+    #[test]
+    fn the_readme_sample_is_a_valid_config_file() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("a Configuration section");
+        let sample = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a TOML sample");
+        let s = settings(sample, &["command-api", "--kafka-sasl-password", "x"])
+            .expect("the sample's settings");
+        assert_eq!(s.partitions, 12);
+        assert_eq!(s.kafka.replication_factor, 3);
+        assert!(
+            s.kafka
+                .client
+                .contains(&("debug".into(), "broker,protocol".into()))
+        );
+        assert!(
+            s.kafka
+                .client
+                .contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into()))
+        );
+        assert_eq!(s.scylla.username.as_deref(), Some("drones"));
+        assert!(s.schema_registry.is_some());
+    }
+
     #[test]
     fn a_flag_beats_the_file() {
         let text = "partitions = 12\nkafka-option = [\"linger.ms=5\"]\ndispatch = \"manual\"";
