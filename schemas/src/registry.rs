@@ -293,7 +293,7 @@ pub async fn register_all(config: &RegistryConfig) -> Result<Vec<(u32, u32)>, Re
         }
         let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
             url: config.url.clone(),
-            detail: e.without_url().to_string(),
+            detail: with_causes(&e.without_url()),
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -302,6 +302,22 @@ pub async fn register_all(config: &RegistryConfig) -> Result<Vec<(u32, u32)>, Re
         ids.push((registration.file.id, id));
     }
     Ok(ids)
+}
+
+/// An error and what caused it, `a: b: c` ("error sending request: … Connection refused").
+#[cfg(feature = "registry")]
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 #[cfg(test)]

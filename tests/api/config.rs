@@ -182,5 +182,6 @@ fn a_schema_registry_that_cannot_be_reached_stops_start_up_without_showing_the_p
         stderr.contains("cannot reach the schema registry at http://127.0.0.1:1"),
         "{stderr}"
     );
+    assert!(stderr.contains("Connection refused"), "the cause: {stderr}");
     assert!(!stderr.contains("from-the-"), "{stderr}");
 }
