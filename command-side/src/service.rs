@@ -182,9 +182,16 @@ pub(crate) fn derived_id(kind: &str, key: &str) -> String {
 }
 
 /// A decision on a partition in doubt waits until it is settled.
-pub(crate) fn ready(fence: &Fence, topic: Topic, partition: u32) -> Result<(), CommandError> {
-    if fence.in_doubt {
-        return Err(CommandError::InDoubt { topic, partition });
+pub(crate) fn ready<A: Kept>(
+    shards: &Shards<A>,
+    shard: &Shard<A>,
+    id: &str,
+) -> Result<(), CommandError> {
+    if shard.fence.in_doubt {
+        return Err(CommandError::InDoubt {
+            topic: A::TOPIC,
+            partition: shards.partition_of(id),
+        });
     }
     Ok(())
 }
@@ -780,7 +787,7 @@ impl CommandService {
             existing(&shard, id)?;
         }
         check_expected(stream, ctx, A::KIND, id)?;
-        ready(&shard.fence, A::TOPIC, shards.partition_of(id))?;
+        ready(shards, &shard, id)?;
         let unborn = A::default();
         let events = decide(stream.map_or(&unborn, |s| &s.state))?;
         let (version, position) = self.write(command, &mut shard, id, ctx, events).await?;
@@ -1005,11 +1012,7 @@ impl CommandService {
         if let Some(done) = replayed(deliveries.get(id), ctx, id) {
             return Ok(done);
         }
-        ready(
-            &deliveries.fence,
-            Topic::Deliveries,
-            self.deliveries.partition_of(id),
-        )?;
+        ready(&self.deliveries, &deliveries, id)?;
         let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
         let package = packages.get(package_id);
         let package_events = package

@@ -24,7 +24,7 @@ use crate::service::{
 };
 use api::{ConsistencyToken, Position};
 use domain::{Delivery, DomainError, Drone, FollowUp, Job};
-use schemas::events::{DroneAssigned, Event, Topic};
+use schemas::events::{DroneAssigned, Event};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -147,11 +147,7 @@ impl CommandService {
         attempt: &str,
     ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
         let mut shard = self.drones.lock(drone_id).await;
-        ready(
-            &shard.fence,
-            Topic::Drones,
-            self.drones.partition_of(drone_id),
-        )?;
+        ready(&self.drones, &shard, drone_id)?;
         let unknown = Drone::default();
         let stream = shard.get(drone_id);
         let drone = stream.map_or(&unknown, |s| &s.state);
@@ -184,11 +180,7 @@ impl CommandService {
         }
         let stream = existing(&shard, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
-        ready(
-            &shard.fence,
-            Topic::Deliveries,
-            self.deliveries.partition_of(id),
-        )?;
+        ready(&self.deliveries, &shard, id)?;
         let events = stream.state.assign_drone(reservation)?;
         let version = stream.version;
         if events.is_empty() {
@@ -217,11 +209,7 @@ impl CommandService {
         reason: &str,
     ) -> Result<Option<Position>, CommandError> {
         let mut shard = self.drones.lock(drone_id).await;
-        ready(
-            &shard.fence,
-            Topic::Drones,
-            self.drones.partition_of(drone_id),
-        )?;
+        ready(&self.drones, &shard, drone_id)?;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(None);
         };
@@ -285,11 +273,7 @@ impl CommandService {
         }
         let stream = existing(&shard, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
-        ready(
-            &shard.fence,
-            Topic::Deliveries,
-            self.deliveries.partition_of(id),
-        )?;
+        ready(&self.deliveries, &shard, id)?;
         let before = stream.state.drone_id.clone();
         let events = decide(&stream.state)?;
         let (version, at) = self.write(command, &mut shard, id, ctx, events).await?;
@@ -329,11 +313,7 @@ impl CommandService {
             }
             FollowUp::Append(events) => events,
         };
-        ready(
-            &shard.fence,
-            Topic::Drones,
-            self.drones.partition_of(drone_id),
-        )?;
+        ready(&self.drones, &shard, drone_id)?;
         let (_, at) = self
             .write("follow-delivery", &mut shard, drone_id, ctx, events)
             .await?;
@@ -348,11 +328,7 @@ impl CommandService {
         attempt: &str,
     ) -> Result<(), CommandError> {
         let mut shard = self.deliveries.lock(delivery_id).await;
-        ready(
-            &shard.fence,
-            Topic::Deliveries,
-            self.deliveries.partition_of(delivery_id),
-        )?;
+        ready(&self.deliveries, &shard, delivery_id)?;
         let Some(stream) = shard.get(delivery_id) else {
             return Ok(());
         };
