@@ -1,20 +1,27 @@
-//! The projector workers: one task per (projection, topic) tails every partition of the
-//! topic from the projection's checkpoints and applies each batch of events together
-//! with the checkpoints after it, so a crash at any point neither loses nor doubles an
-//! effect.
+//! The projector workers: one task per (projection, topic), a member of that pair's
+//! consumer group, applies what it reads from the partitions the group hands it, each
+//! batch together with the checkpoints after it, so a crash at any point neither loses
+//! nor doubles an effect. Projectors in several processes that build one read store
+//! share the partitions (the group is named after the store); a partition handed over
+//! starts at the store's checkpoint, which is the authority, and the group's committed
+//! offsets follow it for lag tooling.
 
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
 use crate::projection::{Model, Projection, Source, Staged};
+use crate::tables::{PROJECTOR_GROUP, SINGLE_ROW};
 use api::ConsistencyToken;
+use async_trait::async_trait;
+use bytes::Bytes;
 use schemas::Codec;
 use schemas::events::Topic;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use storage::{
-    Admitted, Checkpoint, Consumer, EventLog, ReadStore, Record, StorageError, Validity,
+    Admitted, Checkpoint, Consumer, EventLog, GroupConsumer, Offset, ReadStore, Record, StartAt,
+    StorageError, Validity, Write,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +73,7 @@ impl Projector {
         projections: &[Arc<dyn Projection>],
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Vec<JoinHandle<()>>, CaughtUp), StorageError> {
+        let store_id = store_id(self.store.as_ref()).await?;
         let mut tasks = Vec::new();
         let caught_up = CaughtUp {
             workers: projections.iter().map(|p| p.topics().len()).sum(),
@@ -75,9 +83,16 @@ impl Projector {
             let lags = Arc::new(Mutex::new(HashMap::new()));
             for topic in projection.topics() {
                 let worker = self.worker(projection, *topic, lags.clone()).await?;
-                tasks.push(tokio::spawn(
-                    worker.run(shutdown.clone(), caught_up.done.clone()),
-                ));
+                let group = format!(
+                    "projector.{store_id}.{}.{}",
+                    projection.name(),
+                    topic.name()
+                );
+                tasks.push(tokio::spawn(worker.run(
+                    group,
+                    shutdown.clone(),
+                    caught_up.done.clone(),
+                )));
             }
         }
         Ok((tasks, caught_up))
@@ -91,14 +106,21 @@ impl Projector {
                 .worker(projection, *topic, Arc::new(Mutex::new(HashMap::new())))
                 .await?;
             let ends = worker.ends().await?;
-            let mut at = worker.checkpoints().await?;
-            let mut consumer = worker.consumer(&at).await?;
-            while at.next.iter().zip(&ends).any(|(next, end)| next < end) {
+            let mut at = At::default();
+            let mut positions = Vec::new();
+            for partition in 0..worker.partitions {
+                let (next, writer) = worker.checkpoint(partition).await?;
+                at.hand(worker.topic, partition, next, writer);
+                positions.push((partition, next));
+            }
+            let mut consumer = worker.consumer(&positions).await?;
+            while at.behind(&ends) {
                 let records = consumer.poll(BATCH, IDLE_WAIT).await?;
                 if records.is_empty() {
                     break; // the log holds less than its end offsets promised
                 }
-                applied += worker.apply(&records, &mut at).await?;
+                applied += records.len() as u64;
+                worker.apply(&records, &mut at).await?;
             }
         }
         Ok(applied)
@@ -118,6 +140,29 @@ impl Projector {
             lags,
         })
     }
+}
+
+/// The id that names this read store's consumer groups: made once, kept in the store, so
+/// projectors building the same store share partitions and those building another one
+/// (a rebuild, a second deployment on the same cluster) read everything themselves.
+async fn store_id(store: &dyn ReadStore) -> Result<String, StorageError> {
+    let read = || store.get(PROJECTOR_GROUP, SINGLE_ROW, SINGLE_ROW);
+    if let Some(row) = read().await? {
+        return Ok(String::from_utf8_lossy(&row.value).into_owned());
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let put = Write::Put {
+        table: PROJECTOR_GROUP.to_owned(),
+        partition: SINGLE_ROW.to_owned(),
+        clustering: SINGLE_ROW.to_owned(),
+        value: Bytes::from(id.clone()),
+        version: 1,
+    };
+    store.apply(vec![put], Vec::new()).await?;
+    // Two projectors starting on a new store at once: both take what the store kept.
+    Ok(read()
+        .await?
+        .map_or(id, |row| String::from_utf8_lossy(&row.value).into_owned()))
 }
 
 /// Whether every consumer of a projector has caught up with the log once since it
@@ -155,9 +200,9 @@ pub async fn caught_up(
     Ok(true)
 }
 
-/// Consumes every partition of one topic for one projection, as a Kafka consumer does
-/// with the partitions assigned to it: what it reads from them goes into one read-store
-/// write with a checkpoint per partition read.
+/// Consumes one topic for one projection as a member of its consumer group: what it
+/// reads from the partitions it holds goes into one read-store write with a checkpoint
+/// per partition read.
 struct TopicWorker {
     projector: Projector,
     projection: Arc<dyn Projection>,
@@ -167,43 +212,95 @@ struct TopicWorker {
     lags: Arc<Mutex<HashMap<Topic, u64>>>,
 }
 
-/// Where a worker stands in each partition: the next offset, and which writer's records
-/// count there (restored from the checkpoints, so it classifies records as a reader from
-/// the start would).
+/// Where a worker stands in each partition it holds: the next offset, and which
+/// writer's records count there (restored from the checkpoints, so it classifies records
+/// as a reader from the start would).
+#[derive(Default)]
 struct At {
-    next: Vec<u64>,
+    next: BTreeMap<u32, Offset>,
     validity: Validity,
 }
 
-impl TopicWorker {
-    /// The checkpoints of every partition.
-    async fn checkpoints(&self) -> Result<At, StorageError> {
-        let store = &self.projector.store;
-        let (name, topic) = (self.projection.name(), self.topic.name());
-        let mut at = At {
-            next: Vec::with_capacity(self.partitions as usize),
-            validity: Validity::default(),
-        };
-        for partition in 0..self.partitions {
-            let next = store.checkpoint(name, topic, partition).await?;
-            at.next.push(next.unwrap_or(0));
-            let writer = store.checkpoint_writer(name, topic, partition).await?;
-            at.validity.resume(topic, partition, writer);
-        }
-        Ok(at)
+impl At {
+    /// Takes a partition on at its checkpoint.
+    fn hand(&mut self, topic: Topic, partition: u32, next: Offset, writer: Option<String>) {
+        self.next.insert(partition, next);
+        self.validity.resume(topic.name(), partition, writer);
     }
 
-    /// A consumer of every partition, from `at`.
-    async fn consumer(&self, at: &At) -> Result<Box<dyn Consumer>, StorageError> {
-        let positions: Vec<(u32, u64)> = (0..self.partitions).zip(at.next.clone()).collect();
+    /// True while a partition held is short of its end in `ends`.
+    fn behind(&self, ends: &[Offset]) -> bool {
+        self.next
+            .iter()
+            .any(|(&p, &next)| ends.get(p as usize).is_some_and(|&end| next < end))
+    }
+}
+
+/// Partitions the group handed a worker, with their checkpoints, read while the
+/// consumer polled; the worker takes them on before it applies what that poll read.
+type Handed = Arc<Mutex<Vec<(u32, Offset, Option<String>)>>>;
+
+/// Starts the partitions handed to a worker at the read store's checkpoints.
+struct FromCheckpoints {
+    store: Arc<dyn ReadStore>,
+    projection: &'static str,
+    handed: Handed,
+}
+
+#[async_trait]
+impl StartAt for FromCheckpoints {
+    async fn positions(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Vec<Offset>, StorageError> {
+        let mut offsets = Vec::with_capacity(partitions.len());
+        let mut handed = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let next = self
+                .store
+                .checkpoint(self.projection, topic, partition)
+                .await?
+                .unwrap_or(0);
+            let writer = self
+                .store
+                .checkpoint_writer(self.projection, topic, partition)
+                .await?;
+            offsets.push(next);
+            handed.push((partition, next, writer));
+        }
+        self.handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(handed);
+        Ok(offsets)
+    }
+}
+
+impl TopicWorker {
+    /// The checkpoint of one partition and the writer it kept.
+    async fn checkpoint(&self, partition: u32) -> Result<(Offset, Option<String>), StorageError> {
+        let store = &self.projector.store;
+        let (name, topic) = (self.projection.name(), self.topic.name());
+        let next = store.checkpoint(name, topic, partition).await?.unwrap_or(0);
+        let writer = store.checkpoint_writer(name, topic, partition).await?;
+        Ok((next, writer))
+    }
+
+    /// A consumer of the partitions given, outside any group (a one-off catch-up).
+    async fn consumer(
+        &self,
+        positions: &[(u32, Offset)],
+    ) -> Result<Box<dyn Consumer>, StorageError> {
         self.projector
             .log
-            .consume(self.topic.name(), &positions)
+            .consume(self.topic.name(), positions)
             .await
     }
 
-    /// The end offset of each partition (for a catch-up that must stop somewhere).
-    async fn ends(&self) -> Result<Vec<u64>, StorageError> {
+    /// The end offset of each partition (where a catch-up stops, what readiness waits
+    /// for).
+    async fn ends(&self) -> Result<Vec<Offset>, StorageError> {
         let mut ends = Vec::with_capacity(self.partitions as usize);
         for partition in 0..self.partitions {
             ends.push(
@@ -216,41 +313,74 @@ impl TopicWorker {
         Ok(ends)
     }
 
-    async fn run(self, mut shutdown: watch::Receiver<bool>, caught_up: Arc<AtomicUsize>) {
+    /// True when the read store holds every partition up to `ends`: the ones this worker
+    /// holds by its own position, the others by their checkpoints (another member's).
+    async fn store_reached(&self, at: &At, ends: &[Offset]) -> Result<bool, StorageError> {
+        for (partition, &end) in (0..self.partitions).zip(ends) {
+            let next = match at.next.get(&partition) {
+                Some(&next) => next,
+                None => self.checkpoint(partition).await?.0,
+            };
+            if next < end {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn run(
+        self,
+        group: String,
+        mut shutdown: watch::Receiver<bool>,
+        caught_up: Arc<AtomicUsize>,
+    ) {
         let name = self.projection.name();
+        let handed: Handed = Arc::new(Mutex::new(Vec::new()));
+        // What the log held when the worker started: readiness waits for the read model
+        // to reach it.
+        let mut ends: Option<Vec<Offset>> = None;
         let mut counted = false;
-        // Made again from the checkpoints after a failure: records it read before may
-        // not have been applied.
-        let mut state: Option<(Box<dyn Consumer>, At)> = None;
+        // Made again after a failure: the member leaves the group and a new one joins,
+        // restarting each partition from its checkpoint (records read before may not
+        // have been applied).
+        let mut state: Option<(Box<dyn GroupConsumer>, At)> = None;
         let mut last_apply: Option<Instant> = None;
         while !*shutdown.borrow() {
             let result = match state.as_mut() {
-                None => match self.checkpoints().await {
-                    Ok(at) => match self.consumer(&at).await {
-                        Ok(consumer) => {
-                            self.report_lag(consumer.lag());
-                            state = Some((consumer, at));
-                            Ok(())
-                        }
-                        Err(error) => Err(error.into()),
-                    },
-                    Err(error) => Err(error.into()),
-                },
-                Some((consumer, next)) => {
-                    self.poll_and_apply(consumer.as_mut(), next, &mut last_apply)
+                None => self.join(&group, &handed, &mut ends).await.map(|consumer| {
+                    state = Some((consumer, At::default()));
+                }),
+                Some((consumer, at)) => {
+                    self.poll_and_apply(consumer.as_mut(), at, &handed, &mut last_apply)
                         .await
                 }
             };
-            if !counted
+            let settled = !counted
                 && result.is_ok()
-                && let Some((consumer, _)) = &state
-                && consumer.lag() == 0
-            {
-                counted = true;
-                caught_up.fetch_add(1, Ordering::AcqRel);
-            }
+                && state
+                    .as_ref()
+                    .is_some_and(|(consumer, _)| consumer.assigned() && consumer.lag() == 0);
+            let result = match (&state, &ends) {
+                (Some((_, at)), Some(ends)) if settled => {
+                    match self.store_reached(at, ends).await {
+                        Ok(reached) => {
+                            if reached {
+                                counted = true;
+                                caught_up.fetch_add(1, Ordering::AcqRel);
+                            }
+                            Ok(())
+                        }
+                        Err(error) => Err(error.into()),
+                    }
+                }
+                _ => result,
+            };
             if let Err(error) = result {
                 state = None;
+                handed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
                 self.projector
                     .metrics
                     .errors
@@ -265,21 +395,41 @@ impl TopicWorker {
         }
     }
 
+    /// Joins the group (and learns where the log ends, the first time).
+    async fn join(
+        &self,
+        group: &str,
+        handed: &Handed,
+        ends: &mut Option<Vec<Offset>>,
+    ) -> Result<Box<dyn GroupConsumer>, ProjectionError> {
+        if ends.is_none() {
+            *ends = Some(self.ends().await?);
+        }
+        let start = Arc::new(FromCheckpoints {
+            store: self.projector.store.clone(),
+            projection: self.projection.name(),
+            handed: handed.clone(),
+        });
+        Ok(self
+            .projector
+            .log
+            .subscribe(group, self.topic.name(), start)
+            .await?)
+    }
+
     /// Polls a batch and applies it. A batch smaller than `PACE_UNTIL` that comes less
     /// than the pace after the last apply waits out the rest and takes in what arrived
     /// meanwhile.
     async fn poll_and_apply(
         &self,
-        consumer: &mut dyn Consumer,
+        consumer: &mut dyn GroupConsumer,
         at: &mut At,
+        handed: &Handed,
         last_apply: &mut Option<Instant>,
     ) -> Result<(), ProjectionError> {
         let mut records = consumer.poll(BATCH, IDLE_WAIT).await?;
-        if records.is_empty() {
-            self.report_lag(consumer.lag());
-            return Ok(());
-        }
-        if let Some(last) = *last_apply
+        if !records.is_empty()
+            && let Some(last) = *last_apply
             && records.len() < PACE_UNTIL
         {
             let since = last.elapsed();
@@ -289,25 +439,56 @@ impl TopicWorker {
                 records.extend(more);
             }
         }
-        self.apply(&records, at).await?;
-        *last_apply = Some(Instant::now());
-        // Only now: records read but not applied count as lag (tests and operators wait
-        // on a zero lag to mean "applied").
+        // The partitions the polls were handed start at their checkpoints; the ones taken
+        // away are another member's now.
+        for (partition, next, writer) in handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            at.hand(self.topic, partition, next, writer);
+        }
+        let held = consumer.assignment();
+        at.next.retain(|partition, _| held.contains(partition));
+        if !records.is_empty() {
+            let read = self.apply(&records, at).await?;
+            *last_apply = Some(Instant::now());
+            consumer.commit(&read);
+        }
+        // Only now: records read but not applied count as lag (operators wait on a zero
+        // lag to mean "applied").
         self.report_lag(consumer.lag());
         Ok(())
     }
 
     /// Projects the records that count (see `storage::validity`) and applies their
     /// writes with a checkpoint per partition read, in one read-store write; moves `at`
-    /// on once it is applied. Returns how many records it read.
-    async fn apply(&self, records: &[Record], at: &mut At) -> Result<u64, ProjectionError> {
+    /// on once it is applied. Returns the partitions read with their next offsets.
+    /// Records of partitions `at` does not hold, or before its position there, were
+    /// applied already (or are another member's) and are skipped.
+    async fn apply(
+        &self,
+        records: &[Record],
+        at: &mut At,
+    ) -> Result<Vec<(u32, Offset)>, ProjectionError> {
         let p = &self.projector;
         let mut staged = Staged::new(p.store.as_ref());
         let mut validity = at.validity.clone();
         let mut after: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut applied = 0;
         for record in records {
-            let end = after.entry(record.partition).or_default();
-            *end = (*end).max(record.offset + 1);
+            let next = match after.get(&record.partition) {
+                Some(&next) => next,
+                None => match at.next.get(&record.partition) {
+                    Some(&next) => next,
+                    None => continue,
+                },
+            };
+            if record.offset < next {
+                continue;
+            }
+            after.insert(record.partition, record.offset + 1);
+            applied += 1;
             if validity.admit(record) != Admitted::Valid {
                 continue; // a marker, or a record a later marker replaced
             }
@@ -343,17 +524,13 @@ impl TopicWorker {
             })
             .collect();
         p.store.apply(staged.into_writes(), checkpoints).await?;
-        for (partition, end) in after {
-            if let Some(slot) = at.next.get_mut(partition as usize) {
-                *slot = end;
-            }
-        }
+        at.next.extend(after.iter().map(|(&p, &n)| (p, n)));
         at.validity = validity;
         p.metrics
             .events
             .with_label_values(&[self.projection.name()])
-            .inc_by(records.len() as u64);
-        Ok(records.len() as u64)
+            .inc_by(applied);
+        Ok(after.into_iter().collect())
     }
 
     fn report_lag(&self, lag: u64) {

@@ -23,6 +23,10 @@ pub const DRONE_POSITIONS: &str = "drone_positions";
 /// `fleet`: partition = drone status, clustering = drone id.
 pub const FLEET: &str = "fleet";
 
+/// `projector_group` (the projector's own): one row, the id that names the consumer
+/// groups of the projectors building this store.
+pub const PROJECTOR_GROUP: &str = "projector_group";
+
 /// Clustering key of tables with one row per partition.
 pub const SINGLE_ROW: &str = "";
 

@@ -1,6 +1,6 @@
 //! The projector's consumers: one per (projection, topic) over all the topic's
 //! partitions, applying at once after an idle spell, pacing a busy topic, and not
-//! pacing when a full batch waits.
+//! pacing when a full batch waits; projectors on one store share the partitions.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -156,6 +156,8 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Writes before the first event (the store's group id).
+    let before = store.applies.load(Ordering::SeqCst);
 
     // After an idle spell the first event is applied at once, not after the pace.
     log.append(vec![registered(&codec, "first")])
@@ -163,7 +165,7 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
         .expect("append");
     let took = caught_up(&log, &store, Duration::from_secs(10)).await;
     assert!(took < PACE / 2, "the first event waited {took:?}");
-    assert_eq!(store.applies.load(Ordering::SeqCst), 1);
+    assert_eq!(store.applies.load(Ordering::SeqCst) - before, 1);
 
     // A burst right after it, spread over the partitions, waits out the pace and then
     // goes in one write with a checkpoint per partition.
@@ -178,7 +180,7 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
     }
     assert!(partitions.len() >= 4, "the burst spans partitions");
     caught_up(&log, &store, Duration::from_secs(10)).await;
-    assert_eq!(store.applies.load(Ordering::SeqCst), 2);
+    assert_eq!(store.applies.load(Ordering::SeqCst) - before, 2);
     for id in &burst {
         let row = store.get(ACCOUNTS, id, SINGLE_ROW).await.expect("get");
         assert!(row.is_some(), "account {id} was projected");
@@ -194,6 +196,106 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
 
     stop.send(true).expect("stop");
     for task in tasks {
+        task.await.expect("task");
+    }
+}
+
+/// Events a projector's metrics say it applied.
+fn applied(metrics: &ProjectorMetrics) -> u64 {
+    metrics
+        .events
+        .with_label_values(&[AccountsProjection.name()])
+        .get()
+}
+
+#[tokio::test]
+async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_that_stops() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
+    log.create_topics(&[TopicSpec {
+        name: Topic::Accounts.name().into(),
+        partitions: PARTITIONS,
+    }])
+    .await
+    .expect("topics");
+    let store = Arc::new(CountingStore {
+        inner: EmbeddedReadStore::open(&dir.path().join("views")).expect("store"),
+        applies: AtomicUsize::new(0),
+    });
+    let codec = Codec::new().expect("codec");
+    let accounts: Arc<dyn Projection> = Arc::new(AccountsProjection);
+    let start = |metrics: ProjectorMetrics| {
+        let projector = Projector::new(
+            log.clone(),
+            store.clone(),
+            codec.clone(),
+            metrics,
+            Duration::ZERO,
+        );
+        let accounts = accounts.clone();
+        async move {
+            let (stop, stopped) = watch::channel(false);
+            let (tasks, _) = projector.spawn(&[accounts], stopped).await.expect("spawn");
+            (stop, tasks)
+        }
+    };
+    let first = ProjectorMetrics::new(&Registry::new()).expect("metrics");
+    let second = ProjectorMetrics::new(&Registry::new()).expect("metrics");
+    let (stop_first, first_tasks) = start(first.clone()).await;
+    let (stop_second, second_tasks) = start(second.clone()).await;
+
+    // Both build the one store, each from its share of the partitions (once both have
+    // joined, which each does in its own task: events go in until both have applied
+    // some).
+    let mut ids: Vec<String> = Vec::new();
+    let started = Instant::now();
+    while applied(&first) == 0 || applied(&second) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the partitions were not shared: {} and {}",
+            applied(&first),
+            applied(&second)
+        );
+        for _ in 0..8 {
+            let id = format!("shared-{}", ids.len());
+            log.append(vec![registered(&codec, &id)])
+                .await
+                .expect("append");
+            ids.push(id);
+        }
+        caught_up(&log, &store, Duration::from_secs(10)).await;
+    }
+    let (by_first, by_second) = (applied(&first), applied(&second));
+    assert_eq!(
+        by_first + by_second,
+        ids.len() as u64,
+        "each event applied once"
+    );
+
+    // The first stops: the second takes its partitions on from their checkpoints.
+    stop_first.send(true).expect("stop");
+    for task in first_tasks {
+        task.await.expect("task");
+    }
+    let more: Vec<String> = (0..40).map(|n| format!("after-{n}")).collect();
+    for id in &more {
+        log.append(vec![registered(&codec, id)])
+            .await
+            .expect("append");
+    }
+    caught_up(&log, &store, Duration::from_secs(10)).await;
+    assert_eq!(
+        applied(&first),
+        by_first,
+        "a stopped projector applies nothing"
+    );
+    assert_eq!(applied(&second), by_second + 40, "nothing applied twice");
+    for id in ids.iter().chain(&more) {
+        let row = store.get(ACCOUNTS, id, SINGLE_ROW).await.expect("get");
+        assert!(row.is_some(), "account {id} was projected");
+    }
+    stop_second.send(true).expect("stop");
+    for task in second_tasks {
         task.await.expect("task");
     }
 }

@@ -15,6 +15,7 @@
 //! memtable or block-cache hit, at worst one small read) and go through
 //! `spawn_blocking` when they scan or write more than `INLINE_ITEMS` keys.
 
+mod group;
 mod keys;
 mod lock;
 mod log;
@@ -27,8 +28,8 @@ pub use read_store::EmbeddedReadStore;
 // The port's types, under the names the adapter's modules use.
 use std::path::Path;
 pub(crate) use storage::{
-    Appended, Checkpoint, Consumer, EventLog, NewRecord, Offset, Order, ReadStore, Record, Row,
-    Scan, StorageError, TopicSpec, Write, partition_for,
+    Appended, Checkpoint, Consumer, EventLog, GroupConsumer, NewRecord, Offset, Order, ReadStore,
+    Record, Row, Scan, StartAt, StorageError, TopicSpec, Write, partition_for,
 };
 
 /// A fjall error as the port's: fjall refuses every write after a failed journal write

@@ -9,7 +9,9 @@
 //!   partitions, every flush overlapped every older table and compaction rewrote the log
 //!   over and over).
 //! * `topics`: topic name → `partition count (u32 BE) | topic id (u32 BE)`.
-//! * `groups`: `len group | len topic | partition (u32 BE)` → next offset (u64 BE).
+//! * `groups`: `len group | len topic | partition (u32 BE)` → next offset (u64 BE), the
+//!   offsets consumer groups commit. Group membership itself lives in the process (see
+//!   `group`): the embedded log has one process.
 //!
 //! Every append goes to one writer thread. It drains all the requests waiting, gives
 //! them offsets, writes them in one fjall batch with one `fdatasync`, publishes the new
@@ -18,8 +20,10 @@
 //! (the batch reaches the memtable after the fsync, and reads stop at the published end
 //! offset, Kafka's high watermark).
 
+use crate::group::Memberships;
 use crate::{
-    Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
+    Appended, Consumer, EventLog, GroupConsumer, NewRecord, Offset, Record, StartAt, StorageError,
+    TopicSpec, partition_for,
 };
 use crate::{blocking, engine, keys, open_database};
 use async_trait::async_trait;
@@ -67,6 +71,8 @@ struct Shared {
     engine: Mutex<()>,
     /// Requests sent to the writer thread and not yet answered.
     queued: AtomicUsize,
+    /// The members of each consumer group of this process.
+    members: Memberships,
 }
 
 #[derive(Default)]
@@ -199,6 +205,7 @@ impl EmbeddedLog {
             fsyncs: AtomicU64::new(0),
             engine: Mutex::new(()),
             queued: AtomicUsize::new(0),
+            members: Memberships::default(),
         });
         let (queue, requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -220,6 +227,23 @@ impl EmbeddedLog {
     /// concurrent appenders this stays well below the number of appends.
     pub fn fsyncs(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    fn consumer(
+        &self,
+        topic: &str,
+        positions: &[(u32, Offset)],
+    ) -> Result<EmbeddedConsumer, StorageError> {
+        let found = self.topic(topic)?;
+        for &(partition, _) in positions {
+            found.partition_or_error(topic, partition)?;
+        }
+        Ok(EmbeddedConsumer {
+            topic: found,
+            name: topic.to_owned(),
+            positions: positions.to_vec(),
+            turn: 0,
+        })
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, StorageError> {
@@ -306,42 +330,72 @@ async fn read_partition(
 
 /// A consumer of some partitions of one topic: reads from its positions and, when they
 /// are all at the end, waits on the topic's appends.
-struct EmbeddedConsumer {
+pub(crate) struct EmbeddedConsumer {
     topic: Arc<Topic>,
     name: String,
+    /// (partition, next offset), in partition order.
     positions: Vec<(u32, Offset)>,
     /// The partition read first next time, so none waits behind the others.
     turn: usize,
+}
+
+impl EmbeddedConsumer {
+    /// Up to `max` records after the positions, without waiting; moves the positions on.
+    pub(crate) async fn read(&mut self, max: usize) -> Result<Vec<Record>, StorageError> {
+        let mut records = Vec::new();
+        let count = self.positions.len();
+        for i in (0..count).map(|i| (i + self.turn) % count) {
+            if records.len() >= max {
+                break;
+            }
+            let (partition, from) = self.positions[i];
+            let read = read_partition(
+                &self.topic,
+                &self.name,
+                partition,
+                from,
+                max - records.len(),
+            )
+            .await?;
+            if let Some(last) = read.last() {
+                self.positions[i].1 = last.offset + 1;
+            }
+            records.extend(read);
+        }
+        self.turn = self.turn.wrapping_add(1);
+        Ok(records)
+    }
+
+    /// Changes after every durable append to the topic. Subscribe before reading, so an
+    /// append between the read and the wait wakes the waiter.
+    pub(crate) fn appended(&self) -> watch::Receiver<u64> {
+        self.topic.appended.subscribe()
+    }
+
+    pub(crate) fn positions(&self) -> &[(u32, Offset)] {
+        &self.positions
+    }
+
+    pub(crate) fn set_positions(&mut self, positions: Vec<(u32, Offset)>) {
+        self.positions = positions;
+    }
+
+    pub(crate) fn partitions(&self) -> u32 {
+        self.topic.partition_count()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // Subscribed before reading, so an append between the read and the wait wakes it.
-        let mut appended = self.topic.appended.subscribe();
+        let mut appended = self.appended();
         loop {
-            let mut records = Vec::new();
-            let count = self.positions.len();
-            for i in (0..count).map(|i| (i + self.turn) % count) {
-                if records.len() >= max {
-                    break;
-                }
-                let (partition, from) = self.positions[i];
-                let read = read_partition(
-                    &self.topic,
-                    &self.name,
-                    partition,
-                    from,
-                    max - records.len(),
-                )
-                .await?;
-                if let Some(last) = read.last() {
-                    self.positions[i].1 = last.offset + 1;
-                }
-                records.extend(read);
-            }
-            self.turn = self.turn.wrapping_add(1);
+            let records = self.read(max).await?;
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -525,16 +579,23 @@ impl EventLog for EmbeddedLog {
         topic: &str,
         positions: &[(u32, Offset)],
     ) -> Result<Box<dyn Consumer>, StorageError> {
-        let found = self.topic(topic)?;
-        for &(partition, _) in positions {
-            found.partition_or_error(topic, partition)?;
-        }
-        Ok(Box::new(EmbeddedConsumer {
-            topic: found,
-            name: topic.to_owned(),
-            positions: positions.to_vec(),
-            turn: 0,
-        }))
+        Ok(Box::new(self.consumer(topic, positions)?))
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: Arc<dyn StartAt>,
+    ) -> Result<Box<dyn GroupConsumer>, StorageError> {
+        keys::group_key(group, topic, 0)?; // a name too long to commit under is an error now
+        let consumer = self.consumer(topic, &[])?;
+        Ok(Box::new(self.shared.members.join(
+            group,
+            consumer,
+            start,
+            self.shared.groups.clone(),
+        )))
     }
 
     async fn commit_offset(

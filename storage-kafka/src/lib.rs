@@ -8,6 +8,8 @@
 //!   partitioner gives too), so the embedded and the Kafka log agree on placement.
 //! - [`EventLog::consume`] is a consumer assigned the partitions asked for at their
 //!   offsets; its lag comes from librdkafka's statistics, with no round trip per poll.
+//! - [`EventLog::subscribe`] is a member of a consumer group (cooperative-sticky); its
+//!   rebalance callback starts each partition it is handed where [`StartAt`] says.
 //! - Consumer-group offsets are committed to and read from the broker.
 //!
 //! Blocking librdkafka calls (metadata, watermarks, polls of a `BaseConsumer`) run on
@@ -18,20 +20,24 @@ use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use storage::{
-    Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec, partition_for,
+    Appended, Consumer, EventLog, GroupConsumer, NewRecord, Offset, Record, StartAt, StorageError,
+    TopicSpec, partition_for,
 };
 
 /// How to reach the cluster and how to create topics. `Debug` hides the values of
@@ -638,23 +644,19 @@ impl EventLog for KafkaLog {
     ) -> Result<Box<dyn Consumer>, StorageError> {
         let name = self.physical(topic);
         let mut tpl = TopicPartitionList::new();
-        // The lag until librdkafka's first statistics: what waits now.
-        let mut waiting = 0;
+        let tracked = Arc::new(Tracked::default());
         for &(partition, offset) in positions {
             self.check_partition(topic, partition).await?;
-            waiting += self
-                .high_watermark(topic, partition)
-                .await?
-                .saturating_sub(offset);
+            let high = self.high_watermark(topic, partition).await?;
+            tracked.start(partition, offset, high);
             tpl.add_partition_offset(&name, partition as i32, KafkaOffset::Offset(offset as i64))
                 .map_err(|e| unavailable("assign", e))?;
         }
-        let lag = Arc::new(AtomicU64::new(waiting));
         let consumer: BaseConsumer<LagContext> = consumer_config(&self.settings, None)
             .set("statistics.interval.ms", "1000")
             .create_with_context(LagContext {
                 topic: name,
-                lag: lag.clone(),
+                tracked: tracked.clone(),
             })
             .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
         consumer
@@ -662,32 +664,133 @@ impl EventLog for KafkaLog {
             .map_err(|e| unavailable("assign", e))?;
         Ok(Box::new(KafkaConsumer {
             consumer: Arc::new(consumer),
-            lag,
+            tracked,
             prefix: self.settings.topic_prefix.clone(),
+        }))
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: Arc<dyn StartAt>,
+    ) -> Result<Box<dyn GroupConsumer>, StorageError> {
+        self.partition_count(topic).await?;
+        let name = self.physical(topic);
+        let tracked = Arc::new(Tracked::default());
+        let runtime = tokio::runtime::Handle::current();
+        let mut config = consumer_config(&self.settings, Some(&self.physical(group)));
+        // A member that died hands its partitions over after this long (librdkafka's
+        // default is 45 s); the operator may choose otherwise.
+        if config.get("session.timeout.ms").is_none() {
+            config.set("session.timeout.ms", "10000");
+        }
+        let consumer: BaseConsumer<GroupContext> = config
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(GroupContext {
+                topic: name.clone(),
+                logical: topic.to_owned(),
+                tracked: tracked.clone(),
+                start,
+                runtime: runtime.clone(),
+                meta: self.meta.clone(),
+                timeout: self.settings.request_timeout,
+                assigned: AtomicBool::new(false),
+                failure: Mutex::new(None),
+            })
+            .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
+        consumer
+            .subscribe(&[&name])
+            .map_err(|e| unavailable("subscribe", e))?;
+        Ok(Box::new(KafkaGroupConsumer {
+            consumer: Some(Arc::new(consumer)),
+            tracked,
+            prefix: self.settings.topic_prefix.clone(),
+            runtime,
         }))
     }
 }
 
-/// Keeps the consumer's lag from librdkafka's statistics (the partitions' high
-/// watermarks as of their last fetch, minus the positions).
+/// Where a consumer stands in each partition it reads, for its lag: the next offset it
+/// will hand out and the partition's high watermark (from the assignment, then from
+/// librdkafka's statistics, with no round trip per poll).
+#[derive(Default)]
+struct Tracked {
+    partitions: Mutex<BTreeMap<u32, Position>>,
+}
+
+#[derive(Clone, Copy)]
+struct Position {
+    next: Offset,
+    high: Offset,
+}
+
+impl Tracked {
+    fn start(&self, partition: u32, next: Offset, high: Offset) {
+        self.lock().insert(partition, Position { next, high });
+    }
+
+    fn stop(&self, partition: u32) {
+        self.lock().remove(&partition);
+    }
+
+    /// Moves the positions past `records`; drops the records of partitions no longer
+    /// tracked (revoked during the poll that read them: their new owner reads them).
+    fn read(&self, records: &mut Vec<Record>) {
+        let mut partitions = self.lock();
+        records.retain(|record| match partitions.get_mut(&record.partition) {
+            Some(position) => {
+                position.next = record.offset + 1;
+                position.high = position.high.max(position.next);
+                true
+            }
+            None => false,
+        });
+    }
+
+    fn stats(&self, topic: &str, statistics: &Statistics) {
+        let Some(found) = statistics.topics.get(topic) else {
+            return;
+        };
+        let mut partitions = self.lock();
+        for (partition, position) in partitions.iter_mut() {
+            if let Some(stats) = found.partitions.get(&(*partition as i32))
+                && let Ok(high) = u64::try_from(stats.hi_offset)
+            {
+                position.high = high;
+            }
+        }
+    }
+
+    fn lag(&self) -> u64 {
+        self.lock()
+            .values()
+            .map(|p| p.high.saturating_sub(p.next))
+            .sum()
+    }
+
+    fn assignment(&self) -> Vec<u32> {
+        self.lock().keys().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Position>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The context of a consumer assigned its partitions by the caller.
 struct LagContext {
     topic: String,
-    lag: Arc<AtomicU64>,
+    tracked: Arc<Tracked>,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
-        let lag: i64 = topic
-            .partitions
-            .values()
-            .filter(|p| p.partition >= 0)
-            .map(|p| p.consumer_lag.max(0))
-            .sum();
-        self.lag
-            .store(u64::try_from(lag).unwrap_or(0), Ordering::Relaxed);
+        self.tracked.stats(&self.topic, &statistics);
     }
 }
 
@@ -695,41 +798,250 @@ impl ConsumerContext for LagContext {}
 
 struct KafkaConsumer {
     consumer: Arc<BaseConsumer<LagContext>>,
-    lag: Arc<AtomicU64>,
+    tracked: Arc<Tracked>,
     prefix: String,
+}
+
+/// Polls up to `max` messages on the blocking pool: waits up to `timeout` for the
+/// first, then takes only what is already there. `failed` is asked after every poll of
+/// librdkafka (a rebalance callback may have failed during it).
+async fn poll_messages<C: ConsumerContext + 'static>(
+    consumer: &Arc<BaseConsumer<C>>,
+    prefix: &str,
+    max: usize,
+    timeout: Duration,
+    failed: fn(&C) -> Option<StorageError>,
+) -> Result<Vec<Record>, StorageError> {
+    let consumer = consumer.clone();
+    let prefix = prefix.to_owned();
+    blocking(move || {
+        let mut records = Vec::new();
+        let mut wait = timeout;
+        while records.len() < max {
+            let polled = consumer.poll(wait);
+            if let Some(error) = failed(consumer.context()) {
+                return Err(error);
+            }
+            match polled {
+                Some(Ok(message)) => records.push(record_of(&message, &prefix)),
+                Some(Err(error)) => return Err(unavailable("fetch", error)),
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(records)
+    })
+    .await
 }
 
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
-        let consumer = self.consumer.clone();
-        let prefix = self.prefix.clone();
-        let records = blocking(move || {
-            let mut records = Vec::new();
-            let mut wait = timeout;
-            while records.len() < max {
-                match consumer.poll(wait) {
-                    Some(Ok(message)) => records.push(record_of(&message, &prefix)),
-                    Some(Err(error)) => return Err(unavailable("fetch", error)),
-                    None => break,
-                }
-                // After the first record, take only what is already here.
-                wait = Duration::ZERO;
-            }
-            Ok(records)
-        })
-        .await?;
-        // Until the next statistics, what was read no longer waits.
-        let read = records.len() as u64;
-        let _ = self
-            .lag
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |lag| {
-                Some(lag.saturating_sub(read))
-            });
+        let mut records =
+            poll_messages(&self.consumer, &self.prefix, max, timeout, |_| None).await?;
+        self.tracked.read(&mut records);
         Ok(records)
     }
 
     fn lag(&self) -> u64 {
-        self.lag.load(Ordering::Relaxed)
+        self.tracked.lag()
+    }
+}
+
+/// The context of a consumer-group member: librdkafka runs the group protocol
+/// (cooperative-sticky, so a rebalance moves only the partitions that change hands), and
+/// the rebalance callback, run inside a poll on the blocking pool, asks [`StartAt`]
+/// where each partition it is handed starts and assigns it there.
+struct GroupContext {
+    topic: String,
+    logical: String,
+    tracked: Arc<Tracked>,
+    start: Arc<dyn StartAt>,
+    runtime: tokio::runtime::Handle,
+    /// For the high watermarks of partitions handed over (not the member's own handle,
+    /// which is inside its callback).
+    meta: Arc<BaseConsumer>,
+    timeout: Duration,
+    assigned: AtomicBool,
+    failure: Mutex<Option<StorageError>>,
+}
+
+impl GroupContext {
+    /// Start offsets and high watermarks of partitions handed to this member.
+    fn started(&self, partitions: &[u32]) -> Result<Vec<(Offset, Offset)>, StorageError> {
+        let offsets = self
+            .runtime
+            .block_on(self.start.positions(&self.logical, partitions))?;
+        if offsets.len() != partitions.len() {
+            return Err(StorageError::Invalid(format!(
+                "start positions: {} offsets for {} partitions",
+                offsets.len(),
+                partitions.len()
+            )));
+        }
+        partitions
+            .iter()
+            .zip(offsets)
+            .map(|(&partition, next)| {
+                let (_, high) = self
+                    .meta
+                    .fetch_watermarks(&self.topic, partition as i32, self.timeout)
+                    .map_err(|e| unavailable("watermarks", e))?;
+                Ok((next, u64::try_from(high).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    fn fail(&self, error: StorageError) {
+        tracing::warn!(topic = self.logical, %error, "a consumer-group member cannot take its partitions; it leaves the group");
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    fn take_failure(&self) -> Option<StorageError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        self.tracked.stats(&self.topic, &statistics);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let partitions: Vec<u32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .filter_map(|e| u32::try_from(e.partition()).ok())
+            .collect();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                match self.started(&partitions) {
+                    Ok(started) => {
+                        for (&partition, &(next, high)) in partitions.iter().zip(&started) {
+                            let at = KafkaOffset::Offset(next as i64);
+                            if let Err(error) =
+                                tpl.set_partition_offset(&self.topic, partition as i32, at)
+                            {
+                                self.fail(unavailable("assign", error));
+                            }
+                            self.tracked.start(partition, next, high);
+                        }
+                    }
+                    Err(error) => self.fail(error),
+                }
+                self.assigned.store(true, Ordering::Release);
+                // Assigned even after a failure: the protocol wants an answer, and the
+                // poll that reports the failure makes the member leave.
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            _ => {
+                if cooperative {
+                    for &partition in &partitions {
+                        self.tracked.stop(partition);
+                    }
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    for partition in self.tracked.assignment() {
+                        self.tracked.stop(partition);
+                    }
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(error) = result {
+            self.fail(unavailable("rebalance", error));
+        }
+    }
+}
+
+struct KafkaGroupConsumer {
+    consumer: Option<Arc<BaseConsumer<GroupContext>>>,
+    tracked: Arc<Tracked>,
+    prefix: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl KafkaGroupConsumer {
+    fn consumer(&self) -> Result<&Arc<BaseConsumer<GroupContext>>, StorageError> {
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| StorageError::Unavailable("kafka: the member has left".into()))
+    }
+}
+
+impl Drop for KafkaGroupConsumer {
+    /// Leaving the group waits for the broker: not on a runtime thread.
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            self.runtime.spawn_blocking(move || drop(consumer));
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaGroupConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, StorageError> {
+        let consumer = self.consumer()?.clone();
+        let mut records = poll_messages(&consumer, &self.prefix, max, timeout, |context| {
+            context.take_failure()
+        })
+        .await?;
+        self.tracked.read(&mut records);
+        Ok(records)
+    }
+
+    fn lag(&self) -> u64 {
+        self.tracked.lag()
+    }
+}
+
+impl GroupConsumer for KafkaGroupConsumer {
+    fn assignment(&self) -> Vec<u32> {
+        self.tracked.assignment()
+    }
+
+    fn assigned(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|c| c.context().assigned.load(Ordering::Acquire))
+    }
+
+    fn commit(&mut self, positions: &[(u32, Offset)]) {
+        let Ok(consumer) = self.consumer() else {
+            return;
+        };
+        let topic = consumer.context().topic.clone();
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, next) in positions {
+            if tpl
+                .add_partition_offset(&topic, partition as i32, KafkaOffset::Offset(next as i64))
+                .is_err()
+            {
+                return;
+            }
+        }
+        // Asynchronous: a commit that fails (a partition moved meanwhile) is made good
+        // by the next one, and the checkpoints are the authority anyway.
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(%error, "a group offset commit failed");
+        }
     }
 }

@@ -7,14 +7,15 @@
 //! starts at 0 on every adapter (Kafka included, without transactions).
 
 use crate::{
-    Checkpoint, EventLog, NewRecord, Offset, Order, ReadStore, Record, Scan, StorageError,
-    TopicSpec, Write, partition_for,
+    Checkpoint, EventLog, GroupConsumer, NewRecord, Offset, Order, ReadStore, Record, Scan,
+    StartAt, StorageError, TopicSpec, Write, partition_for,
 };
+use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A name no other run or check uses, short enough for a ScyllaDB table name (48
@@ -97,6 +98,7 @@ pub async fn event_log_suite<L: EventLog>(log: &L) {
     committed_offsets_are_kept_per_group(log).await;
     a_consumer_reads_its_partitions_from_their_offsets_and_waits_for_more(log).await;
     headers_travel_with_their_record(log).await;
+    a_group_shares_its_partitions_and_hands_them_over(log).await;
 }
 
 pub async fn headers_travel_with_their_record<L: EventLog>(log: &L) {
@@ -530,6 +532,125 @@ pub async fn committed_offsets_are_kept_per_group<L: EventLog>(log: &L) {
         log.committed_offset(&g1, &topic, 0).await.expect("read"),
         Some(9)
     );
+}
+
+/// Starts every partition handed over at one offset.
+struct StartEverywhereAt(Offset);
+
+#[async_trait]
+impl StartAt for StartEverywhereAt {
+    async fn positions(&self, _: &str, partitions: &[u32]) -> Result<Vec<Offset>, StorageError> {
+        Ok(vec![self.0; partitions.len()])
+    }
+}
+
+/// Polls the members in turn until `done` holds of what they have read, for up to a
+/// minute (a Kafka rebalance takes a few round trips of the group protocol).
+async fn poll_members_until(
+    members: &mut [&mut Box<dyn GroupConsumer>],
+    seen: &mut [Vec<(u32, Offset)>],
+    what: &str,
+    done: impl Fn(&[&mut Box<dyn GroupConsumer>], &[Vec<(u32, Offset)>]) -> bool,
+) {
+    let started = Instant::now();
+    while !done(members, seen) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: assignments {:?}, read {seen:?}",
+            members.iter().map(|m| m.assignment()).collect::<Vec<_>>()
+        );
+        for (member, seen) in members.iter_mut().zip(seen.iter_mut()) {
+            let records = member
+                .poll(100, Duration::from_millis(100))
+                .await
+                .expect("poll");
+            seen.extend(records.iter().map(|r| (r.partition, r.offset)));
+        }
+    }
+}
+
+pub async fn a_group_shares_its_partitions_and_hands_them_over<L: EventLog>(log: &L) {
+    let topic = new_topic(log, "cf_group_share", 4).await;
+    let mut appended = Vec::new();
+    for partition in 0..4 {
+        for (i, key) in keys_on(partition, 4, 2).into_iter().enumerate() {
+            appended.push(record(&topic, &key, &format!("p{partition}-{i}")));
+        }
+    }
+    log.append(appended).await.expect("append");
+    let group = unique_name("cf_share");
+    let all: BTreeSet<u32> = (0..4).collect();
+    let held = |m: &dyn GroupConsumer| m.assignment().into_iter().collect::<BTreeSet<_>>();
+
+    // Alone, a member holds every partition and reads them from where its `StartAt`
+    // says (offset 1), not from the start.
+    let mut a = log
+        .subscribe(&group, &topic, Arc::new(StartEverywhereAt(1)))
+        .await
+        .expect("subscribe");
+    let mut seen = vec![Vec::new()];
+    poll_members_until(&mut [&mut a], &mut seen, "a alone", |_, seen| {
+        seen[0].len() >= 4
+    })
+    .await;
+    assert!(a.assigned());
+    assert_eq!(held(a.as_ref()), all);
+    let mut first: Vec<_> = seen[0].clone();
+    first.sort_unstable();
+    assert_eq!(first, [(0, 1), (1, 1), (2, 1), (3, 1)]);
+    // Committed offsets are kept for tooling (the commit is asynchronous) and do not
+    // decide where a member starts.
+    a.commit(&[(0, 2), (1, 2), (2, 2), (3, 2)]);
+
+    // A second member joins: the partitions are shared, each held by one member, and
+    // the ones handed to it start where its own `StartAt` says (offset 0).
+    let mut b = log
+        .subscribe(&group, &topic, Arc::new(StartEverywhereAt(0)))
+        .await
+        .expect("subscribe");
+    let mut seen = vec![Vec::new(), Vec::new()];
+    poll_members_until(
+        &mut [&mut a, &mut b],
+        &mut seen,
+        "a and b",
+        |members, seen| {
+            let (a, b) = (held(members[0].as_ref()), held(members[1].as_ref()));
+            !a.is_empty()
+                && !b.is_empty()
+                && a.is_disjoint(&b)
+                && a.union(&b).copied().collect::<BTreeSet<_>>() == all
+                && b.iter()
+                    .all(|&p| seen[1].contains(&(p, 0)) && seen[1].contains(&(p, 1)))
+        },
+    )
+    .await;
+    let handed_to_b = held(b.as_ref());
+
+    // When it leaves, the other member takes its partitions on, from its own start.
+    drop(b);
+    let mut seen = vec![Vec::new()];
+    poll_members_until(&mut [&mut a], &mut seen, "b left", |members, seen| {
+        held(members[0].as_ref()) == all && handed_to_b.iter().all(|&p| seen[0].contains(&(p, 1)))
+    })
+    .await;
+    assert!(
+        seen[0].iter().all(|&(_, offset)| offset >= 1),
+        "a started before its StartAt: {seen:?}"
+    );
+
+    let started = Instant::now();
+    while log
+        .committed_offset(&group, &topic, 0)
+        .await
+        .expect("committed")
+        != Some(2)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "commit not kept"
+        );
+        a.poll(10, Duration::from_millis(100)).await.expect("poll");
+    }
 }
 
 fn now_ms() -> i64 {

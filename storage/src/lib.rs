@@ -3,7 +3,8 @@
 //!
 //! * [`EventLog`]: the source of truth, shaped after Kafka — topics split into partitions,
 //!   records keyed by aggregate id (same key → same partition → ordered), offsets, reads
-//!   from any offset, consumer groups with committed offsets, tailing. No transactions.
+//!   from any offset, consumer groups that share partitions and hand them over, with
+//!   committed offsets, tailing. No transactions.
 //! * [`ReadStore`]: where projections keep read models, shaped after ScyllaDB — rows
 //!   addressed by (table, partition key, clustering key), version-guarded upserts and
 //!   deletes (the higher version wins, like a cell's write timestamp), projector
@@ -23,6 +24,7 @@ pub use validity::{Admitted, Validity, marker_of, written_by};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type Offset = u64;
@@ -154,6 +156,18 @@ pub trait EventLog: Send + Sync + 'static {
         topic: &str,
         positions: &[(u32, Offset)],
     ) -> Result<Box<dyn Consumer>, StorageError>;
+
+    /// Joins consumer group `group` on `topic`: the group shares the topic's partitions
+    /// among its members and moves them as members come and go (a member that stops
+    /// polling or goes away loses them). A member reads a partition it is handed from
+    /// where `start` says (the caller's own checkpoints), not from the group's committed
+    /// offsets, which [`GroupConsumer::commit`] makes follow for lag and tooling.
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: Arc<dyn StartAt>,
+    ) -> Result<Box<dyn GroupConsumer>, StorageError>;
 }
 
 /// Reads the partitions assigned to it, in offset order within each.
@@ -165,6 +179,32 @@ pub trait Consumer: Send {
 
     /// Records known to wait past the positions (as of the last poll), for metrics.
     fn lag(&self) -> u64;
+}
+
+/// Where a group member starts reading the partitions its group hands it.
+#[async_trait]
+pub trait StartAt: Send + Sync + 'static {
+    /// The next offset to read of each of `partitions` of `topic`, in the same order.
+    /// Called during [`Consumer::poll`] when the group hands the member partitions; an
+    /// error there makes that poll an error (the member then leaves the group, and a new
+    /// one is made to retry).
+    async fn positions(&self, topic: &str, partitions: &[u32])
+    -> Result<Vec<Offset>, StorageError>;
+}
+
+/// A member of a consumer group: it polls the partitions the group assigned to it now.
+pub trait GroupConsumer: Consumer {
+    /// The partitions assigned to this member as of the last poll, in order. Empty
+    /// before the group has handed it any (and when it has more members than partitions).
+    fn assignment(&self) -> Vec<u32>;
+
+    /// True once the group has handed this member its share at least once (which may be
+    /// nothing): until then it cannot know whether it is caught up.
+    fn assigned(&self) -> bool;
+
+    /// Commits the group's offsets (the next offset of each partition), for lag and
+    /// tooling; fire and forget, since the caller's checkpoints are the authority.
+    fn commit(&mut self, positions: &[(u32, Offset)]);
 }
 
 /// A row of a read-model table.

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage::{
-    Admitted, Appended, Consumer, EventLog, NewRecord, Offset, Record, StorageError, TopicSpec,
-    Validity, partition_for, validity::MARKER_HEADER,
+    Admitted, Appended, Consumer, EventLog, GroupConsumer, NewRecord, Offset, Record, StartAt,
+    StorageError, TopicSpec, Validity, partition_for, validity::MARKER_HEADER,
 };
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 
@@ -241,6 +241,14 @@ impl EventLog for FaultyLog {
         positions: &[(u32, Offset)],
     ) -> Result<Box<dyn Consumer>, StorageError> {
         self.inner.consume(topic, positions).await
+    }
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: Arc<dyn StartAt>,
+    ) -> Result<Box<dyn GroupConsumer>, StorageError> {
+        self.inner.subscribe(group, topic, start).await
     }
 }
 
