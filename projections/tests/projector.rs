@@ -11,6 +11,7 @@ use prometheus::Registry;
 use schemas::Codec;
 use schemas::events::{AccountRegistered, Envelope, Event, EventMetadata, Topic};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use storage::{
     Checkpoint, EventLog, NewRecord, Offset, ReadStore, Row, Scan, StorageError, TopicSpec, Write,
 };
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
+use storage_kafka::{KafkaLog, KafkaSettings};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -100,7 +102,7 @@ fn registered(codec: &Codec, id: &str) -> NewRecord {
 }
 
 /// Waits until the projection's checkpoint of every partition reached the log's end.
-async fn caught_up(log: &EmbeddedLog, store: &CountingStore, within: Duration) -> Duration {
+async fn caught_up(log: &dyn EventLog, store: &CountingStore, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let mut behind = false;
@@ -163,7 +165,7 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
     log.append(vec![registered(&codec, "first")])
         .await
         .expect("append");
-    let took = caught_up(&log, &store, Duration::from_secs(10)).await;
+    let took = caught_up(log.as_ref(), &store, Duration::from_secs(10)).await;
     assert!(took < PACE / 2, "the first event waited {took:?}");
     assert_eq!(store.applies.load(Ordering::SeqCst) - before, 1);
 
@@ -179,7 +181,7 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
         partitions.insert(appended[0].partition);
     }
     assert!(partitions.len() >= 4, "the burst spans partitions");
-    caught_up(&log, &store, Duration::from_secs(10)).await;
+    caught_up(log.as_ref(), &store, Duration::from_secs(10)).await;
     assert_eq!(store.applies.load(Ordering::SeqCst) - before, 2);
     for id in &burst {
         let row = store.get(ACCOUNTS, id, SINGLE_ROW).await.expect("get");
@@ -191,7 +193,7 @@ async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
         .map(|n| registered(&codec, &format!("many-{n}")))
         .collect();
     log.append(many).await.expect("append");
-    let took = caught_up(&log, &store, Duration::from_secs(10)).await;
+    let took = caught_up(log.as_ref(), &store, Duration::from_secs(10)).await;
     assert!(took < PACE / 2, "a full batch waited {took:?}");
 
     stop.send(true).expect("stop");
@@ -212,6 +214,33 @@ fn applied(metrics: &ProjectorMetrics) -> u64 {
 async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_that_stops() {
     let dir = tempfile::tempdir().expect("dir");
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
+    share_and_take_over(log, dir.path(), Duration::from_secs(10)).await;
+}
+
+/// The same on a real Kafka-protocol broker at `KAFKA_BROKERS`: the group protocol and
+/// the rebalance callback hand the partitions over (slower: rounds of the protocol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_projectors_on_one_store_share_the_partitions_and_take_over() {
+    let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
+        eprintln!(
+            "skipped: KAFKA_BROKERS is not set, so projectors were not tried in a Kafka group"
+        );
+        return;
+    };
+    let mut settings = KafkaSettings::new(&brokers);
+    settings.topic_prefix = format!("projector-{}.", Uuid::new_v4().simple());
+    // The test broker loses the rest of a batch when a fetch starts inside one.
+    settings
+        .client
+        .push(("batch.num.messages".into(), "1".into()));
+    let log = Arc::new(KafkaLog::connect(settings).expect("a Kafka client"));
+    let dir = tempfile::tempdir().expect("dir");
+    share_and_take_over(log, dir.path(), Duration::from_secs(60)).await;
+}
+
+/// Two projectors on one store and one log share the partitions, each event applied
+/// once; when one stops, the other takes its partitions on from their checkpoints.
+async fn share_and_take_over(log: Arc<dyn EventLog>, dir: &Path, within: Duration) {
     log.create_topics(&[TopicSpec {
         name: Topic::Accounts.name().into(),
         partitions: PARTITIONS,
@@ -219,7 +248,7 @@ async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_tha
     .await
     .expect("topics");
     let store = Arc::new(CountingStore {
-        inner: EmbeddedReadStore::open(&dir.path().join("views")).expect("store"),
+        inner: EmbeddedReadStore::open(&dir.join("views")).expect("store"),
         applies: AtomicUsize::new(0),
     });
     let codec = Codec::new().expect("codec");
@@ -251,7 +280,7 @@ async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_tha
     let started = Instant::now();
     while applied(&first) == 0 || applied(&second) == 0 {
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < within,
             "the partitions were not shared: {} and {}",
             applied(&first),
             applied(&second)
@@ -263,7 +292,7 @@ async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_tha
                 .expect("append");
             ids.push(id);
         }
-        caught_up(&log, &store, Duration::from_secs(10)).await;
+        caught_up(log.as_ref(), &store, within).await;
     }
     let (by_first, by_second) = (applied(&first), applied(&second));
     assert_eq!(
@@ -283,7 +312,7 @@ async fn projectors_on_one_store_share_the_partitions_and_take_over_from_one_tha
             .await
             .expect("append");
     }
-    caught_up(&log, &store, Duration::from_secs(10)).await;
+    caught_up(log.as_ref(), &store, within).await;
     assert_eq!(
         applied(&first),
         by_first,

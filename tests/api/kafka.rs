@@ -45,6 +45,9 @@ fn log_args(brokers: &str, prefix: &str) -> Vec<String> {
         prefix.into(),
         "--kafka-option".into(),
         "batch.num.messages=1".into(),
+        // A killed projector's partitions go to the next member after 6 s (not 10).
+        "--kafka-option".into(),
+        "session.timeout.ms=6000".into(),
         // A crashed command-api's place is free after 2 s of silence.
         "--writer-session-secs".into(),
         "2".into(),
@@ -297,6 +300,11 @@ async fn kill_9_of_the_projector_resumes_from_its_checkpoints_and_equals_a_rebui
     }
     d.read = Deployment::read_side(&d.shared, d.read_dir.path());
     let queries = d.queries();
+    // Ready once the group has handed the restarted projectors their partitions (the
+    // dead ones held them until their session ended) and they have caught up.
+    let restarted = Instant::now();
+    queries.ready().await;
+    eprintln!("restarted read side ready after {:?}", restarted.elapsed());
     let (status, _) = queries
         .get_json(&format!(
             "/api/v1/deliveries/{}?consistencyToken={last_token}",
