@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Summarizes a benches/run.sh results directory as Markdown: each variant's numbers
+over the rounds, the ratios taken within each round, and where each goal stands."""
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+runs = {}
+for path in sorted(Path(sys.argv[1]).glob("*.json")):
+    match = re.fullmatch(r"(.+?)(?:-r(\d+))?", path.stem)
+    name, round_ = match.group(1), int(match.group(2) or 0)
+    runs.setdefault(name, {})[round_] = json.loads(path.read_text())
+
+
+def spread(values, fmt="{:.0f}"):
+    if not values:
+        return "–"
+    values = sorted(values)
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(values[0])}–{fmt.format(values[-1])})"
+
+
+def errors(report):
+    return sum(n for k, n in report["total"]["outcomes"].items() if not k.startswith("2"))
+
+
+print("| variant | ok/s | p50 ms | p99 ms | p99.9 ms | not 2xx | command-to-visible p99 ms |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for name, by_round in runs.items():
+    reports = list(by_round.values())
+    visible = [r["command_to_visible"]["p99_ms"] for r in reports if r.get("command_to_visible")]
+    print(
+        f"| {name} | {spread([r['total']['ok_per_sec'] for r in reports])}"
+        f" | {spread([r['total']['latency']['p50_ms'] for r in reports], '{:.2f}')}"
+        f" | {spread([r['total']['latency']['p99_ms'] for r in reports], '{:.2f}')}"
+        f" | {spread([r['total']['latency']['p999_ms'] for r in reports], '{:.2f}')}"
+        f" | {sum(errors(r) for r in reports)}"
+        f" | {spread(visible, '{:.1f}')} |"
+    )
+
+
+def ratio(a, b, field=lambda r: r["total"]["ok_per_sec"]):
+    """The ratio a/b of each round both ran in, as a spread."""
+    rounds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
+    return [field(runs[a][r]) / max(field(runs[b][r]), 1e-9) for r in rounds]
+
+
+def median(name, field):
+    values = [field(r) for r in runs.get(name, {}).values()]
+    return statistics.median(values) if values else None
+
+
+print()
+print("| goal | measured | |")
+print("| --- | --- | --- |")
+
+
+def goal(text, measured, met):
+    print(f"| {text} | {measured} | {'met' if met else '**not met**'} |")
+
+
+seq = ratio("ours-1", "floor-1")
+if seq:
+    goal("one client, one command at a time ≥ 0.9× the floor", f"{spread(seq, '{:.2f}')}×", statistics.median(seq) >= 0.9)
+for name, what in (("ours-64", "64 accounts"), ("ours-64-hot", "one hot account")):
+    ok = median(name, lambda r: r["total"]["ok_per_sec"])
+    p99 = median(name, lambda r: r["total"]["latency"]["p99_ms"])
+    if ok is not None:
+        goal(f"64 connections, {what}: ≥ 25K schedule/s, p99 ≤ 25 ms", f"{ok:.0f}/s, p99 {p99:.1f} ms", ok >= 25000 and p99 <= 25)
+if "ours-spike" in runs:
+    spike = runs["ours-spike"][0]
+    shed = spike["total"]["outcomes"].get("503", 0)
+    bad = errors(spike) - shed
+    goal(
+        f"a {spike['rate']:.0f}/s spike for {spike['duration_secs']:.0f} s, no errors (503 = shed)",
+        f"{spike['total']['ok_per_sec']:.0f} ok/s, {shed} shed, {bad} other errors, p99 {spike['total']['latency']['p99_ms']:.0f} ms",
+        bad == 0,
+    )
+q = median("ours-query-10k", lambda r: r["ops"]["status"]["latency"]["p99_ms"])
+if q is not None:
+    goal("tracking query p99 ≤ 2 ms at 10K req/s", f"p99 {q:.2f} ms", q <= 2)
+v = median("ours-visible-5k", lambda r: (r.get("command_to_visible") or {}).get("p99_ms", 1e9))
+if v is not None:
+    goal("command-to-visible p99 ≤ 50 ms at 5K commands/s", f"p99 {v:.1f} ms", v <= 50)
+for ours, peer, what, want in (
+    ("ours-1", "peer-1", "commands, 1 connection", 10),
+    ("ours-64", "peer-64", "commands, 64 connections", 10),
+    ("ours-query", "peer-query", "reads, 64 connections", 5),
+):
+    r = ratio(ours, peer)
+    if r:
+        goal(f"≥ {want}× the peer's {what}", f"{spread(r, '{:.1f}')}×", statistics.median(r) >= want)
