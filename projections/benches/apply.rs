@@ -193,16 +193,7 @@ async fn catch_ups(
 ) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(EmbeddedReadStore::open(dir.path()).expect("read store"));
-        let metrics = ProjectorMetrics::new(&Registry::new()).expect("metrics");
-        let projector = Projector::new(
-            filled.log.clone(),
-            store.clone(),
-            codec.clone(),
-            metrics,
-            Duration::ZERO,
-        );
+        let (dir, store, projector) = fresh_projector(filled, codec);
         let started = Instant::now();
         let applied = projector
             .catch_up(black_box(projection))
@@ -217,8 +208,11 @@ async fn catch_ups(
     total
 }
 
-/// One catch-up outside the measurements: the projection wrote what it should.
-async fn check(filled: &Filled, codec: &Codec, projection: &Arc<dyn Projection>) {
+/// A projector over the filled log into a fresh read store (in the directory returned).
+fn fresh_projector(
+    filled: &Filled,
+    codec: &Codec,
+) -> (tempfile::TempDir, Arc<EmbeddedReadStore>, Projector) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(EmbeddedReadStore::open(dir.path()).expect("read store"));
     let metrics = ProjectorMetrics::new(&Registry::new()).expect("metrics");
@@ -229,6 +223,12 @@ async fn check(filled: &Filled, codec: &Codec, projection: &Arc<dyn Projection>)
         metrics,
         Duration::ZERO,
     );
+    (dir, store, projector)
+}
+
+/// One catch-up outside the measurements: the projection wrote what it should.
+async fn check(filled: &Filled, codec: &Codec, projection: &Arc<dyn Projection>) {
+    let (_dir, store, projector) = fresh_projector(filled, codec);
     let applied = projector.catch_up(projection).await.expect("catch up");
     assert_eq!(applied, filled.events, "every record applied");
     let row = store

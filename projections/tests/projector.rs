@@ -101,6 +101,20 @@ fn registered(codec: &Codec, id: &str) -> NewRecord {
     }
 }
 
+/// Creates the accounts topic and a counting read store in `dir`.
+async fn accounts_topic_and_store(log: &dyn EventLog, dir: &Path) -> Arc<CountingStore> {
+    log.create_topics(&[TopicSpec {
+        name: Topic::Accounts.name().into(),
+        partitions: PARTITIONS,
+    }])
+    .await
+    .expect("topics");
+    Arc::new(CountingStore {
+        inner: EmbeddedReadStore::open(&dir.join("views")).expect("store"),
+        applies: AtomicUsize::new(0),
+    })
+}
+
 /// Waits until the projection's checkpoint of every partition reached the log's end.
 async fn caught_up(log: &dyn EventLog, store: &CountingStore, within: Duration) -> Duration {
     let started = Instant::now();
@@ -133,16 +147,7 @@ async fn caught_up(log: &dyn EventLog, store: &CountingStore, within: Duration) 
 async fn one_consumer_covers_every_partition_and_paces_a_busy_topic() {
     let dir = tempfile::tempdir().expect("dir");
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
-    log.create_topics(&[TopicSpec {
-        name: Topic::Accounts.name().into(),
-        partitions: PARTITIONS,
-    }])
-    .await
-    .expect("topics");
-    let store = Arc::new(CountingStore {
-        inner: EmbeddedReadStore::open(&dir.path().join("views")).expect("store"),
-        applies: AtomicUsize::new(0),
-    });
+    let store = accounts_topic_and_store(log.as_ref(), dir.path()).await;
     let codec = Codec::new().expect("codec");
     let metrics = ProjectorMetrics::new(&Registry::new()).expect("metrics");
     let projector = Projector::new(log.clone(), store.clone(), codec.clone(), metrics, PACE);
@@ -241,16 +246,7 @@ async fn on_kafka_projectors_on_one_store_share_the_partitions_and_take_over() {
 /// Two projectors on one store and one log share the partitions, each event applied
 /// once; when one stops, the other takes its partitions on from their checkpoints.
 async fn share_and_take_over(log: Arc<dyn EventLog>, dir: &Path, within: Duration) {
-    log.create_topics(&[TopicSpec {
-        name: Topic::Accounts.name().into(),
-        partitions: PARTITIONS,
-    }])
-    .await
-    .expect("topics");
-    let store = Arc::new(CountingStore {
-        inner: EmbeddedReadStore::open(&dir.join("views")).expect("store"),
-        applies: AtomicUsize::new(0),
-    });
+    let store = accounts_topic_and_store(log.as_ref(), dir).await;
     let codec = Codec::new().expect("codec");
     let accounts: Arc<dyn Projection> = Arc::new(AccountsProjection);
     let start = |metrics: ProjectorMetrics| {
