@@ -198,4 +198,46 @@ fn main() {
         percentile(&times, 0.99),
         times[times.len() - 1]
     );
+
+    // A backlog: 100K deliveries wait and every drone is busy (a peak, or the load
+    // generator's schedule scenario, which registers no drones). Between ticks nothing
+    // is to be done; a tick looks for deadlines passed, not at the whole queue.
+    let mut rng = Rng(11);
+    let mut dispatcher = fleet(1_000, 1_000, 0.0, &mut rng);
+    for i in 0..100_000 {
+        let pickup = rng.point();
+        let dropoff = near(&mut rng, &pickup);
+        let created = Event::DeliveryCreated(DeliveryCreated {
+            owner_id: "acct".into(),
+            pickup,
+            dropoff,
+            pickup_time: None,
+            deadline: Some(now() + chrono::Duration::hours(2)),
+            expedited: i % 10 == 0,
+            confirmation_required: ConfirmationType::None,
+            package_id: "pkg".into(),
+            package_weight_kg: 2.0,
+        });
+        dispatcher.apply_delivery(&format!("waiting-{i}"), 1, &created, now());
+    }
+    dispatcher.decide(now(), true); // the first tick checks the new ones against the fleet
+    for (name, tick) in [
+        ("decide, 100K waiting, no idle drone, no tick", false),
+        ("decide, 100K waiting, no idle drone, a tick", true),
+    ] {
+        let mut times = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            let started = Instant::now();
+            let decided = black_box(dispatcher.decide(now(), tick));
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            assert!(decided.is_empty(), "nothing to decide");
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{name:<48} {:>8.1} {:>8.1} {:>8.1}",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            times[times.len() - 1]
+        );
+    }
 }

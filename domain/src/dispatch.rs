@@ -246,6 +246,9 @@ pub struct Dispatcher {
     queue: BTreeSet<QueueKey>,
     /// Queued deliveries not yet checked against the fleet (could any drone carry them?).
     unchecked: BTreeSet<String>,
+    /// Queued deliveries the last check found no drone of the fleet could carry (their
+    /// failure not yet in the log): checked again on every tick.
+    doubtful: BTreeSet<String>,
     /// Drones an undecided assignment holds: drone → delivery.
     reserved: HashMap<String, String>,
     /// Ordered, so that expiries release drones in the same order in every run.
@@ -275,6 +278,7 @@ impl Dispatcher {
             homes: RTree::new(),
             queue: BTreeSet::new(),
             unchecked: BTreeSet::new(),
+            doubtful: BTreeSet::new(),
             reserved: HashMap::new(),
             pending: BTreeMap::new(),
             expiries: BTreeSet::new(),
@@ -363,6 +367,7 @@ impl Dispatcher {
         entry.version = version;
         if let Some(key) = entry.queued.take() {
             self.queue.remove(&key);
+            self.doubtful.remove(id);
         }
         let stage = entry.delivery.stage;
         let drone_id = entry.delivery.drone_id.clone();
@@ -744,17 +749,50 @@ impl Dispatcher {
         }
     }
 
-    /// Waiting deliveries, in priority order, to the nearest drone that fits.
-    /// Between ticks only assignments are looked for, and only while idle drones are
-    /// left; a tick also fails deliveries past their deadline and checks whether any drone
-    /// could ever carry those no idle drone fits.
+    /// Waiting deliveries, in priority order, to the nearest drone that fits, while idle
+    /// drones are left; a tick also fails deliveries past their deadline and checks
+    /// whether any drone could ever carry those no idle drone fits. Its cost follows the
+    /// idle drones and the deadlines passed, not the backlog: a queue of 100K deliveries
+    /// and no idle drone costs nothing between ticks and little on one.
     fn dispatch(&mut self, now: DateTime<Utc>, tick: bool, decisions: &mut Vec<Decision>) {
         let mut reserved: BTreeSet<String> = BTreeSet::new();
         let mut infeasible: Vec<String> = Vec::new();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        if tick {
+            // Past their deadline: within each half of the queue (the first element of
+            // its key) the earliest deadlines come first, so these are two prefixes.
+            for half_key in [false, true] {
+                let from = (
+                    half_key,
+                    DateTime::<Utc>::MIN_UTC,
+                    DateTime::<Utc>::MIN_UTC,
+                    String::new(),
+                );
+                for (half, deadline, _, id) in self.queue.range(from..) {
+                    if *half != half_key || *deadline > now {
+                        break;
+                    }
+                    let Some(entry) = self.deliveries.get(id) else {
+                        continue;
+                    };
+                    if self.waits(&Subject::Delivery(id.clone()), now) {
+                        continue;
+                    }
+                    decisions.push(Decision::Fail {
+                        delivery_id: id.clone(),
+                        version: entry.version,
+                        reason: "no drone was free before the deadline".into(),
+                    });
+                    failed.insert(id.clone());
+                }
+            }
+        }
         for (_, _, _, id) in &self.queue {
-            let drones_left = self.idle.size() > reserved.len();
-            if !tick && !drones_left {
-                break;
+            if self.idle.size() <= reserved.len() {
+                break; // no idle drone left
+            }
+            if failed.contains(id) {
+                continue;
             }
             let Some(entry) = self.deliveries.get(id) else {
                 continue;
@@ -763,20 +801,7 @@ impl Dispatcher {
                 continue;
             }
             let d = &entry.delivery;
-            if tick && d.deadline.is_some_and(|deadline| now >= deadline) {
-                decisions.push(Decision::Fail {
-                    delivery_id: id.clone(),
-                    version: entry.version,
-                    reason: "no drone was free before the deadline".into(),
-                });
-                continue;
-            }
-            let best = if drones_left {
-                self.nearest_fit(d, now, &reserved)
-            } else {
-                None
-            };
-            match best {
+            match self.nearest_fit(d, now, &reserved) {
                 Some((drone_id, trip)) => {
                     if let (Some(pickup_time), Some(drone)) = (d.pickup_time, self.drone(&drone_id))
                         && now + self.model.lead_time(drone, &trip, now) + self.policy.margin
@@ -793,6 +818,18 @@ impl Dispatcher {
                 }
                 None if tick && entry.feasible != Some(true) => infeasible.push(id.clone()),
                 None => {}
+            }
+        }
+        if tick {
+            // Found infeasible before and still waiting: the fleet may have changed.
+            for id in &self.doubtful {
+                if failed.contains(id)
+                    || infeasible.contains(id)
+                    || self.waits(&Subject::Delivery(id.clone()), now)
+                {
+                    continue;
+                }
+                infeasible.push(id.clone());
             }
         }
         // New deliveries no drone was found for in this pass (the pass may have stopped
@@ -817,6 +854,11 @@ impl Dispatcher {
             let version = entry.version;
             if let Some(entry) = self.deliveries.get_mut(&id) {
                 entry.feasible = Some(feasible);
+                if feasible || entry.queued.is_none() {
+                    self.doubtful.remove(&id);
+                } else {
+                    self.doubtful.insert(id.clone());
+                }
             }
             if !feasible {
                 decisions.push(Decision::Fail {
