@@ -16,7 +16,10 @@ pub struct Report {
     pub connections: usize,
     /// Arrivals per second of an open loop (`None`: closed loop).
     pub rate: Option<f64>,
+    /// The load's own length; `elapsed_secs` runs to the last answer, and the rates
+    /// are over it.
     pub duration_secs: f64,
+    pub elapsed_secs: f64,
     pub ops: BTreeMap<String, OpReport>,
     pub total: OpReport,
     /// Acknowledgement of a schedule command → the delivery query shows it.
@@ -81,6 +84,7 @@ pub struct Run {
     pub connections: usize,
     pub rate: Option<f64>,
     pub duration: Duration,
+    pub elapsed: Duration,
     pub projection_events_per_sec: Option<f64>,
 }
 
@@ -95,17 +99,18 @@ impl Report {
             }
         }
         let ok: u64 = stats.ops.values().map(OpStats::ok).sum();
-        let secs = run.duration.as_secs_f64();
+        let secs = run.elapsed.as_secs_f64();
         Report {
             scenario: run.scenario,
             url: run.url,
             connections: run.connections,
             rate: run.rate,
-            duration_secs: secs,
+            duration_secs: run.duration.as_secs_f64(),
+            elapsed_secs: secs,
             ops: stats
                 .ops
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), op_report(v, run.duration)))
+                .map(|(k, v)| ((*k).to_owned(), op_report(v, run.elapsed)))
                 .collect(),
             total: OpReport {
                 requests: outcomes.values().sum(),
@@ -146,8 +151,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "scenario {} against {}: {} connections, {rate}, {:.1} s",
-            self.scenario, self.url, self.connections, self.duration_secs
+            "scenario {} against {}: {} connections, {rate}, {:.1} s (last answer after {:.1} s)",
+            self.scenario, self.url, self.connections, self.duration_secs, self.elapsed_secs
         );
         let _ = writeln!(
             out,
