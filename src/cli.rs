@@ -47,6 +47,15 @@ pub struct ServeArgs {
     /// environment and the command line override it.
     #[arg(long, env = "DRONE_DELIVERY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` (coloured on a terminal only) or
+    /// `json`, one object per line for log shippers.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     /// Address of the HTTP API (and of `/healthz`, `/readyz`, `/metrics`).
     #[arg(long, env = "DRONE_DELIVERY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -71,6 +80,14 @@ pub struct ServeArgs {
     /// read-store write, at the price of up to this much more read-model lag.
     #[arg(long, env = "DRONE_DELIVERY_PROJECTOR_PACE_MS", default_value_t = 1)]
     pub projector_pace_ms: u64,
+    /// A client must send a request's headers within this many seconds of opening the
+    /// connection or of its last answer, or the connection is closed (slow or idle
+    /// clients cannot hold sockets for ever).
+    #[arg(long, env = "DRONE_DELIVERY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Connections served at once; beyond it a new connection is closed at once.
+    #[arg(long, env = "DRONE_DELIVERY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
 }
@@ -145,6 +162,8 @@ impl ServeArgs {
         settings.only = self.only;
         settings.command_url = self.command_url;
         settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
+        settings.header_timeout = std::time::Duration::from_secs(self.header_timeout_secs.max(1));
+        settings.max_connections = self.max_connections.max(1);
         self.workflow.apply(&mut settings);
         Ok(settings)
     }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 mod ops;
+mod server;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -11,7 +11,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging();
     let cli = match Cli::parse_layered(std::env::args_os()) {
         Ok(cli) => cli,
         // Clap prints its own errors, help and version, and exits with their code.
@@ -22,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let (args, role) = cli.into_role();
+    telemetry::init_logging(args.log_format);
     let settings = args.settings(role).map_err(anyhow::Error::msg)?;
     let app = App::start(settings).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.

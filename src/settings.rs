@@ -325,6 +325,11 @@ pub struct Settings {
     /// How often a busy topic's projector applies a batch at most (see
     /// `projections::Projector::new`): the price is up to this much read-model lag.
     pub projector_pace: Duration,
+    /// How long a connection may take to send a request's headers (also its idle time
+    /// between requests).
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
     /// How far ahead of the server's clock a telemetry report may be stamped.
     pub max_clock_skew: TimeDelta,
     pub dispatch: DispatchMode,
@@ -360,6 +365,8 @@ impl Settings {
             data_dir,
             max_consistency_wait: Duration::from_secs(2),
             projector_pace: Duration::from_millis(1),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
             max_clock_skew: TimeDelta::seconds(30),
             dispatch: DispatchMode::Auto,
             flight: FlightModel::default(),

@@ -4,6 +4,7 @@
 
 use crate::Settings;
 use crate::ops;
+use crate::server;
 use crate::settings::{LogLocation, Role, ScyllaOptions, StoreLocation};
 use anyhow::Context;
 use command_side::{CommandMetrics, CommandService, WriterLease};
@@ -248,13 +249,24 @@ impl App {
                 }
             }));
         }
+        let server_metrics = server::ServerMetrics::new(&registry)?;
         add(ops::routes(log.clone(), store, registry, checks));
         let routes = routes
             .context("no routes")?
             .recover(api::recover)
             .unify()
             .boxed();
-        let (addr, server) = serve(settings.listen, routes, stop.clone())?;
+        let limits = server::Limits {
+            header_timeout: settings.header_timeout,
+            max_connections: settings.max_connections,
+        };
+        let (addr, server) = serve(
+            settings.listen,
+            routes,
+            limits,
+            server_metrics,
+            stop.clone(),
+        )?;
         tasks.push(server);
         tracing::info!(%addr, roles = ?settings.roles, "serving");
 
@@ -298,19 +310,13 @@ impl App {
 fn serve(
     listen: SocketAddr,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
-    mut stop: watch::Receiver<bool>,
+    limits: server::Limits,
+    metrics: server::ServerMetrics,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = listen_on(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .run()
-            .await;
-    });
+    let task = tokio::spawn(server::run(listener, routes, limits, metrics, stop));
     Ok((addr, task))
 }
 

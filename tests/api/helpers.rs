@@ -30,17 +30,21 @@ impl Server {
 
     /// Runs the binary with `args` (a role and its options) on port 0.
     pub fn run(args: &[&str]) -> Server {
+        let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Server::run_logging_to(args, Stdio::inherit(), &level)
+    }
+
+    /// The same, its log (stderr, at `level`) going to `stderr`.
+    pub fn run_logging_to(args: &[&str], stderr: Stdio, level: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
             // The test's own settings only: a registry set for the whole run would change
             // the schema ids the wire check expects.
             .env_remove("SCHEMA_REGISTRY_URL")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("the server binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");

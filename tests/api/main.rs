@@ -5,6 +5,7 @@
 mod concurrency;
 mod config;
 mod crash;
+mod edge;
 mod faults;
 mod helpers;
 mod idempotency;

@@ -1,0 +1,210 @@
+//! The HTTP edge: slow and idle connections are closed after the header timeout, the
+//! connection cap refuses one more without disturbing the others, a client that goes
+//! away is no error in the log, and the log is plain text off a terminal or JSON.
+
+use crate::helpers::{Api, Server, temp_dir};
+use reqwest::StatusCode;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn address(server: &Server) -> String {
+    server
+        .base
+        .strip_prefix("http://")
+        .expect("an http URL")
+        .to_owned()
+}
+
+/// Reads until the server closes the connection (or `within` passes); true if it closed.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).expect("read timeout");
+    let mut buffer = [0u8; 4096];
+    let started = Instant::now();
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+        if started.elapsed() > within {
+            return false;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    let dir = temp_dir();
+    let server = Server::start_with(dir.path(), &["--header-timeout-secs", "1"]);
+    Api::of(&server).ready().await;
+    let addr = address(&server);
+
+    // Headers that never end (slowloris).
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "slow headers kept"
+    );
+
+    // Idle after an answer, on a keep-alive connection.
+    let mut idle = TcpStream::connect(&addr).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buffer = [0u8; 1024];
+    let read = idle.read(&mut buffer).expect("an answer");
+    assert!(
+        String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..read])
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "idle connection kept"
+    );
+
+    // A client that keeps talking is served all along.
+    let api = Api::of(&server);
+    for _ in 0..3 {
+        assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are_served() {
+    let dir = temp_dir();
+    let server = Server::start_with(dir.path(), &["--max-connections", "2"]);
+    let addr = address(&server);
+    // Ready, asked on connections that close (a pooled client would hold a slot).
+    let started = Instant::now();
+    loop {
+        let mut probe = TcpStream::connect(&addr).expect("connect");
+        probe
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = probe.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut first = TcpStream::connect(&addr).expect("connect");
+    let mut second = TcpStream::connect(&addr).expect("connect");
+    for held in [&mut first, &mut second] {
+        held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buffer = [0u8; 1024];
+        assert!(held.read(&mut buffer).expect("an answer") > 0);
+    }
+    let mut third = TcpStream::connect(&addr).expect("the kernel accepts it");
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        closed_within(&mut third, Duration::from_secs(5)),
+        "a connection beyond the cap was served"
+    );
+    // The two held ones still work.
+    first
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 65536];
+    while !String::from_utf8_lossy(&answer).contains("http_connections_refused_total") {
+        let read = first.read(&mut buffer).expect("metrics");
+        assert!(read > 0, "closed");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_connections_refused_total ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    // Once one goes, a new one is served.
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = TcpStream::connect(&addr).expect("connect");
+    fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buffer = [0u8; 1024];
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let read = fourth.read(&mut buffer).expect("served");
+    assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+}
+
+/// Starts the server logging at `info` into a file; returns it and the log's path.
+fn logged(dir: &std::path::Path, extra: &[&str]) -> (Server, std::path::PathBuf) {
+    let log = dir.join("server.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let data = dir.join("data");
+    let data = data.to_string_lossy();
+    let mut args = vec!["serve", "--data-dir", data.as_ref(), "--dispatch", "manual"];
+    args.extend_from_slice(extra);
+    // At info, so that there are lines (start-up, shutdown) whatever the test's level.
+    let server = Server::run_logging_to(&args, Stdio::from(file), "info");
+    (server, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_is_no_error_and_the_log_has_no_colours_off_a_terminal() {
+    let dir = temp_dir();
+    let (server, log) = logged(dir.path(), &[]);
+    Api::of(&server).ready().await;
+    let addr = address(&server);
+    for _ in 0..5 {
+        // Half a request, then gone.
+        let mut stream = TcpStream::connect(&addr).expect("connect");
+        stream
+            .write_all(
+                b"POST /api/v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":",
+            )
+            .expect("write");
+        drop(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("INFO"),
+        "the server logged nothing at info: {text}"
+    );
+    assert!(!text.contains("ERROR"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file: {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_log_format_json_every_line_is_a_json_object() {
+    let dir = temp_dir();
+    let (server, log) = logged(dir.path(), &["--log-format", "json"]);
+    let api = Api::of(&server);
+    api.ready().await;
+    assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the server logged nothing at info");
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {line}");
+        });
+        assert!(value.get("level").is_some(), "{line}");
+    }
+}
