@@ -215,6 +215,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Com
         .transpose()
 }
 
+const MAX_CORRELATION_ID: usize = 128;
+
 /// `Idempotency-Key`, `If-Match` (`"3"`, `W/"3"` or `3`) and `X-Correlation-Id`.
 fn context(headers: &HeaderMap) -> Result<CommandContext, CommandError> {
     let idempotency_key = header(headers, "idempotency-key")?
@@ -236,7 +238,21 @@ fn context(headers: &HeaderMap) -> Result<CommandContext, CommandError> {
             })
         })
         .transpose()?;
-    let correlation_id = header(headers, "x-correlation-id")?.map(str::to_string);
+    // Copied into every event the command writes: bounded, and printable as it is.
+    let correlation_id = header(headers, "x-correlation-id")?
+        .map(|id| {
+            if id.is_empty()
+                || id.len() > MAX_CORRELATION_ID
+                || !id.bytes().all(|b| b.is_ascii_graphic())
+            {
+                Err(CommandError::Invalid(format!(
+                    "X-Correlation-Id must be 1 to {MAX_CORRELATION_ID} visible ASCII characters"
+                )))
+            } else {
+                Ok(id.to_string())
+            }
+        })
+        .transpose()?;
     Ok(CommandContext {
         idempotency_key,
         expected_version,

@@ -146,6 +146,12 @@ impl Delivery {
         if !owner.is_active() {
             return Err(DomainError::AccountNotActive);
         }
+        // A deadline is a promise about the pickup: one at or before the pickup time is void.
+        if let (Some(pickup_time), Some(deadline)) = (plan.pickup_time(), plan.deadline())
+            && deadline <= pickup_time
+        {
+            return Err(DomainError::DeadlineNotAfterPickupTime);
+        }
         Ok(vec![Event::DeliveryCreated(DeliveryCreated {
             owner_id: owner_id.to_owned(),
             pickup: plan.pickup(),

@@ -64,19 +64,6 @@ fn email(value: &str) -> Result<String, ValueError> {
     }
 }
 
-/// Deadlines are promises about the pickup: one at or before the pickup time is void.
-fn deadline_after_pickup_time(
-    pickup_time: Option<DateTime<Utc>>,
-    deadline: Option<DateTime<Utc>>,
-) -> bool {
-    match (pickup_time, deadline) {
-        (Some(pickup_time), Some(deadline)) => deadline > pickup_time,
-        _ => true,
-    }
-}
-
-const DEADLINE_MESSAGE: &str = "deadline must be after the pickup time";
-
 /// Who registers an account: a name and a contact email.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisterAccount {
@@ -240,16 +227,14 @@ pub struct DeliveryPlan {
 }
 
 impl DeliveryPlan {
-    /// Valid locations; when both times are given the deadline is after the pickup time.
+    /// Valid locations. That a deadline comes after the pickup time is a rule of the
+    /// delivery (`Delivery::schedule`, 422), not of the value's shape.
     pub fn new(
         pickup: Location,
         dropoff: Location,
         pickup_time: Option<DateTime<Utc>>,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Self, ValueError> {
-        if !deadline_after_pickup_time(pickup_time, deadline) {
-            return Err(ValueError(DEADLINE_MESSAGE.to_owned()));
-        }
         Ok(Self {
             pickup: check_location(&pickup)?,
             dropoff: check_location(&dropoff)?,
@@ -285,8 +270,8 @@ pub struct Reschedule {
 }
 
 impl Reschedule {
-    /// At least one field; valid locations; deadline after pickup time when both given
-    /// (the merged plan is checked again against the delivery by `Delivery::reschedule`).
+    /// At least one field; valid locations (the deadline after the pickup time is checked
+    /// on the merged plan by `Delivery::reschedule`).
     pub fn new(
         pickup: Option<Location>,
         dropoff: Option<Location>,
@@ -297,9 +282,6 @@ impl Reschedule {
             return Err(ValueError(
                 "nothing to reschedule: give pickup, dropoff, pickupTime or deadline".to_owned(),
             ));
-        }
-        if !deadline_after_pickup_time(pickup_time, deadline) {
-            return Err(ValueError(DEADLINE_MESSAGE.to_owned()));
         }
         Ok(Self {
             pickup: pickup.as_ref().map(check_location).transpose()?,

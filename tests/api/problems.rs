@@ -71,6 +71,29 @@ async fn malformed_requests_are_400() {
         .header("if-match", "\"seven\"");
     refused(&api, bad_if_match, StatusCode::BAD_REQUEST).await;
 
+    // A correlation id is copied into every event: bounded, visible ASCII only.
+    for bad in ["x".repeat(129), "has space".to_owned(), String::new()] {
+        let request = c
+            .post(api.url("/api/v1/accounts"))
+            .header("x-correlation-id", bad)
+            .json(&json!({"name": "x", "email": "x@example.com"}));
+        let problem = refused(&api, request, StatusCode::BAD_REQUEST).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("X-Correlation-Id")
+        );
+    }
+    let fine = c
+        .post(api.url("/api/v1/accounts"))
+        .header("x-correlation-id", "x".repeat(128))
+        .json(&json!({"name": "x", "email": "x@example.com"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(fine.status(), StatusCode::CREATED);
+
     let bad_id = c
         .put(api.url("/api/v1/drones/bad%20id"))
         .json(&drone_spec(5.0));
@@ -225,6 +248,23 @@ async fn broken_business_rules_are_422() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+
+    // A deadline at or before the pickup time is a rule of the delivery (SPEC §5).
+    let mut body = schedule_body(&account, 1.0);
+    body["pickupTime"] = json!("2030-01-01T12:00:00Z");
+    body["deadline"] = json!("2030-01-01T12:00:00Z");
+    let problem = refused(
+        &api,
+        c.post(api.url("/api/v1/deliveries")).json(&body),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("deadline")
+    );
 
     let suspend = api
         .post(&format!("/api/v1/accounts/{account}/suspend"), json!({}))

@@ -555,6 +555,33 @@ fn a_delivery_is_rescheduled_only_before_pickup() {
 }
 
 #[test]
+fn a_deadline_at_or_before_the_pickup_time_is_refused_by_the_rules() {
+    let owner = account(&[account_registered()]);
+    for deadline in [at(10, 0), at(12, 0)] {
+        let plan =
+            DeliveryPlan::new(pickup(), dropoff(), Some(at(12, 0)), Some(deadline)).expect("valid");
+        given_nothing()
+            .when(|delivery: &Delivery| {
+                delivery.schedule(
+                    ACCOUNT,
+                    &owner,
+                    &plan,
+                    false,
+                    ConfirmationType::None,
+                    PACKAGE,
+                    WEIGHT_KG,
+                )
+            })
+            .then_error(DomainError::DeadlineNotAfterPickupTime);
+    }
+    // Both given in one reschedule: the value is fine, the rule refuses it.
+    let both = Reschedule::new(None, None, Some(at(12, 0)), Some(at(11, 0))).expect("valid");
+    given([delivery_created()])
+        .when(|delivery: &Delivery| delivery.reschedule(&both))
+        .then_error(DomainError::DeadlineNotAfterPickupTime);
+}
+
+#[test]
 fn a_rescheduled_plan_keeps_its_deadline_after_its_pickup_time() {
     // The delivery's deadline is 12:00; moving the pickup to 12:30 alone would void it.
     let too_late = Reschedule::new(None, None, Some(at(12, 30)), None).expect("valid");

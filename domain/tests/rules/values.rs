@@ -151,18 +151,6 @@ fn a_package_tag_is_at_most_200_characters() {
 }
 
 #[test]
-fn a_deadline_must_be_after_the_pickup_time() {
-    refused(
-        DeliveryPlan::new(pickup(), dropoff(), Some(at(12, 0)), Some(at(10, 0))),
-        "deadline",
-    );
-    refused(
-        DeliveryPlan::new(pickup(), dropoff(), Some(at(12, 0)), Some(at(12, 0))),
-        "deadline",
-    );
-}
-
-#[test]
 fn a_plan_may_leave_either_time_open() {
     assert!(DeliveryPlan::new(pickup(), dropoff(), None, Some(at(10, 0))).is_ok());
     assert!(DeliveryPlan::new(pickup(), dropoff(), Some(at(10, 0)), None).is_ok());
@@ -185,14 +173,6 @@ fn a_reschedule_must_change_something() {
     refused(
         Reschedule::new(None, None, None, None),
         "nothing to reschedule",
-    );
-}
-
-#[test]
-fn a_reschedule_deadline_must_be_after_its_pickup_time() {
-    refused(
-        Reschedule::new(None, None, Some(at(12, 0)), Some(at(11, 0))),
-        "deadline",
     );
 }
 
