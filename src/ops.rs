@@ -107,3 +107,85 @@ pub fn routes(
         .unify()
         .boxed()
 }
+
+/// The methods of each path of the API description, as (segments, methods); a segment
+/// `{…}` matches any one segment.
+fn described_paths() -> Vec<(Vec<String>, Vec<String>)> {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return Vec::new();
+    };
+    let Some(paths) = doc["paths"].as_object() else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .map(|(path, item)| {
+            let segments = path
+                .trim_matches('/')
+                .split('/')
+                .map(str::to_owned)
+                .collect();
+            let mut methods: Vec<String> = item
+                .as_object()
+                .map(|ops| {
+                    ops.keys()
+                        .filter(|k| {
+                            ["get", "put", "post", "delete", "patch", "head"].contains(&k.as_str())
+                        })
+                        .map(|k| k.to_ascii_uppercase())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+                methods.push("HEAD".to_owned());
+            }
+            (segments, methods)
+        })
+        .collect()
+}
+
+/// Placed after every route: a request for a path the API describes, with a method it
+/// does not take, gets 405 with `Allow` (the methods it does take). Anything else is
+/// left to the other routes' rejections.
+pub fn method_not_allowed() -> BoxedFilter<(Response,)> {
+    let paths = Arc::new(described_paths());
+    warp::path::full()
+        .and(warp::method())
+        .and_then(
+            move |full: warp::path::FullPath, method: warp::http::Method| {
+                let paths = paths.clone();
+                async move {
+                    let segments: Vec<&str> = full.as_str().trim_matches('/').split('/').collect();
+                    let allowed: Vec<&String> = paths
+                        .iter()
+                        .filter(|(template, _)| {
+                            template.len() == segments.len()
+                                && template
+                                    .iter()
+                                    .zip(&segments)
+                                    .all(|(t, s)| t.starts_with('{') || t == s)
+                        })
+                        .flat_map(|(_, methods)| methods)
+                        .collect();
+                    if allowed.is_empty() || allowed.iter().any(|m| m.as_str() == method.as_str()) {
+                        return Err(warp::reject::not_found());
+                    }
+                    let mut names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    let mut response = Problem::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        format!("{method} is not allowed here; use {}", names.join(", ")),
+                    )
+                    .into_response();
+                    if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+                        response
+                            .headers_mut()
+                            .insert(warp::http::header::ALLOW, value);
+                    }
+                    Ok::<_, warp::Rejection>(response)
+                }
+            },
+        )
+        .boxed()
+}

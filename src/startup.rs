@@ -253,6 +253,8 @@ impl App {
         add(ops::routes(log.clone(), store, registry, checks));
         let routes = routes
             .context("no routes")?
+            .or(ops::method_not_allowed())
+            .unify()
             .recover(api::recover)
             .unify()
             .boxed();

@@ -181,6 +181,23 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Comma
     }
 }
 
+/// Lets through only the actions a resource has: any other is left to the routes after
+/// (405 with `Allow` where the path takes other methods, 404 where it is unknown).
+fn only_actions(
+    known: &'static [&'static str],
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::path::full()
+        .and_then(move |full: warp::path::FullPath| async move {
+            let action = full.as_str().rsplit('/').next().unwrap_or_default();
+            if known.contains(&action) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
 /// `POST /<kind>s/{id}/<action>` for an action the resource does not have.
 fn unknown_action(kind: &str, action: &str) -> Result<Accepted, CommandError> {
     Err(CommandError::NotFound {
@@ -368,6 +385,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
 
     let account_action = api()
         .and(warp::path!("accounts" / String / String))
+        .and(only_actions(&["suspend", "reactivate"]))
         .and(warp::post())
         .and(input())
         .then(
@@ -433,6 +451,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
 
     let drone_action = api()
         .and(warp::path!("drones" / String / String))
+        .and(only_actions(&["telemetry", "ground", "dock", "return"]))
         .and(warp::post())
         .and(input())
         .then(
@@ -577,6 +596,14 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
 
     let delivery_action = api()
         .and(warp::path!("deliveries" / String / String))
+        .and(only_actions(&[
+            "assign-drone",
+            "unassign-drone",
+            "fail",
+            "pickup",
+            "confirmations",
+            "notify-me",
+        ]))
         .and(warp::post())
         .and(input())
         .then(

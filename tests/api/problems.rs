@@ -112,6 +112,42 @@ async fn malformed_requests_are_400() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_method_a_resource_does_not_take_is_405_with_allow() {
+    let (_dir, _server, api) = spawn_app();
+    let (account, _) = api.register_account("Contoso").await;
+    let (delivery, _) = api.schedule(&account, 1.0).await;
+    let c = &api.client;
+    for (request, allow) in [
+        (c.delete(api.url("/api/v1/deliveries")), "GET, HEAD, POST"),
+        (
+            c.post(api.url(&format!("/api/v1/deliveries/{delivery}/status"))),
+            "GET, HEAD",
+        ),
+        (
+            c.get(api.url(&format!("/api/v1/accounts/{account}/suspend"))),
+            "POST",
+        ),
+    ] {
+        let before = api.events_appended().await;
+        let response = request.send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()["allow"], allow);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(api.events_appended().await, before, "nothing was appended");
+    }
+    // A path the API does not have is still 404, whatever the method.
+    let response = c
+        .delete(api.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_resources_are_404() {
     let (_dir, _server, api) = spawn_app();
     let c = &api.client;
