@@ -63,8 +63,8 @@ pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};
 pub use package::Package;
 pub use stage::Stage;
 pub use values::{
-    Confirmation, DeliveryPlan, PackageInfo, RegisterAccount, RegisterDrone, Reschedule, Telemetry,
-    ValueError,
+    Confirmation, DeliveryPlan, MAX_RANGE_KM, MAX_SPEED_MPS, MAX_WEIGHT_KG, PackageInfo,
+    RegisterAccount, RegisterDrone, Reschedule, Telemetry, ValueError,
 };
 
 // The wire types the aggregates speak, re-exported so callers need one import path.

@@ -16,6 +16,23 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_EMAIL_CHARS: usize = 254; // RFC 5321 path limit
 const MAX_TAG_CHARS: usize = 200;
 
+/// Physical bounds, far above any delivery drone, that keep absurd values (`1e308`) out
+/// of the log and of every sum and ETA computed from it.
+pub const MAX_WEIGHT_KG: f64 = 1_000.0;
+pub const MAX_RANGE_KM: f64 = 10_000.0;
+pub const MAX_SPEED_MPS: f64 = 350.0;
+
+/// Text that is shown to people and copied into events: no control characters (NUL,
+/// ESC, …), which would corrupt terminals, logs and exports.
+fn printable(field: &str, value: &str) -> Result<(), ValueError> {
+    if value.chars().any(char::is_control) {
+        return Err(ValueError(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn required_text(field: &str, value: &str, max_chars: usize) -> Result<String, ValueError> {
     let value = value.trim();
     if value.is_empty() {
@@ -26,15 +43,17 @@ fn required_text(field: &str, value: &str, max_chars: usize) -> Result<String, V
             "{field} must be at most {max_chars} characters"
         )));
     }
+    printable(field, value)?;
     Ok(value.to_owned())
 }
 
-fn positive(field: &str, value: f64) -> Result<f64, ValueError> {
-    if value.is_finite() && value > 0.0 {
+/// A finite number above 0 and at most `max`.
+fn positive(field: &str, value: f64, max: f64) -> Result<f64, ValueError> {
+    if value.is_finite() && value > 0.0 && value <= max {
         Ok(value)
     } else {
         Err(ValueError(format!(
-            "{field} must be a finite number > 0, got {value}"
+            "{field} must be a number above 0 and at most {max}, got {value}"
         )))
     }
 }
@@ -46,6 +65,7 @@ fn email(value: &str) -> Result<String, ValueError> {
             "email must be at most {MAX_EMAIL_CHARS} characters"
         )));
     }
+    printable("email", value)?;
     let valid = match value.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
@@ -101,7 +121,8 @@ pub struct RegisterDrone {
 }
 
 impl RegisterDrone {
-    /// Model non-empty; payload, range and speed finite and > 0; home a valid location.
+    /// Model non-empty and printable; payload, range and speed above 0 and within the
+    /// physical bounds; home a valid location.
     pub fn new(
         model: &str,
         payload_kg: f64,
@@ -111,9 +132,9 @@ impl RegisterDrone {
     ) -> Result<Self, ValueError> {
         Ok(Self {
             model: required_text("model", model, MAX_NAME_CHARS)?,
-            payload_kg: positive("payloadKg", payload_kg)?,
-            range_km: positive("rangeKm", range_km)?,
-            speed_mps: positive("speedMps", speed_mps)?,
+            payload_kg: positive("payloadKg", payload_kg, MAX_WEIGHT_KG)?,
+            range_km: positive("rangeKm", range_km, MAX_RANGE_KM)?,
+            speed_mps: positive("speedMps", speed_mps, MAX_SPEED_MPS)?,
             home: check_location(&home)?,
         })
     }
@@ -188,18 +209,19 @@ pub struct PackageInfo {
 }
 
 impl PackageInfo {
-    /// Weight finite and > 0; tag at most 200 characters.
+    /// Weight above 0 and at most `MAX_WEIGHT_KG`; tag at most 200 printable characters.
     pub fn new(size: PackageSize, weight_kg: f64, tag: Option<String>) -> Result<Self, ValueError> {
-        if let Some(tag) = &tag
-            && tag.chars().count() > MAX_TAG_CHARS
-        {
-            return Err(ValueError(format!(
-                "tag must be at most {MAX_TAG_CHARS} characters"
-            )));
+        if let Some(tag) = &tag {
+            if tag.chars().count() > MAX_TAG_CHARS {
+                return Err(ValueError(format!(
+                    "tag must be at most {MAX_TAG_CHARS} characters"
+                )));
+            }
+            printable("tag", tag)?;
         }
         Ok(Self {
             size,
-            weight_kg: positive("weight", weight_kg)?,
+            weight_kg: positive("weight", weight_kg, MAX_WEIGHT_KG)?,
             tag,
         })
     }

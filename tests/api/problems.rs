@@ -62,6 +62,23 @@ async fn malformed_requests_are_400() {
     refused(&api, negative_weight, StatusCode::BAD_REQUEST).await;
 
     let mut body = schedule_body(&account, 1.0);
+    body["packageInfo"]["weight"] = json!(1e308);
+    let absurd_weight = c.post(api.url("/api/v1/deliveries")).json(&body);
+    refused(&api, absurd_weight, StatusCode::BAD_REQUEST).await;
+
+    let mut spec = drone_spec(5.0);
+    spec["speedMps"] = json!(1e308);
+    let absurd_speed = c.put(api.url("/api/v1/drones/fast-one")).json(&spec);
+    refused(&api, absurd_speed, StatusCode::BAD_REQUEST).await;
+
+    for name in ["Con\u{0}toso", "\u{1b}[2J"] {
+        let control = c
+            .post(api.url("/api/v1/accounts"))
+            .json(&json!({"name": name, "email": "x@example.com"}));
+        refused(&api, control, StatusCode::BAD_REQUEST).await;
+    }
+
+    let mut body = schedule_body(&account, 1.0);
     body["packageInfo"]["size"] = json!("huge");
     let unknown_size = c.post(api.url("/api/v1/deliveries")).json(&body);
     refused(&api, unknown_size, StatusCode::BAD_REQUEST).await;

@@ -247,3 +247,41 @@ fn drone_statuses_have_camel_case_names() {
     }
     assert!(DroneStatus::from_str("flying").is_err());
 }
+
+#[test]
+fn numbers_stay_within_physical_bounds() {
+    use domain::{MAX_RANGE_KM, MAX_SPEED_MPS, MAX_WEIGHT_KG};
+    assert!(PackageInfo::new(PackageSize::Small, MAX_WEIGHT_KG, None).is_ok());
+    refused(PackageInfo::new(PackageSize::Small, 1e308, None), "weight");
+    for (payload, range, speed, field) in [
+        (1e308, 60.0, 15.0, "payloadKg"),
+        (5.0, MAX_RANGE_KM * 2.0, 15.0, "rangeKm"),
+        (5.0, 60.0, MAX_SPEED_MPS + 1.0, "speedMps"),
+    ] {
+        refused(
+            RegisterDrone::new("X8", payload, range, speed, home()),
+            field,
+        );
+    }
+}
+
+#[test]
+fn text_has_no_control_characters() {
+    refused(
+        RegisterAccount::new("Con\u{0}toso", "ops@contoso.example"),
+        "name",
+    );
+    refused(
+        RegisterAccount::new("Contoso", "ops\u{1b}@contoso.example"),
+        "email",
+    );
+    refused(
+        RegisterDrone::new("X8\u{1b}[31m", 5.0, 60.0, 15.0, home()),
+        "model",
+    );
+    refused(
+        PackageInfo::new(PackageSize::Small, 1.0, Some("bo\u{7}oks".into())),
+        "tag",
+    );
+    assert!(RegisterAccount::new("Contoso Ltd. — Zürich", "ops@contoso.example").is_ok());
+}
