@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// A client must send a request's headers within this many seconds of opening the
     /// connection or of its last answer, or the connection is closed (slow or idle
     /// clients cannot hold sockets for ever).
-    #[arg(long, env = "DRONE_DELIVERY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "DRONE_DELIVERY_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
     /// Connections served at once; beyond it a new connection is closed at once.
     #[arg(long, env = "DRONE_DELIVERY_MAX_CONNECTIONS", default_value_t = 4096)]

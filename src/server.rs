@@ -1,7 +1,8 @@
 //! The HTTP server: our own accept loop on hyper, so that the edge has the limits a
 //! public service needs (warp's `serve` has none of them):
 //! - a header timeout: a client must send a request's headers within it of connecting or
-//!   of its last answer, so slow (slowloris) and idle keep-alive connections are closed;
+//!   of its last answer, so slow (slowloris) and idle keep-alive connections are closed
+//!   (hyper has one timer for both; a pooling client must drop idle connections sooner);
 //! - a cap on connections served at once: one more is closed as soon as it is accepted,
 //!   and the sockets of the others are never at risk;
 //! - a client that goes away mid-request is a `debug` line, not an error;

@@ -365,7 +365,7 @@ impl Settings {
             data_dir,
             max_consistency_wait: Duration::from_secs(2),
             projector_pace: Duration::from_millis(1),
-            header_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_clock_skew: TimeDelta::seconds(30),
             dispatch: DispatchMode::Auto,

@@ -10,6 +10,39 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// the answer. Past it the connection is dropped at once.
 const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Rejection for a body that is not JSON by its `Content-Type`; recover maps it to 415.
+#[derive(Debug)]
+pub struct NotJson;
+impl warp::reject::Reject for NotJson {}
+
+/// True for `application/json` and `application/*+json`, parameters aside.
+pub fn is_json(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// Refuses (with [`NotJson`]) a request that has a body but no JSON `Content-Type`; an
+/// empty body needs none.
+pub fn json_content(headers: &warp::http::HeaderMap, body: &Bytes) -> Result<(), Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let json = headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if json {
+        Ok(())
+    } else {
+        Err(warp::reject::custom(NotJson))
+    }
+}
+
 /// Rejection for a body over the limit; the server's recover maps it to 413.
 #[derive(Debug)]
 pub struct BodyTooLarge;

@@ -1,4 +1,4 @@
-use crate::body::BodyTooLarge;
+use crate::body::{BodyTooLarge, NotJson};
 use crate::problem::Problem;
 use std::convert::Infallible;
 use warp::http::StatusCode;
@@ -16,6 +16,11 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
                 "the request body is larger than {} bytes",
                 crate::BODY_LIMIT_BYTES
             ),
+        )
+    } else if rejection.find::<NotJson>().is_some() {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON, sent with Content-Type: application/json",
         )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         Problem::new(StatusCode::BAD_REQUEST, "the query string is malformed")

@@ -347,6 +347,11 @@ fn input(
     with(service)
         .and(warp::header::headers_cloned())
         .and(limited_body(BODY_LIMIT_BYTES))
+        .and_then(|svc: Svc, headers: HeaderMap, body: Bytes| async move {
+            api::json_content(&headers, &body)?;
+            Ok::<_, warp::Rejection>((svc, headers, body))
+        })
+        .untuple_one()
 }
 
 /// All command routes under `/api/v1`.

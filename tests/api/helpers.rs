@@ -98,6 +98,10 @@ impl Drop for Server {
 pub fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(30))
+        // Sooner than any header timeout a test server has (30 s by default, 1 s in the
+        // edge tests, which use raw sockets): a pooled connection is never reused just as
+        // the server closes it.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("client")
 }

@@ -165,6 +165,40 @@ async fn a_method_a_resource_does_not_take_is_405_with_allow() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_is_not_json_by_its_content_type_is_415() {
+    let (_dir, _server, api) = spawn_app();
+    let (account, _) = api.register_account("Contoso").await;
+    let c = &api.client;
+    let body = r#"{"name": "x", "email": "x@example.com"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = c.post(api.url("/api/v1/accounts")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        refused(&api, request, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
+    // JSON with parameters or a +json type is fine; no body needs no type.
+    let charset = c
+        .post(api.url("/api/v1/accounts"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(charset.status(), StatusCode::CREATED);
+    let no_body = c
+        .post(api.url(&format!("/api/v1/accounts/{account}/suspend")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(no_body.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_resources_are_404() {
     let (_dir, _server, api) = spawn_app();
     let c = &api.client;
