@@ -9,6 +9,8 @@ pub struct ProjectorMetrics {
     pub events: IntCounterVec,
     /// Failed batches (retried), by projection.
     pub errors: IntCounterVec,
+    /// Records set aside as dead letters (undecodable), by projection.
+    pub dead_letters: IntCounterVec,
 }
 
 impl ProjectorMetrics {
@@ -31,6 +33,14 @@ impl ProjectorMetrics {
             ),
             &["projection"],
         )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "projector_dead_letters_total",
+                "Records a projection could not decode, set aside in dead_letters",
+            ),
+            &["projection"],
+        )?;
+        registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(errors.clone()))?;
@@ -38,6 +48,7 @@ impl ProjectorMetrics {
             lag,
             events,
             errors,
+            dead_letters,
         })
     }
 }

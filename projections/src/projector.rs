@@ -9,7 +9,8 @@
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
 use crate::projection::{Model, Projection, Source, Staged};
-use crate::tables::{PROJECTOR_GROUP, SINGLE_ROW};
+use crate::tables::{DEAD_LETTERS, PROJECTOR_GROUP, SINGLE_ROW, dead_letter_key};
+use crate::views::DeadLetter;
 use api::ConsistencyToken;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -492,15 +493,15 @@ impl TopicWorker {
             if validity.admit(record) != Admitted::Valid {
                 continue; // a marker, or a record a later marker replaced
             }
-            let envelopes =
-                p.codec
-                    .decode_all(&record.value)
-                    .map_err(|e| ProjectionError::Decode {
-                        topic: record.topic.clone(),
-                        partition: record.partition,
-                        offset: record.offset,
-                        reason: e.to_string(),
-                    })?;
+            let envelopes = match p.codec.decode_all(&record.value) {
+                Ok(envelopes) => envelopes,
+                Err(error) => {
+                    // Retrying cannot help a record that does not decode: it is set
+                    // aside with the batch (so exactly once) and the projection goes on.
+                    self.dead_letter(record, &error.to_string(), &mut staged);
+                    continue;
+                }
+            };
             let source = Source {
                 topic: self.topic,
                 partition: record.partition,
@@ -531,6 +532,40 @@ impl TopicWorker {
             .with_label_values(&[self.projection.name()])
             .inc_by(applied);
         Ok(after.into_iter().collect())
+    }
+
+    /// Stages a dead letter for `record` and counts it.
+    fn dead_letter(&self, record: &Record, error: &str, staged: &mut Staged<'_>) {
+        let name = self.projection.name();
+        tracing::error!(
+            projection = name,
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            error,
+            "a record does not decode; set aside as a dead letter"
+        );
+        let letter = DeadLetter {
+            projection: name.to_owned(),
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.clone(),
+            error: error.to_owned(),
+            appended_at: chrono::DateTime::from_timestamp_millis(record.timestamp_ms),
+        };
+        staged.put(
+            DEAD_LETTERS,
+            name,
+            &dead_letter_key(&record.topic, record.partition, record.offset),
+            &letter,
+            1,
+        );
+        self.projector
+            .metrics
+            .dead_letters
+            .with_label_values(&[name])
+            .inc();
     }
 
     fn report_lag(&self, lag: u64) {

@@ -27,6 +27,10 @@ pub const FLEET: &str = "fleet";
 /// groups of the projectors building this store.
 pub const PROJECTOR_GROUP: &str = "projector_group";
 
+/// `dead_letters`: partition = projection name, clustering = [`dead_letter_key`], one row
+/// per record the projection could not decode → [`crate::views::DeadLetter`].
+pub const DEAD_LETTERS: &str = "dead_letters";
+
 /// Clustering key of tables with one row per partition.
 pub const SINGLE_ROW: &str = "";
 
@@ -46,4 +50,9 @@ pub fn time_key(at: chrono::DateTime<chrono::Utc>) -> String {
 
 pub fn invoice_partition(account_id: &str, year: i32, month: u32) -> String {
     format!("{account_id}/{year:04}-{month:02}")
+}
+
+/// A dead letter's place in the log, sortable: topic, partition, offset.
+pub fn dead_letter_key(topic: &str, partition: u32, offset: u64) -> String {
+    format!("{topic}/{partition:010}/{offset:020}")
 }

@@ -134,3 +134,18 @@ pub struct FleetEntry {
     pub drone_id: String,
     pub version: u64,
 }
+
+/// A record a projection could not decode: it is set aside, counted, and the projection
+/// goes on (`GET /api/v1/dead-letters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub projection: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub key: String,
+    pub error: String,
+    /// When the record was appended.
+    pub appended_at: Option<DateTime<Utc>>,
+}

@@ -243,7 +243,22 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
         })
         .boxed();
 
+    let dead_letters = api()
+        .and(warp::path!("dead-letters"))
+        .and(common())
+        .then(|svc: Svc, q: Params, _h: HeaderMap| async move {
+            let result = async {
+                let items = svc.dead_letters(limit(&q)?).await?;
+                Ok((serde_json::json!({ "items": items }), true))
+            }
+            .await;
+            render(&svc, "dead-letters", result, None)
+        })
+        .boxed();
+
     by_stage
+        .or(dead_letters)
+        .unify()
         .or(delivery)
         .unify()
         .or(status)

@@ -6,12 +6,12 @@ use api::ConsistencyToken;
 use chrono::{DateTime, Duration as Span, Utc};
 use domain::{DroneStatus, FlightModel, Stage};
 use projections::tables::{
-    ACCOUNT_DELIVERIES, ACCOUNTS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
+    ACCOUNT_DELIVERIES, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
     DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW, invoice_partition, time_key,
 };
 use projections::views::{
-    AccountView, DeliverySummary, DeliveryView, DronePosition, DroneView, FleetEntry, InvoiceLine,
-    TimelineEntry,
+    AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView, FleetEntry,
+    InvoiceLine, TimelineEntry,
 };
 use projections::{Model, models};
 use schemas::events::Location;
@@ -365,6 +365,31 @@ impl QueryService {
             items.push(decode(DELIVERIES_BY_STAGE, &row)?);
         }
         Ok((Page { items, next_cursor }, fresh))
+    }
+
+    /// `GET /dead-letters`: the records each projection could not decode, in log order
+    /// (for operators: what to fix, then rebuild the read model).
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueryError> {
+        let mut letters = Vec::new();
+        for model in models::ALL {
+            let rows = self
+                .store
+                .scan(
+                    DEAD_LETTERS,
+                    model.name,
+                    Scan {
+                        from: Bound::Unbounded,
+                        to: Bound::Unbounded,
+                        order: Order::Ascending,
+                        limit: limit.saturating_sub(letters.len()),
+                    },
+                )
+                .await?;
+            for row in rows {
+                letters.push(decode(DEAD_LETTERS, &row)?);
+            }
+        }
+        Ok(letters)
     }
 
     /// `GET /accounts/{id}/invoice?year=&month=`.

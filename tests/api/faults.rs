@@ -584,3 +584,64 @@ async fn a_restart_after_a_lost_commit_releases_the_drone() {
     assert_eq!(assigned.status(), StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_no_projection_can_decode_is_set_aside_listed_and_counted_and_the_projection_goes_on()
+ {
+    let dir = temp_dir();
+    let (log, _app, api) = faulty_app(dir.path()).await;
+    api.ready().await;
+    let (before, _) = api.register_account("Before").await;
+    // Not Avro at all, on the accounts topic, keyed like an account, written by the
+    // partition's writer (a record of another writer would not count at all).
+    let topic = Topic::Accounts.name();
+    let partition = partition_for("poison", log.partitions(topic).await.expect("partitions"));
+    let records = log.read(topic, partition, 0, 10_000).await.expect("read");
+    let writer = records
+        .last()
+        .and_then(|r| r.header("writer"))
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .expect("the start-up marker names the writer");
+    let appended = log
+        .append(vec![NewRecord {
+            topic: topic.into(),
+            key: "poison".into(),
+            value: bytes::Bytes::from_static(b"\x00\x00\x00\x00\x01not avro"),
+            headers: storage::written_by(&writer),
+        }])
+        .await
+        .expect("append");
+    let (after, token) = api.register_account("After").await;
+    // The projection went past it: the account after it shows up.
+    let (status, _) = api
+        .get_json(&format!(
+            "/api/v1/accounts/{after}/deliveries?consistencyToken={token}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .get_json(&format!("/api/v1/accounts/{before}/deliveries"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Its partition is not the one the token covers: wait for the projector to pass it.
+    let letters = eventually(&api, "/api/v1/dead-letters", |letters| {
+        letters["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+    })
+    .await;
+    let items = letters["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{letters}");
+    assert_eq!(items[0]["projection"], "accounts");
+    assert_eq!(items[0]["topic"], Topic::Accounts.name());
+    assert_eq!(items[0]["partition"], appended[0].partition);
+    assert_eq!(items[0]["offset"], appended[0].offset);
+    assert_eq!(items[0]["key"], "poison");
+    assert!(!items[0]["error"].as_str().unwrap_or_default().is_empty());
+    let metrics = api.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains("projector_dead_letters_total{projection=\"accounts\"} 1"),
+        "{metrics}"
+    );
+}
