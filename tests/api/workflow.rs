@@ -379,10 +379,12 @@ async fn a_delivery_with_a_later_pickup_time_is_dispatched_in_time_not_at_once()
         "1",
     ]);
     let (account, _) = api.register_account("Contoso").await;
+    // 300 m/s, near the bound on speeds: ~8 s to the pickup, ~11 s with take-off,
+    // landing and the margin, so the drone must leave ~9 s from now.
     let mut spec = drone_at(5.0, HOME);
-    spec["speedMps"] = json!(1000);
+    spec["speedMps"] = json!(300);
     put_drone(&api, "drone-1", spec).await;
-    let pickup_time = Utc::now() + TimeDelta::seconds(10);
+    let pickup_time = Utc::now() + TimeDelta::seconds(20);
     let mut body = schedule_body(&account, 1.0);
     body["pickupTime"] = json!(pickup_time);
     let delivery = schedule(&api, body).await;
