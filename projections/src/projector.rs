@@ -34,6 +34,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Records in a poll that a paced topic applies at once rather than waiting out the pace.
 const PACE_UNTIL: usize = 64;
+/// The group's committed offsets follow the checkpoints at most this often: they are for
+/// lag tooling, and a commit per batch would be a broker round trip per batch.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Projector {
@@ -220,6 +223,9 @@ struct TopicWorker {
 struct At {
     next: BTreeMap<u32, Offset>,
     validity: Validity,
+    /// Positions applied since the group's offsets were last committed, and when that was.
+    uncommitted: bool,
+    committed_at: Option<Instant>,
 }
 
 impl At {
@@ -452,9 +458,15 @@ impl TopicWorker {
         let held = consumer.assignment();
         at.next.retain(|partition, _| held.contains(partition));
         if !records.is_empty() {
-            let read = self.apply(&records, at).await?;
+            self.apply(&records, at).await?;
             *last_apply = Some(Instant::now());
-            consumer.commit(&read);
+            at.uncommitted = true;
+        }
+        if at.uncommitted && at.committed_at.is_none_or(|t| t.elapsed() >= COMMIT_EVERY) {
+            let positions: Vec<(u32, Offset)> = at.next.iter().map(|(&p, &n)| (p, n)).collect();
+            consumer.commit(&positions);
+            at.uncommitted = false;
+            at.committed_at = Some(Instant::now());
         }
         // Only now: records read but not applied count as lag (operators wait on a zero
         // lag to mean "applied").
@@ -464,14 +476,9 @@ impl TopicWorker {
 
     /// Projects the records that count (see `storage::validity`) and applies their
     /// writes with a checkpoint per partition read, in one read-store write; moves `at`
-    /// on once it is applied. Returns the partitions read with their next offsets.
-    /// Records of partitions `at` does not hold, or before its position there, were
-    /// applied already (or are another member's) and are skipped.
-    async fn apply(
-        &self,
-        records: &[Record],
-        at: &mut At,
-    ) -> Result<Vec<(u32, Offset)>, ProjectionError> {
+    /// on once it is applied. Records of partitions `at` does not hold, or before its
+    /// position there, were applied already (or are another member's) and are skipped.
+    async fn apply(&self, records: &[Record], at: &mut At) -> Result<(), ProjectionError> {
         let p = &self.projector;
         let mut staged = Staged::new(p.store.as_ref());
         let mut validity = at.validity.clone();
@@ -531,7 +538,7 @@ impl TopicWorker {
             .events
             .with_label_values(&[self.projection.name()])
             .inc_by(applied);
-        Ok(after.into_iter().collect())
+        Ok(())
     }
 
     /// Stages a dead letter for `record` and counts it.
