@@ -16,7 +16,7 @@ pub struct NotJson;
 impl warp::reject::Reject for NotJson {}
 
 /// True for `application/json` and `application/*+json`, parameters aside.
-pub fn is_json(content_type: &str) -> bool {
+fn is_json(content_type: &str) -> bool {
     let media = content_type
         .split(';')
         .next()

@@ -6,7 +6,7 @@ mod problem;
 mod recover;
 mod token;
 
-pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, NotJson, is_json, json_content, limited_body};
+pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, NotJson, json_content, limited_body};
 pub use problem::Problem;
 pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};

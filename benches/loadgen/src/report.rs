@@ -1,7 +1,7 @@
 //! A run's results: a table for people, JSON for scripts, an SVG of throughput and
 //! latency over time.
 
-use crate::stats::{OpStats, Stats};
+use crate::stats::{OpStats, Stats, histogram};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
@@ -90,7 +90,7 @@ pub struct Run {
 
 impl Report {
     pub fn new(run: Run, stats: &Stats) -> Report {
-        let mut all = Histogram::<u64>::new_from(&stats.visible);
+        let mut all = histogram(3);
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
         for op in stats.ops.values() {
             let _ = all.add(&op.latency);

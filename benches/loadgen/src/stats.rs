@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Latencies up to a minute, in microseconds.
-fn histogram(significant: u8) -> Histogram<u64> {
+pub fn histogram(significant: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, significant).expect("constant, valid bounds")
 }
 
