@@ -88,24 +88,26 @@ fn near(rng: &mut Rng, l: &Location) -> Location {
     }
 }
 
-fn delivery(rng: &mut Rng) -> Delivery {
+/// A city delivery of 2 kg created now.
+fn created(rng: &mut Rng, expedited: bool, deadline: Option<DateTime<Utc>>) -> Event {
     let pickup = rng.point();
     let dropoff = near(rng, &pickup);
+    Event::DeliveryCreated(DeliveryCreated {
+        owner_id: "acct".into(),
+        pickup,
+        dropoff,
+        pickup_time: None,
+        deadline,
+        expedited,
+        confirmation_required: ConfirmationType::None,
+        package_id: "pkg".into(),
+        package_weight_kg: 2.0,
+    })
+}
+
+fn delivery(rng: &mut Rng) -> Delivery {
     let mut delivery = Delivery::default();
-    delivery.apply(
-        &Event::DeliveryCreated(DeliveryCreated {
-            owner_id: "acct".into(),
-            pickup,
-            dropoff,
-            pickup_time: None,
-            deadline: None,
-            expedited: false,
-            confirmation_required: ConfirmationType::None,
-            package_id: "pkg".into(),
-            package_weight_kg: 2.0,
-        }),
-        now(),
-    );
+    delivery.apply(&created(rng, false, None), now());
     delivery
 }
 
@@ -159,19 +161,7 @@ fn main() {
     let mut dispatcher = fleet(100_000, 0, 0.0, &mut rng);
     let mut times = Vec::with_capacity(decisions);
     for i in 0..decisions {
-        let pickup = rng.point();
-        let dropoff = near(&mut rng, &pickup);
-        let created = Event::DeliveryCreated(DeliveryCreated {
-            owner_id: "acct".into(),
-            pickup,
-            dropoff,
-            pickup_time: None,
-            deadline: None,
-            expedited: i % 10 == 0,
-            confirmation_required: ConfirmationType::None,
-            package_id: "pkg".into(),
-            package_weight_kg: 2.0,
-        });
+        let created = created(&mut rng, i % 10 == 0, None);
         let id = format!("delivery-{i}");
         let started = Instant::now();
         dispatcher.apply_delivery(&id, 1, &created, now());
@@ -205,19 +195,11 @@ fn main() {
     let mut rng = Rng(11);
     let mut dispatcher = fleet(1_000, 1_000, 0.0, &mut rng);
     for i in 0..100_000 {
-        let pickup = rng.point();
-        let dropoff = near(&mut rng, &pickup);
-        let created = Event::DeliveryCreated(DeliveryCreated {
-            owner_id: "acct".into(),
-            pickup,
-            dropoff,
-            pickup_time: None,
-            deadline: Some(now() + chrono::Duration::hours(2)),
-            expedited: i % 10 == 0,
-            confirmation_required: ConfirmationType::None,
-            package_id: "pkg".into(),
-            package_weight_kg: 2.0,
-        });
+        let created = created(
+            &mut rng,
+            i % 10 == 0,
+            Some(now() + chrono::Duration::hours(2)),
+        );
         dispatcher.apply_delivery(&format!("waiting-{i}"), 1, &created, now());
     }
     dispatcher.decide(now(), true); // the first tick checks the new ones against the fleet

@@ -181,7 +181,7 @@ async fn a_body_that_is_not_json_by_its_content_type_is_415() {
         }
         refused(&api, request, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     }
-    // JSON with parameters or a +json type is fine; no body needs no type.
+    // JSON with parameters is fine; no body needs no type.
     let charset = c
         .post(api.url("/api/v1/accounts"))
         .header("content-type", "application/json; charset=utf-8")

@@ -29,10 +29,18 @@ fn idle_drone() -> Drone {
 }
 
 fn schedule(delivery: &Delivery, owner: &Account) -> Result<Vec<Event>, DomainError> {
+    schedule_plan(delivery, owner, &plan())
+}
+
+fn schedule_plan(
+    delivery: &Delivery,
+    owner: &Account,
+    plan: &DeliveryPlan,
+) -> Result<Vec<Event>, DomainError> {
     delivery.schedule(
         ACCOUNT,
         owner,
-        &plan(),
+        plan,
         false,
         ConfirmationType::None,
         PACKAGE,
@@ -561,17 +569,7 @@ fn a_deadline_at_or_before_the_pickup_time_is_refused_by_the_rules() {
         let plan =
             DeliveryPlan::new(pickup(), dropoff(), Some(at(12, 0)), Some(deadline)).expect("valid");
         given_nothing()
-            .when(|delivery: &Delivery| {
-                delivery.schedule(
-                    ACCOUNT,
-                    &owner,
-                    &plan,
-                    false,
-                    ConfirmationType::None,
-                    PACKAGE,
-                    WEIGHT_KG,
-                )
-            })
+            .when(|delivery: &Delivery| schedule_plan(delivery, &owner, &plan))
             .then_error(DomainError::DeadlineNotAfterPickupTime);
     }
     // Both given in one reschedule: the value is fine, the rule refuses it.

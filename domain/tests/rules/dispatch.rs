@@ -582,36 +582,33 @@ fn a_delivery_no_drone_could_ever_carry_fails_even_while_every_drone_is_busy() {
 
 #[test]
 fn an_unconfirmed_failure_is_decided_again_unless_a_drone_that_can_carry_it_joined() {
-    let heavy = || {
-        created(DeliveryCreated {
-            package_weight_kg: PAYLOAD_KG + 1.0,
-            ..asap()
-        })
+    // A delivery too heavy for the fleet, whose failure is decided once.
+    let failed_once = || {
+        let mut world = given_a_dispatcher();
+        world.drone(DRONE, downtown_drone(), at(8, 0)).delivery(
+            DELIVERY,
+            created(DeliveryCreated {
+                package_weight_kg: PAYLOAD_KG + 1.0,
+                ..asap()
+            }),
+            t0(),
+        );
+        assert!(matches!(
+            world.when_deciding(t0()).then_one(),
+            Decision::Fail { .. }
+        ));
+        world
     };
-    let mut world = given_a_dispatcher();
-    world
-        .drone(DRONE, downtown_drone(), at(8, 0))
-        .delivery(DELIVERY, heavy(), t0());
-    assert!(matches!(
-        world.when_deciding(t0()).then_one(),
-        Decision::Fail { .. }
-    ));
     // The log never shows the failure: once the decision expired, a tick decides again.
     let later = t0() + TimeDelta::hours(1);
+    let mut world = failed_once();
     assert!(matches!(
         world.when_ticking(later).then_one(),
         Decision::Fail { .. }
     ));
 
     // Had a drone that can carry it joined meanwhile, it would be assigned instead.
-    let mut world = given_a_dispatcher();
-    world
-        .drone(DRONE, downtown_drone(), at(8, 0))
-        .delivery(DELIVERY, heavy(), t0());
-    assert!(matches!(
-        world.when_deciding(t0()).then_one(),
-        Decision::Fail { .. }
-    ));
+    let mut world = failed_once();
     world.drone(
         OTHER_DRONE,
         drone_registered_at(home(), PAYLOAD_KG + 5.0, RANGE_KM),
