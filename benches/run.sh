@@ -45,10 +45,14 @@ for round in $(seq "$rounds"); do
   run "ours-1-r$round" --spawn --scenario schedule --connections 1 --accounts 1 --visible-every-ms 0
   run "ours-64-r$round" --spawn --scenario schedule --connections 64
   run "ours-64-hot-r$round" --spawn --scenario schedule --connections 64 --accounts 1
+  run "ours-register-1-r$round" --spawn --scenario schedule --mix register=1 --connections 1 --visible-every-ms 0
+  run "ours-register-64-r$round" --spawn --scenario schedule --mix register=1 --connections 64 --visible-every-ms 0
   run "ours-query-10k-r$round" --spawn --scenario open-loop --rate 10000 --mix status=1 --connections 64
   run "ours-visible-5k-r$round" --spawn --scenario open-loop --rate 5000 --connections 64
   run "ours-mixed-r$round" --spawn --scenario mixed --connections 64
   if [ -n "$peer_url" ]; then
+    run "peer-register-1-r$round" --url "$peer_url" --scenario schedule --mix register=1 --connections 1 --visible-every-ms 0
+    run "peer-register-64-r$round" --url "$peer_url" --scenario schedule --mix register=1 --connections 64 --visible-every-ms 0
     run "peer-1-r$round" --url "$peer_url" --scenario schedule --connections 1 --accounts 1 --visible-every-ms 0
     run "peer-64-r$round" --url "$peer_url" --scenario schedule --connections 64 --visible-every-ms 0
     run "peer-query-r$round" --url "$peer_url" --scenario query --connections 64 --deliveries 200

@@ -89,8 +89,10 @@ v = median("ours-visible-5k", lambda r: (r.get("command_to_visible") or {}).get(
 if v is not None:
     goal("command-to-visible p99 ≤ 50 ms at 5K commands/s", f"p99 {v:.1f} ms", v <= 50)
 for ours, peer, what, want in (
-    ("ours-1", "peer-1", "commands, 1 connection", 10),
-    ("ours-64", "peer-64", "commands, 64 connections", 10),
+    ("ours-1", "peer-1", "commands (schedule), 1 connection", 10),
+    ("ours-64", "peer-64", "commands (schedule), 64 connections", 10),
+    ("ours-register-1", "peer-register-1", "commands (register account), 1 connection", 10),
+    ("ours-register-64", "peer-register-64", "commands (register account), 64 connections", 10),
     ("ours-query", "peer-query", "reads, 64 connections", 5),
 ):
     r = ratio(ours, peer)

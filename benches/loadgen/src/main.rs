@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Scenarios: `schedule` (commands only; `--accounts 1` is one hot account), `mixed`
-//! (schedule, telemetry and status queries, `--mix`), `query` (status queries only),
+//! (schedule, telemetry and status queries, `--mix`; `--mix register=1` registers
+//! accounts), `query` (status queries only),
 //! `spike` (a burst at a fixed high rate) and `open-loop` (a fixed arrival rate:
 //! latency counts from each request's slot, so a server that falls behind cannot hide it
 //! by slowing the client down, i.e. no coordinated omission).

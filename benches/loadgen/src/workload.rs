@@ -17,7 +17,7 @@ pub struct Mix {
     total: u64,
 }
 
-const KINDS: [&str; 3] = ["schedule", "telemetry", "status"];
+const KINDS: [&str; 4] = ["schedule", "register", "telemetry", "status"];
 
 impl Mix {
     pub fn only(kind: &'static str) -> Mix {
@@ -101,6 +101,10 @@ fn schedule_body(owner: &str) -> Bytes {
     ))
 }
 
+fn account_body(name: &str) -> Bytes {
+    Bytes::from(format!(r#"{{"name":"{name}","email":"load@example.com"}}"#))
+}
+
 fn telemetry_body() -> Bytes {
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Bytes::from(format!(
@@ -157,9 +161,7 @@ impl Workload {
         let mut connection = Connection::new(target.clone());
         let mut account_ids = Vec::with_capacity(accounts);
         for i in 0..accounts {
-            let body = Bytes::from(format!(
-                r#"{{"name":"Load {run} {i}","email":"load-{i}@example.com"}}"#
-            ));
+            let body = account_body(&format!("Load {run} {i}"));
             let created = expect(
                 &mut connection,
                 Method::POST,
@@ -253,6 +255,12 @@ impl Workload {
                 Method::POST,
                 format!("/api/v1/drones/{}/telemetry", pick(&self.drones)),
                 Some(telemetry_body()),
+            ),
+            "register" => (
+                kind,
+                Method::POST,
+                "/api/v1/accounts".to_owned(),
+                Some(account_body(&format!("Load {random:x}"))),
             ),
             "status" if !self.deliveries.is_empty() => (
                 kind,
