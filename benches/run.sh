@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One command for the HTTP benchmarks of BENCHMARKS.md, all in one run on this machine:
 # the floor (one fdatasync per request), ours on the embedded default in every scenario,
-# ours on Kafka when a broker is at KAFKA_BROKERS, and the cqrs-es + PostgreSQL peer when
-# it has been built (benches/peers/run-peer.sh build; BENCH_PEER=0 leaves it out). Variants alternate
-# within each round, so the ratios compare numbers taken minutes apart, not days.
+# ours on Kafka when a broker is at KAFKA_BROKERS, and the cqrs-es + PostgreSQL peer,
+# which it builds (installing PostgreSQL if missing), starts and stops (BENCH_PEER=0
+# leaves it out). Variants alternate within each round, so the ratios compare numbers
+# taken minutes apart, not days.
 #   benches/run.sh [seconds per run] [rounds]        (defaults: 10 s, 3 rounds)
 # Results: target/bench/<time>/*.json (one per run), summary.md, and an SVG per run.
 set -euo pipefail
@@ -15,11 +16,11 @@ out=target/bench/$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$out"
 bin=target/release
 
-run() { # name, loadgen arguments…
+run() { # name, loadgen arguments… (DURATION=secs overrides the run's length)
   local name=$1
   shift
   echo "== $name" >&2
-  $bin/loadgen --duration "$seconds" --json "$out/$name.json" --svg "$out/$name.svg" "$@" | tee "$out/$name.txt" >&2
+  $bin/loadgen --duration "${DURATION:-$seconds}" --json "$out/$name.json" --svg "$out/$name.svg" "$@" | tee "$out/$name.txt" >&2
 }
 
 floor_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -35,7 +36,9 @@ stop() {
 trap stop EXIT
 sleep 0.5
 
-if [ "${BENCH_PEER:-1}" != 0 ] && benches/peers/run-peer.sh check 2>/dev/null; then
+# The peer: installs Debian's PostgreSQL if missing and builds it (quick once built).
+if [ "${BENCH_PEER:-1}" != 0 ]; then
+  benches/peers/run-peer.sh build >&2
   peer_url=$(benches/peers/run-peer.sh start)
 fi
 
@@ -67,6 +70,6 @@ for round in $(seq "$rounds"); do
   fi
 done
 # The spike once, at the end: 50K/s for 10 s on 256 connections.
-run "ours-spike" --spawn --scenario spike --rate 50000 --connections 256 --visible-every-ms 0
+DURATION=10 run "ours-spike" --spawn --scenario spike --rate 50000 --connections 256 --visible-every-ms 0
 python3 benches/summarize.py "$out" | tee "$out/summary.md"
 echo "results in $out" >&2

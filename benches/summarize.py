@@ -97,7 +97,18 @@ for ours, peer, what, want in (
 ):
     r = ratio(ours, peer)
     if r:
-        goal(f"≥ {want}× the peer's {what}", f"{spread(r, '{:.1f}')}×", statistics.median(r) >= want)
+        peer_rate = median(peer, lambda r: r["total"]["ok_per_sec"])
+        floor_rate = median("floor-1", lambda r: r["total"]["ok_per_sec"])
+        if what.endswith("1 connection") and floor_rate and want * peer_rate > floor_rate:
+            # The issue: then the floor ratio is the goal, reported beside the peer ratio.
+            goal(
+                f"≥ {want}× the peer's {what} (above the floor: the floor ratio is the goal)",
+                f"{spread(r, '{:.1f}')}× the peer; {want}× the peer would be"
+                f" {want * peer_rate / floor_rate:.1f}× the floor",
+                statistics.median(seq) >= 0.9 if seq else False,
+            )
+        else:
+            goal(f"≥ {want}× the peer's {what}", f"{spread(r, '{:.1f}')}×", statistics.median(r) >= want)
 
 
 def bar_chart(path):
