@@ -88,6 +88,22 @@ pub struct ServeArgs {
     /// Connections served at once; beyond it a new connection is closed at once.
     #[arg(long, env = "DRONE_DELIVERY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// The operator's API key (all rights). When none is given, the embedded default
+    /// generates one at the first start into `<data-dir>/operator.key` and prints it once;
+    /// with Kafka every process must be given the same.
+    #[arg(long, env = "DRONE_DELIVERY_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
+    /// An analyst's API key: reads every tenant, changes nothing (none when not given).
+    #[arg(long, env = "DRONE_DELIVERY_ANALYST_KEY", hide_env_values = true)]
+    pub analyst_key: Option<String>,
+    /// How long an `Idempotency-Key` is remembered (hours): a retry within it gets the
+    /// first answer; later the key is forgotten.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = 24
+    )]
+    pub idempotency_retention_hours: u32,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
 }
@@ -164,6 +180,26 @@ impl ServeArgs {
         settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
         settings.header_timeout = std::time::Duration::from_secs(self.header_timeout_secs.max(1));
         settings.max_connections = self.max_connections.max(1);
+        for (name, key) in [
+            ("operator", &self.operator_key),
+            ("analyst", &self.analyst_key),
+        ] {
+            if let Some(key) = key
+                && !(16..=256).contains(&key.len())
+            {
+                return Err(format!("the {name} key must be 16 to 256 characters"));
+            }
+            if key
+                .as_ref()
+                .is_some_and(|k| !k.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(format!("the {name} key must be visible ASCII characters"));
+            }
+        }
+        settings.operator_key = self.operator_key;
+        settings.analyst_key = self.analyst_key;
+        settings.idempotency_retention =
+            chrono::TimeDelta::hours(i64::from(self.idempotency_retention_hours.max(1)));
         self.workflow.apply(&mut settings);
         Ok(settings)
     }

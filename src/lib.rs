@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod keys;
 mod ops;
 mod server;
 pub mod settings;

@@ -71,22 +71,33 @@ pub fn routes(
         }
     });
 
-    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        let mut body = Vec::new();
-        let encoder = TextEncoder::new();
-        match encoder.encode(&registry.gather(), &mut body) {
-            Ok(()) => {
-                let mut response = Response::new(body.into());
-                if let Ok(v) = HeaderValue::from_str(encoder.format_type()) {
-                    response.headers_mut().insert(CONTENT_TYPE, v);
+    // Counts across every tenant: for operators and analysts (and their scrapers).
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::ext::get::<api::Principal>())
+        .map(move |who: api::Principal| {
+            if !who.reads_all() {
+                return Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "only operator and analyst keys read the metrics",
+                )
+                .into_response();
+            }
+            let mut body = Vec::new();
+            let encoder = TextEncoder::new();
+            match encoder.encode(&registry.gather(), &mut body) {
+                Ok(()) => {
+                    let mut response = Response::new(body.into());
+                    if let Ok(v) = HeaderValue::from_str(encoder.format_type()) {
+                        response.headers_mut().insert(CONTENT_TYPE, v);
+                    }
+                    response
                 }
-                response
+                Err(e) => {
+                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                }
             }
-            Err(e) => {
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-            }
-        }
-    });
+        });
 
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())

@@ -6,19 +6,80 @@
 //! - a cap on connections served at once: one more is closed as soon as it is accepted,
 //!   and the sockets of the others are never at risk;
 //! - a client that goes away mid-request is a `debug` line, not an error;
-//! - graceful shutdown: the listener closes, connections finish the request in hand.
+//! - graceful shutdown: the listener closes, connections finish the request in hand;
+//! - the edge in front of every route ([`Edge`]): the caller is authenticated once, before
+//!   any route sees the request.
 
+use api::{Authenticator, Problem, Unauthenticated};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge, Registry};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use warp::Reply;
 use warp::filters::BoxedFilter;
+use warp::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use warp::http::{Request, StatusCode};
 use warp::reply::Response;
+
+/// Paths served without a key: the probes of an orchestrator.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// What every request passes before the routes: authentication. The principal goes into
+/// the request's extensions, where the handlers find it (`warp::ext::get`).
+#[derive(Clone)]
+pub struct Edge {
+    routes: BoxedFilter<(Response,)>,
+    auth: Arc<Authenticator>,
+}
+
+impl Edge {
+    pub fn new(routes: BoxedFilter<(Response,)>, auth: Arc<Authenticator>) -> Edge {
+        Edge { routes, auth }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Edge {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let mut routes = warp::service(self.routes.clone());
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            if !OPEN_PATHS.contains(&request.uri().path()) {
+                let header = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+                match auth.principal(header).await {
+                    Ok(principal) => {
+                        request.extensions_mut().insert(principal);
+                    }
+                    Err(why) => return Ok(unauthenticated(&why)),
+                }
+            }
+            tower_service::Service::call(&mut routes, request).await
+        })
+    }
+}
+
+/// 401 with the challenge RFC 6750 asks for.
+fn unauthenticated(why: &Unauthenticated) -> Response {
+    let mut response = Problem::new(StatusCode::UNAUTHORIZED, why.to_string()).into_response();
+    let challenge = match why {
+        Unauthenticated::Missing => "Bearer realm=\"drone-delivery\"",
+        _ => "Bearer realm=\"drone-delivery\", error=\"invalid_token\"",
+    };
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
 
 /// How long shutdown waits for connections to finish the request in hand.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -49,15 +110,14 @@ impl ServerMetrics {
     }
 }
 
-/// Serves `routes` on `listener` until `stop` turns true.
+/// Serves `service` on `listener` until `stop` turns true.
 pub async fn run(
     listener: TcpListener,
-    routes: BoxedFilter<(Response,)>,
+    service: Edge,
     limits: Limits,
     metrics: ServerMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
-    let service = TowerToHyperService::new(warp::service(routes));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -356,6 +356,12 @@ pub struct Settings {
     pub scylla: ScyllaOptions,
     /// The schema registry whose ids frame the records; `None`: the manifest's ids.
     pub schema_registry: Option<RegistryOptions>,
+    /// `None`: generated into (or read from) `data_dir/operator.key`, on the embedded
+    /// log only.
+    pub operator_key: Option<String>,
+    pub analyst_key: Option<String>,
+    /// How long idempotency keys are remembered.
+    pub idempotency_retention: TimeDelta,
 }
 
 impl Settings {
@@ -382,6 +388,9 @@ impl Settings {
             writer_session: Duration::from_secs(10),
             scylla: ScyllaOptions::default(),
             schema_registry: None,
+            operator_key: None,
+            analyst_key: None,
+            idempotency_retention: TimeDelta::hours(24),
         }
     }
 

@@ -3,11 +3,13 @@
 //! starts the workflow, which sends its commands to that address like any client.
 
 use crate::Settings;
+use crate::keys;
 use crate::ops;
 use crate::server;
 use crate::settings::{LogLocation, Role, ScyllaOptions, StoreLocation};
 use anyhow::Context;
-use command_side::{CommandMetrics, CommandService, WriterLease};
+use api::Authenticator;
+use command_side::{CommandMetrics, CommandService, KeySettings, WriterLease};
 use domain::Dispatcher;
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
@@ -144,8 +146,12 @@ impl App {
         log.create_topics(&topic_specs(&settings))
             .await
             .context("cannot create the topics")?;
+        let operator_key = keys::operator_key(&settings)?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
+        // Where account keys are looked up: the command side's own fold when it runs
+        // here (current to the last command), else the read model.
+        let mut account_keys: Option<Arc<dyn api::AccountKeys>> = None;
         let needs_store = settings.runs(Role::Projector) || settings.runs(Role::QueryApi);
         let store = match (store, needs_store) {
             (Some(store), true) => Some(store),
@@ -190,10 +196,15 @@ impl App {
                 CommandMetrics::new(&registry)?,
                 settings.max_clock_skew,
                 lease,
+                KeySettings {
+                    operator_key: operator_key.clone(),
+                    retention: settings.idempotency_retention,
+                },
             )
             .await
             .context("cannot fold the event log")?;
             let commands = Arc::new(commands);
+            account_keys = Some(commands.clone());
             let reconciler = commands.clone();
             let stopped = stop.clone();
             tasks.push(tokio::spawn(async move {
@@ -210,7 +221,9 @@ impl App {
                 settings.flight.clone(),
                 QueryMetrics::new(&registry)?,
             );
-            add(query_side::http::routes(Arc::new(queries)));
+            let queries = Arc::new(queries);
+            account_keys.get_or_insert_with(|| queries.clone());
+            add(query_side::http::routes(queries));
         }
         if let (true, Some(store)) = (settings.runs(Role::Projector), &store) {
             let projector = Projector::new(
@@ -262,9 +275,14 @@ impl App {
             header_timeout: settings.header_timeout,
             max_connections: settings.max_connections,
         };
+        let auth = Authenticator::new(
+            &operator_key,
+            settings.analyst_key.as_deref(),
+            account_keys.unwrap_or_else(|| Arc::new(api::NoAccounts)),
+        );
         let (addr, server) = serve(
             settings.listen,
-            routes,
+            server::Edge::new(routes, Arc::new(auth)),
             limits,
             server_metrics,
             stop.clone(),
@@ -283,7 +301,8 @@ impl App {
             let workflow = workflow::Workflow::new(
                 log,
                 codec,
-                CommandClient::new(&command_url).context("cannot build the HTTP client")?,
+                CommandClient::new(&command_url, &api::workflow_key(&operator_key))
+                    .context("cannot build the HTTP client")?,
                 Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
                 metrics,
                 workflow_ready,
@@ -308,17 +327,17 @@ impl App {
     }
 }
 
-/// Serves `routes` on `listen` until `stop` turns true.
+/// Serves `edge` on `listen` until `stop` turns true.
 fn serve(
     listen: SocketAddr,
-    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    edge: server::Edge,
     limits: server::Limits,
     metrics: server::ServerMetrics,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = listen_on(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(server::run(listener, routes, limits, metrics, stop));
+    let task = tokio::spawn(server::run(listener, edge, limits, metrics, stop));
     Ok((addr, task))
 }
 

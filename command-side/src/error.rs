@@ -17,6 +17,15 @@ pub enum CommandError {
         expected: u64,
         actual: u64,
     },
+    /// The caller may not do this (an analyst changing anything, an account acting for
+    /// another or on the fleet).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A retry of an idempotency key with another request than the first.
+    #[error(
+        "Idempotency-Key {key:?} was first used with a different request; use a new key for a new request"
+    )]
+    KeyReused { key: String },
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("the event log cannot take the write: {0}")]
@@ -50,6 +59,8 @@ impl CommandError {
         match self {
             CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
             CommandError::NotFound { .. } => StatusCode::NOT_FOUND,
+            CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CommandError::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::VersionConflict { .. } => StatusCode::CONFLICT,
             CommandError::Domain(e) => match e.kind() {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -68,6 +79,7 @@ impl CommandError {
         match self.status() {
             StatusCode::BAD_REQUEST => "invalid",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::CONFLICT => "conflict",
             StatusCode::UNPROCESSABLE_ENTITY => "rule_violated",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",

@@ -5,7 +5,7 @@
 use crate::completion::ToCompletion;
 use crate::error::CommandError;
 use crate::service::{Accepted, CommandContext, CommandService, Reading, ScheduleDelivery};
-use api::{BODY_LIMIT_BYTES, TOKEN_HEADER, limited_body};
+use api::{BODY_LIMIT_BYTES, Principal, TOKEN_HEADER, limited_body};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use domain::{
@@ -15,11 +15,10 @@ use schemas::events::{ConfirmationType, Location, PackageSize};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::convert::Infallible;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::http::header::{ETAG, HeaderMap, HeaderValue, LOCATION};
+use warp::http::header::{CACHE_CONTROL, ETAG, HeaderMap, HeaderValue, LOCATION};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -181,31 +180,6 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Comma
     }
 }
 
-/// Lets through only the actions a resource has: any other is left to the routes after
-/// (405 with `Allow` where the path takes other methods, 404 where it is unknown).
-fn only_actions(
-    known: &'static [&'static str],
-) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
-    warp::path::full()
-        .and_then(move |full: warp::path::FullPath| async move {
-            let action = full.as_str().rsplit('/').next().unwrap_or_default();
-            if known.contains(&action) {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
-        .untuple_one()
-}
-
-/// `POST /<kind>s/{id}/<action>` for an action the resource does not have.
-fn unknown_action(kind: &str, action: &str) -> Result<Accepted, CommandError> {
-    Err(CommandError::NotFound {
-        kind: "action",
-        id: format!("{action:?} of a {kind}"),
-    })
-}
-
 /// Ids in paths and bodies: 1 to 64 characters of letters, digits, `-`, `_`, `.`.
 pub fn parse_id(kind: &str, id: &str) -> Result<String, CommandError> {
     let ok = !id.is_empty()
@@ -234,64 +208,107 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Com
 
 const MAX_CORRELATION_ID: usize = 128;
 
-/// `Idempotency-Key`, `If-Match` (`"3"`, `W/"3"` or `3`) and `X-Correlation-Id`.
-fn context(headers: &HeaderMap) -> Result<CommandContext, CommandError> {
-    let idempotency_key = header(headers, "idempotency-key")?
-        .map(|key| {
-            if key.is_empty() || key.len() > 255 {
-                Err(CommandError::Invalid(
-                    "Idempotency-Key must be 1 to 255 characters".into(),
-                ))
-            } else {
-                Ok(key.to_string())
-            }
-        })
-        .transpose()?;
-    let expected_version = header(headers, "if-match")?
-        .map(|v| {
-            let bare = v.trim().trim_start_matches("W/").trim_matches('"');
-            bare.parse::<u64>().map_err(|_| {
-                CommandError::Invalid(format!("If-Match {v:?} is not an aggregate version"))
-            })
-        })
-        .transpose()?;
-    // Copied into every event the command writes: bounded, and printable as it is.
-    let correlation_id = header(headers, "x-correlation-id")?
-        .map(|id| {
-            if id.is_empty()
-                || id.len() > MAX_CORRELATION_ID
-                || !id.bytes().all(|b| b.is_ascii_graphic())
-            {
-                Err(CommandError::Invalid(format!(
-                    "X-Correlation-Id must be 1 to {MAX_CORRELATION_ID} visible ASCII characters"
-                )))
-            } else {
-                Ok(id.to_string())
-            }
-        })
-        .transpose()?;
-    Ok(CommandContext {
-        idempotency_key,
-        expected_version,
-        correlation_id,
-    })
+/// Fleet and account commands: the operator's (and the workflow's).
+fn operator_only(who: &Principal) -> Result<(), CommandError> {
+    if who.is_operator() {
+        Ok(())
+    } else {
+        Err(CommandError::Forbidden(format!(
+            "only the operator key may do this ({who} may not)"
+        )))
+    }
 }
 
-struct Reply201 {
+/// Commands a tenant may send for what it owns; an analyst changes nothing.
+fn may_change(who: &Principal) -> Result<(), CommandError> {
+    if *who == Principal::Analyst {
+        Err(CommandError::Forbidden(
+            "an analyst key reads and changes nothing".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What every command handler gets: the service, who asks, and the request.
+struct Input {
+    svc: Svc,
+    who: Principal,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Input {
+    /// `Idempotency-Key` (scoped to the principal and `command`), `If-Match` (`"3"`,
+    /// `W/"3"` or `3`) and `X-Correlation-Id`.
+    fn context(&self, command: &str) -> Result<CommandContext, CommandError> {
+        let headers = &self.headers;
+        let idempotency_key = header(headers, "idempotency-key")?
+            .map(|key| {
+                if key.is_empty() || key.len() > 255 {
+                    Err(CommandError::Invalid(
+                        "Idempotency-Key must be 1 to 255 characters".into(),
+                    ))
+                } else {
+                    Ok(CommandContext::scoped_key(&self.who, command, key))
+                }
+            })
+            .transpose()?;
+        let expected_version = header(headers, "if-match")?
+            .map(|v| {
+                let bare = v.trim().trim_start_matches("W/").trim_matches('"');
+                bare.parse::<u64>().map_err(|_| {
+                    CommandError::Invalid(format!("If-Match {v:?} is not an aggregate version"))
+                })
+            })
+            .transpose()?;
+        // Copied into every event the command writes: bounded, and printable as it is.
+        let correlation_id = header(headers, "x-correlation-id")?
+            .map(|id| {
+                if id.is_empty()
+                    || id.len() > MAX_CORRELATION_ID
+                    || !id.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    Err(CommandError::Invalid(format!(
+                        "X-Correlation-Id must be 1 to {MAX_CORRELATION_ID} visible ASCII characters"
+                    )))
+                } else {
+                    Ok(id.to_string())
+                }
+            })
+            .transpose()?;
+        Ok(CommandContext {
+            idempotency_key,
+            expected_version,
+            correlation_id,
+            principal: self.who.clone(),
+            fingerprint: CommandContext::fingerprint(&self.path, &self.body),
+        })
+    }
+}
+
+/// How an accepted command is answered.
+struct Shape {
     status: StatusCode,
     id_field: &'static str,
     location: Option<String>,
+    /// A new account key, shown this once.
+    api_key: Option<String>,
 }
 
-fn render(result: Result<Accepted, CommandError>, shape: Reply201) -> Response {
+fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
     match result {
         Ok(accepted) => {
             let token = accepted.token.to_string();
-            let body = json!({
+            let mut body = json!({
                 shape.id_field: accepted.id,
                 "version": accepted.version,
                 "consistencyToken": token,
             });
+            if let Some(key) = shape.api_key {
+                body["apiKey"] = json!(key);
+            }
             // A replayed creation answers as the first request did.
             let mut response =
                 warp::reply::with_status(warp::reply::json(&body), shape.status).into_response();
@@ -310,6 +327,8 @@ fn render(result: Result<Accepted, CommandError>, shape: Reply201) -> Response {
             if accepted.replayed {
                 headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
             }
+            // A key is a secret: no cache keeps it.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(e) => {
@@ -321,11 +340,19 @@ fn render(result: Result<Accepted, CommandError>, shape: Reply201) -> Response {
     }
 }
 
-fn ok(id_field: &'static str) -> Reply201 {
-    Reply201 {
-        status: StatusCode::OK,
+fn answer(status: StatusCode, id_field: &'static str) -> Shape {
+    Shape {
+        status,
         id_field,
         location: None,
+        api_key: None,
+    }
+}
+
+fn created(id_field: &'static str, location: Option<String>) -> Shape {
+    Shape {
+        location,
+        ..answer(StatusCode::CREATED, id_field)
     }
 }
 
@@ -336,382 +363,504 @@ async fn to_completion(handler: impl Future<Output = Response> + Send + 'static)
     ToCompletion::new(handler).await
 }
 
-fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clone {
-    warp::any().map(move || service.clone())
-}
-
-/// What every command handler takes: the service, the headers and the (limited) body.
-fn input(
-    service: Svc,
-) -> impl Filter<Extract = (Svc, HeaderMap, Bytes), Error = warp::Rejection> + Clone {
-    with(service)
+/// The service, the principal the edge authenticated, the path, the headers and the
+/// (limited, JSON) body.
+fn input(service: Svc) -> impl Filter<Extract = (Input,), Error = warp::Rejection> + Clone {
+    warp::any()
+        .map(move || service.clone())
+        .and(warp::ext::get::<Principal>())
+        .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(limited_body(BODY_LIMIT_BYTES))
-        .and_then(|svc: Svc, headers: HeaderMap, body: Bytes| async move {
-            api::json_content(&headers, &body)?;
-            Ok::<_, warp::Rejection>((svc, headers, body))
-        })
-        .untuple_one()
+        .and_then(
+            |svc: Svc,
+             who: Principal,
+             path: warp::path::FullPath,
+             headers: HeaderMap,
+             body: Bytes| async move {
+                api::json_content(&headers, &body)?;
+                Ok::<_, warp::Rejection>(Input {
+                    svc,
+                    who,
+                    path: path.as_str().to_string(),
+                    headers,
+                    body,
+                })
+            },
+        )
 }
 
-/// All command routes under `/api/v1`.
+async fn register_account(r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("register-account")?;
+        let req: RegisterAccountBody = json_body(&r.body)?;
+        let cmd = RegisterAccount::new(&req.name, &req.email)?;
+        r.svc.register_account(&ctx, &cmd).await
+    };
+    match run.await {
+        Ok((accepted, key)) => {
+            let location = Some(format!("/api/v1/accounts/{}", accepted.id));
+            let shape = Shape {
+                api_key: Some(key),
+                ..created("accountId", location)
+            };
+            render(Ok(accepted), shape)
+        }
+        Err(e) => render(Err(e), created("accountId", None)),
+    }
+}
+
+async fn suspend_account(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("suspend-account")?;
+        let id = parse_id("account", &id)?;
+        let req: ReasonBody = optional_body(&r.body)?;
+        r.svc.suspend_account(&ctx, &id, req.reason).await
+    };
+    render(run.await, answer(StatusCode::OK, "accountId"))
+}
+
+async fn reactivate_account(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("reactivate-account")?;
+        let id = parse_id("account", &id)?;
+        r.svc.reactivate_account(&ctx, &id).await
+    };
+    render(run.await, answer(StatusCode::OK, "accountId"))
+}
+
+/// `POST /accounts/{id}/keys`: the operator, or the account itself.
+async fn rotate_account_key(id: String, r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("rotate-account-key")?;
+        let id = parse_id("account", &id)?;
+        if !r.who.sees(&id) {
+            return Err(CommandError::NotFound {
+                kind: "account",
+                id,
+            });
+        }
+        r.svc.rotate_account_key(&ctx, &id).await
+    };
+    match run.await {
+        Ok((accepted, key)) => {
+            let shape = Shape {
+                api_key: Some(key),
+                ..answer(StatusCode::OK, "accountId")
+            };
+            render(Ok(accepted), shape)
+        }
+        Err(e) => render(Err(e), answer(StatusCode::OK, "accountId")),
+    }
+}
+
+async fn register_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("register-drone")?;
+        let id = parse_id("drone", &id)?;
+        let req: RegisterDroneBody = json_body(&r.body)?;
+        let cmd = RegisterDrone::new(
+            &req.model,
+            req.payload_kg,
+            req.range_km,
+            req.speed_mps,
+            req.home.parse()?,
+        )?;
+        r.svc.register_drone(&ctx, &id, &cmd).await
+    };
+    let result = run.await;
+    let status = match &result {
+        Ok(a) if a.replayed => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    let location = result
+        .as_ref()
+        .ok()
+        .map(|a| format!("/api/v1/drones/{}", a.id));
+    render(
+        result,
+        Shape {
+            location,
+            ..answer(status, "droneId")
+        },
+    )
+}
+
+async fn report_telemetry(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("report-telemetry")?;
+        let id = parse_id("drone", &id)?;
+        let req: TelemetryBody = json_body(&r.body)?;
+        let reading = Reading {
+            drone_id: id,
+            telemetry: Telemetry::new(req.position.parse()?, req.battery_pct, req.at)?,
+        };
+        r.svc
+            .report_telemetry(&ctx, std::slice::from_ref(&reading))
+            .await
+    };
+    render(run.await, answer(StatusCode::ACCEPTED, "droneId"))
+}
+
+async fn ground_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("ground-drone")?;
+        let id = parse_id("drone", &id)?;
+        let req: ReasonBody = optional_body(&r.body)?;
+        r.svc.ground_drone(&ctx, &id, req.reason).await
+    };
+    render(run.await, answer(StatusCode::OK, "droneId"))
+}
+
+async fn dock_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("dock-drone")?;
+        let id = parse_id("drone", &id)?;
+        r.svc.dock_drone(&ctx, &id).await
+    };
+    render(run.await, answer(StatusCode::OK, "droneId"))
+}
+
+async fn return_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("return-drone")?;
+        let id = parse_id("drone", &id)?;
+        r.svc.return_drone(&ctx, &id).await
+    };
+    render(run.await, answer(StatusCode::OK, "droneId"))
+}
+
+async fn report_telemetry_batch(r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("report-telemetry")?;
+        let items: Vec<TelemetryItemBody> = json_body(&r.body)?;
+        if items.is_empty() || items.len() > MAX_TELEMETRY_BATCH {
+            return Err(CommandError::Invalid(format!(
+                "a telemetry batch holds 1 to {MAX_TELEMETRY_BATCH} readings"
+            )));
+        }
+        let readings = items
+            .into_iter()
+            .map(|item| {
+                Ok(Reading {
+                    drone_id: parse_id("drone", &item.drone_id)?,
+                    telemetry: Telemetry::new(item.position.parse()?, item.battery_pct, item.at)?,
+                })
+            })
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        let count = readings.len();
+        r.svc
+            .report_telemetry(&ctx, &readings)
+            .await
+            .map(|a| (a, count))
+    };
+    match run.await {
+        Ok((accepted, count)) => {
+            let token = accepted.token.to_string();
+            let body = json!({"accepted": count, "consistencyToken": token});
+            let mut response =
+                warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
+                    .into_response();
+            if accepted.replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(e) => e.problem().into_response(),
+    }
+}
+
+async fn schedule_delivery(r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("schedule-delivery")?;
+        let req: ScheduleBody = json_body(&r.body)?;
+        let owner_id = parse_id("account", &req.owner_id)?;
+        if !r.who.sees(&owner_id) {
+            return Err(CommandError::Forbidden(format!(
+                "an account key schedules for its own account only, not for {owner_id}"
+            )));
+        }
+        let cmd = ScheduleDelivery {
+            owner_id,
+            plan: DeliveryPlan::new(
+                req.pickup.parse()?,
+                req.dropoff.parse()?,
+                req.pickup_time,
+                req.deadline,
+            )?,
+            expedited: req.expedited,
+            confirmation_required: req.confirmation_required,
+            package_id: req
+                .package_info
+                .package_id
+                .as_deref()
+                .map(|p| parse_id("package", p))
+                .transpose()?,
+            package: PackageInfo::new(
+                req.package_info.size,
+                req.package_info.weight,
+                req.package_info.tag,
+            )?,
+        };
+        r.svc.schedule_delivery(&ctx, &cmd).await
+    };
+    let result = run.await;
+    let location = result
+        .as_ref()
+        .ok()
+        .map(|a| format!("/api/v1/deliveries/{}", a.id));
+    render(
+        result,
+        Shape {
+            location,
+            ..answer(StatusCode::ACCEPTED, "deliveryId")
+        },
+    )
+}
+
+async fn assign_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("assign-drone")?;
+        let id = parse_id("delivery", &id)?;
+        let req: AssignBody = json_body(&r.body)?;
+        let drone_id = parse_id("drone", &req.drone_id)?;
+        r.svc.assign_drone(&ctx, &id, &drone_id).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn unassign_drone(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("unassign-drone")?;
+        let id = parse_id("delivery", &id)?;
+        let req: GivenReasonBody = json_body(&r.body)?;
+        r.svc.unassign_drone(&ctx, &id, req.parse()?).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn fail_delivery(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("fail-delivery")?;
+        let id = parse_id("delivery", &id)?;
+        let req: GivenReasonBody = json_body(&r.body)?;
+        r.svc.fail_delivery(&ctx, &id, req.parse()?).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn pick_up(id: String, r: Input) -> Response {
+    let run = async {
+        operator_only(&r.who)?;
+        let ctx = r.context("pick-up")?;
+        let id = parse_id("delivery", &id)?;
+        r.svc.pick_up(&ctx, &id).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn complete_delivery(id: String, r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("complete-delivery")?;
+        let id = parse_id("delivery", &id)?;
+        let req: ConfirmationBody = json_body(&r.body)?;
+        let confirmation = Confirmation::new(
+            req.confirmation_type,
+            req.location.parse()?,
+            req.at,
+            req.blob,
+        )?;
+        r.svc.complete(&ctx, &id, &confirmation).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn notify_me(id: String, r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("notify-me")?;
+        let id = parse_id("delivery", &id)?;
+        let req: NotifyBody = json_body(&r.body)?;
+        r.svc
+            .request_notifications(&ctx, &id, req.email, req.sms)
+            .await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn reschedule_delivery(id: String, r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("reschedule-delivery")?;
+        let id = parse_id("delivery", &id)?;
+        let req: RescheduleBody = json_body(&r.body)?;
+        let changes = Reschedule::new(
+            parse_opt(&req.pickup)?,
+            parse_opt(&req.dropoff)?,
+            req.pickup_time,
+            req.deadline,
+        )?;
+        r.svc.reschedule_delivery(&ctx, &id, &changes).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+async fn cancel_delivery(id: String, r: Input) -> Response {
+    let run = async {
+        may_change(&r.who)?;
+        let ctx = r.context("cancel-delivery")?;
+        let id = parse_id("delivery", &id)?;
+        let req: ReasonBody = optional_body(&r.body)?;
+        r.svc.cancel_delivery(&ctx, &id, req.reason).await
+    };
+    render(run.await, answer(StatusCode::OK, "deliveryId"))
+}
+
+/// All command routes under `/api/v1`, one handler each. The edge in front of them
+/// authenticated the caller; each handler checks what that caller may do. A path or
+/// method no route takes is left to the 404/405 after them.
 pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
-    let input = || input(service.clone());
+    let input = move || input(service.clone());
     let api = || warp::path("api").and(warp::path("v1"));
-
-    let register_account = api()
-        .and(warp::path!("accounts"))
-        .and(warp::post())
-        .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let req: RegisterAccountBody = json_body(&b)?;
-                    let cmd = RegisterAccount::new(&req.name, &req.email)?;
-                    svc.register_account(&ctx, &cmd).await
-                };
-                let result = run.await;
-                let location = result
-                    .as_ref()
-                    .ok()
-                    .map(|a| format!("/api/v1/accounts/{}", a.id));
-                render(
-                    result,
-                    Reply201 {
-                        status: StatusCode::CREATED,
-                        id_field: "accountId",
-                        location,
-                    },
-                )
-            })
+    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        api()
+            .and(warp::path!("accounts"))
+            .and(warp::post())
+            .and(input())
+            .then(|r| to_completion(register_account(r)))
+            .boxed(),
+        api()
+            .and(warp::path!("accounts" / String / "suspend"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(suspend_account(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("accounts" / String / "reactivate"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(reactivate_account(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("accounts" / String / "keys"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(rotate_account_key(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String))
+            .and(warp::put())
+            .and(input())
+            .then(|id, r| to_completion(register_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String / "telemetry"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(report_telemetry(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String / "ground"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(ground_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String / "dock"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(dock_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String / "return"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(return_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("telemetry"))
+            .and(warp::post())
+            .and(input())
+            .then(|r| to_completion(report_telemetry_batch(r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries"))
+            .and(warp::post())
+            .and(input())
+            .then(|r| to_completion(schedule_delivery(r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "assign-drone"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(assign_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "unassign-drone"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(unassign_drone(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "fail"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(fail_delivery(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "pickup"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(pick_up(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "confirmations"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(complete_delivery(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "notify-me"))
+            .and(warp::post())
+            .and(input())
+            .then(|id, r| to_completion(notify_me(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String))
+            .and(warp::patch())
+            .and(input())
+            .then(|id, r| to_completion(reschedule_delivery(id, r)))
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String))
+            .and(warp::delete())
+            .and(input())
+            .then(|id, r| to_completion(cancel_delivery(id, r)))
+            .boxed(),
+    ];
+    routes
+        .into_iter()
+        .reduce(|all, more| all.or(more).unify().boxed())
+        .unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err(warp::reject::not_found()) })
+                .boxed()
         })
-        .boxed();
-
-    let account_action = api()
-        .and(warp::path!("accounts" / String / String))
-        .and(only_actions(&["suspend", "reactivate"]))
-        .and(warp::post())
-        .and(input())
-        .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
-                to_completion(async move {
-                    let run = async {
-                        let ctx = context(&h)?;
-                        let id = parse_id("account", &id)?;
-                        match action.as_str() {
-                            "suspend" => {
-                                let req: ReasonBody = optional_body(&b)?;
-                                svc.suspend_account(&ctx, &id, req.reason).await
-                            }
-                            "reactivate" => svc.reactivate_account(&ctx, &id).await,
-                            _ => unknown_action("account", &action),
-                        }
-                    };
-                    render(run.await, ok("accountId"))
-                })
-            },
-        )
-        .boxed();
-
-    let register_drone = api()
-        .and(warp::path!("drones" / String))
-        .and(warp::put())
-        .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("drone", &id)?;
-                    let req: RegisterDroneBody = json_body(&b)?;
-                    let cmd = RegisterDrone::new(
-                        &req.model,
-                        req.payload_kg,
-                        req.range_km,
-                        req.speed_mps,
-                        req.home.parse()?,
-                    )?;
-                    svc.register_drone(&ctx, &id, &cmd).await
-                };
-                let result = run.await;
-                let status = match &result {
-                    Ok(a) if a.replayed => StatusCode::OK,
-                    _ => StatusCode::CREATED,
-                };
-                let location = result
-                    .as_ref()
-                    .ok()
-                    .map(|a| format!("/api/v1/drones/{}", a.id));
-                render(
-                    result,
-                    Reply201 {
-                        status,
-                        id_field: "droneId",
-                        location,
-                    },
-                )
-            })
-        })
-        .boxed();
-
-    let drone_action = api()
-        .and(warp::path!("drones" / String / String))
-        .and(only_actions(&["telemetry", "ground", "dock", "return"]))
-        .and(warp::post())
-        .and(input())
-        .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
-                to_completion(async move {
-                    let mut status = StatusCode::OK;
-                    let run = async {
-                        let ctx = context(&h)?;
-                        let id = parse_id("drone", &id)?;
-                        match action.as_str() {
-                            "telemetry" => {
-                                let req: TelemetryBody = json_body(&b)?;
-                                let reading = Reading {
-                                    drone_id: id,
-                                    telemetry: Telemetry::new(
-                                        req.position.parse()?,
-                                        req.battery_pct,
-                                        req.at,
-                                    )?,
-                                };
-                                status = StatusCode::ACCEPTED;
-                                svc.report_telemetry(&ctx, std::slice::from_ref(&reading))
-                                    .await
-                            }
-                            "ground" => {
-                                let req: ReasonBody = optional_body(&b)?;
-                                svc.ground_drone(&ctx, &id, req.reason).await
-                            }
-                            "dock" => svc.dock_drone(&ctx, &id).await,
-                            "return" => svc.return_drone(&ctx, &id).await,
-                            _ => unknown_action("drone", &action),
-                        }
-                    };
-                    let result = run.await;
-                    render(
-                        result,
-                        Reply201 {
-                            status,
-                            id_field: "droneId",
-                            location: None,
-                        },
-                    )
-                })
-            },
-        )
-        .boxed();
-
-    let telemetry_batch = api()
-        .and(warp::path!("telemetry"))
-        .and(warp::post())
-        .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let items: Vec<TelemetryItemBody> = json_body(&b)?;
-                    if items.is_empty() || items.len() > MAX_TELEMETRY_BATCH {
-                        return Err(CommandError::Invalid(format!(
-                            "a telemetry batch holds 1 to {MAX_TELEMETRY_BATCH} readings"
-                        )));
-                    }
-                    let readings = items
-                        .into_iter()
-                        .map(|item| {
-                            Ok(Reading {
-                                drone_id: parse_id("drone", &item.drone_id)?,
-                                telemetry: Telemetry::new(
-                                    item.position.parse()?,
-                                    item.battery_pct,
-                                    item.at,
-                                )?,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, CommandError>>()?;
-                    let count = readings.len();
-                    svc.report_telemetry(&ctx, &readings)
-                        .await
-                        .map(|a| (a, count))
-                };
-                match run.await {
-                    Ok((accepted, count)) => {
-                        let token = accepted.token.to_string();
-                        let body = json!({"accepted": count, "consistencyToken": token});
-                        warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED)
-                            .into_response()
-                    }
-                    Err(e) => e.problem().into_response(),
-                }
-            })
-        })
-        .boxed();
-
-    let schedule = api()
-        .and(warp::path!("deliveries"))
-        .and(warp::post())
-        .and(input())
-        .then(|svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let req: ScheduleBody = json_body(&b)?;
-                    let cmd = ScheduleDelivery {
-                        owner_id: parse_id("account", &req.owner_id)?,
-                        plan: DeliveryPlan::new(
-                            req.pickup.parse()?,
-                            req.dropoff.parse()?,
-                            req.pickup_time,
-                            req.deadline,
-                        )?,
-                        expedited: req.expedited,
-                        confirmation_required: req.confirmation_required,
-                        package_id: req
-                            .package_info
-                            .package_id
-                            .as_deref()
-                            .map(|p| parse_id("package", p))
-                            .transpose()?,
-                        package: PackageInfo::new(
-                            req.package_info.size,
-                            req.package_info.weight,
-                            req.package_info.tag,
-                        )?,
-                    };
-                    svc.schedule_delivery(&ctx, &cmd).await
-                };
-                let result = run.await;
-                let location = result
-                    .as_ref()
-                    .ok()
-                    .map(|a| format!("/api/v1/deliveries/{}", a.id));
-                render(
-                    result,
-                    Reply201 {
-                        status: StatusCode::ACCEPTED,
-                        id_field: "deliveryId",
-                        location,
-                    },
-                )
-            })
-        })
-        .boxed();
-
-    let delivery_action = api()
-        .and(warp::path!("deliveries" / String / String))
-        .and(only_actions(&[
-            "assign-drone",
-            "unassign-drone",
-            "fail",
-            "pickup",
-            "confirmations",
-            "notify-me",
-        ]))
-        .and(warp::post())
-        .and(input())
-        .then(
-            |id: String, action: String, svc: Svc, h: HeaderMap, b: Bytes| {
-                to_completion(async move {
-                    let run = async {
-                        let ctx = context(&h)?;
-                        let id = parse_id("delivery", &id)?;
-                        match action.as_str() {
-                            "assign-drone" => {
-                                let req: AssignBody = json_body(&b)?;
-                                let drone_id = parse_id("drone", &req.drone_id)?;
-                                svc.assign_drone(&ctx, &id, &drone_id).await
-                            }
-                            "unassign-drone" => {
-                                let req: GivenReasonBody = json_body(&b)?;
-                                svc.unassign_drone(&ctx, &id, req.parse()?).await
-                            }
-                            "fail" => {
-                                let req: GivenReasonBody = json_body(&b)?;
-                                svc.fail_delivery(&ctx, &id, req.parse()?).await
-                            }
-                            "pickup" => svc.pick_up(&ctx, &id).await,
-                            "confirmations" => {
-                                let req: ConfirmationBody = json_body(&b)?;
-                                let confirmation = Confirmation::new(
-                                    req.confirmation_type,
-                                    req.location.parse()?,
-                                    req.at,
-                                    req.blob,
-                                )?;
-                                svc.complete(&ctx, &id, &confirmation).await
-                            }
-                            "notify-me" => {
-                                let req: NotifyBody = json_body(&b)?;
-                                svc.request_notifications(&ctx, &id, req.email, req.sms)
-                                    .await
-                            }
-                            _ => unknown_action("delivery", &action),
-                        }
-                    };
-                    render(run.await, ok("deliveryId"))
-                })
-            },
-        )
-        .boxed();
-
-    let reschedule = api()
-        .and(warp::path!("deliveries" / String))
-        .and(warp::patch())
-        .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("delivery", &id)?;
-                    let req: RescheduleBody = json_body(&b)?;
-                    let changes = Reschedule::new(
-                        parse_opt(&req.pickup)?,
-                        parse_opt(&req.dropoff)?,
-                        req.pickup_time,
-                        req.deadline,
-                    )?;
-                    svc.reschedule_delivery(&ctx, &id, &changes).await
-                };
-                render(run.await, ok("deliveryId"))
-            })
-        })
-        .boxed();
-
-    let cancel = api()
-        .and(warp::path!("deliveries" / String))
-        .and(warp::delete())
-        .and(input())
-        .then(|id: String, svc: Svc, h: HeaderMap, b: Bytes| {
-            to_completion(async move {
-                let run = async {
-                    let ctx = context(&h)?;
-                    let id = parse_id("delivery", &id)?;
-                    let req: ReasonBody = optional_body(&b)?;
-                    svc.cancel_delivery(&ctx, &id, req.reason).await
-                };
-                render(run.await, ok("deliveryId"))
-            })
-        })
-        .boxed();
-
-    register_account
-        .or(account_action)
-        .unify()
-        .or(register_drone)
-        .unify()
-        .or(drone_action)
-        .unify()
-        .or(telemetry_batch)
-        .unify()
-        .or(schedule)
-        .unify()
-        .or(delivery_action)
-        .unify()
-        .or(reschedule)
-        .unify()
-        .or(cancel)
-        .unify()
-        .boxed()
 }

@@ -16,5 +16,6 @@ pub use error::CommandError;
 pub use lease::{LeaseError, WRITERS_TOPIC, WriterLease};
 pub use metrics::CommandMetrics;
 pub use service::{
-    Accepted, CommandContext, CommandService, Reading, ScheduleDelivery, idempotency_key_of,
+    Accepted, CommandContext, CommandService, KeySettings, Reading, ScheduleDelivery,
+    idempotency_key_of,
 };

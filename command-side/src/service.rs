@@ -8,8 +8,8 @@ use crate::error::CommandError;
 use crate::fence::{self, Fence};
 use crate::lease::WriterLease;
 use crate::metrics::CommandMetrics;
-use crate::state::{Kept, KeyedCommands, Outcome, Shard, Shards, Stream};
-use api::{ConsistencyToken, Position};
+use crate::state::{Kept, KeyIndex, KeyedCommands, Outcome, Shard, Shards, Stream};
+use api::{ConsistencyToken, Position, Principal};
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
@@ -18,7 +18,8 @@ use domain::{
 };
 use schemas::Codec;
 use schemas::events::{ConfirmationType, Envelope, Event, EventMetadata, Topic};
-use std::collections::HashSet;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{Admitted, EventLog, NewRecord, Validity};
@@ -34,21 +35,55 @@ const COMMAND_TOPICS: [Topic; 4] = [
 
 const KEYED_PREFIX: &str = "key:";
 const UNKEYED_PREFIX: &str = "cmd:";
-/// Namespace of ids derived from idempotency keys (so a retry addresses the same aggregate).
+/// Namespace of ids derived from idempotency keys (so a retry addresses the same aggregate);
+/// each deployment's ids come from its own namespace under this one.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_8f0e_4a57_4f1b_9d0c_2b7e_5a3f_1c88);
 
-/// The idempotency key a causation id carries, if the command had one.
-pub fn idempotency_key_of(causation_id: &str) -> Option<&str> {
-    causation_id.strip_prefix(KEYED_PREFIX)
+/// The scoped idempotency key and the request fingerprint a causation id carries, if the
+/// command had a key (`key:<scoped>/<fingerprint>`; records written before keys were
+/// scoped have no fingerprint).
+pub fn idempotency_key_of(causation_id: &str) -> Option<(&str, &str)> {
+    let keyed = causation_id.strip_prefix(KEYED_PREFIX)?;
+    Some(keyed.rsplit_once('/').unwrap_or((keyed, "")))
+}
+
+/// The first 128 bits of a SHA-256, in hex.
+fn short_hash(text: &str) -> String {
+    api::hex(&Sha256::digest(text.as_bytes())[..16])
 }
 
 /// What the caller says about a command besides its body.
 #[derive(Clone, Debug, Default)]
 pub struct CommandContext {
+    /// The client's `Idempotency-Key`, scoped to the principal and the command
+    /// ([`CommandContext::scoped_key`]).
     pub idempotency_key: Option<String>,
     /// `If-Match`: the version the caller saw of the aggregate the command addresses.
     pub expected_version: Option<u64>,
     pub correlation_id: Option<String>,
+    /// Who asks: checked against what the command touches and recorded in its events.
+    pub principal: Principal,
+    /// The request (path and canonical body), so a retried key with another request is
+    /// told apart from a retry ([`CommandContext::fingerprint`]).
+    pub fingerprint: String,
+}
+
+impl CommandContext {
+    /// A client's key as the command side keeps it: one principal's key for one command
+    /// is no other's.
+    pub fn scoped_key(principal: &Principal, command: &str, key: &str) -> String {
+        short_hash(&format!("{principal}\0{command}\0{key}"))
+    }
+
+    /// The fingerprint of a request: its path and its body, JSON made canonical (keys
+    /// sorted, no spacing), so a retry that re-serialises the same body matches.
+    pub fn fingerprint(path: &str, body: &[u8]) -> String {
+        let canonical = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| serde_json::to_string(&v).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+        short_hash(&format!("{path}\0{canonical}"))
+    }
 }
 
 /// A command that was carried out now (or earlier, for a retried idempotency key).
@@ -105,12 +140,61 @@ pub struct CommandService {
     /// Reservations whose commit is under way in this process (the reconciler leaves
     /// them alone).
     pub(crate) in_flight: std::sync::Mutex<HashSet<String>>,
+    /// Ids derived from idempotency keys are this deployment's own.
+    id_namespace: Uuid,
+    /// Account keys derive from it (so a retried registration shows the same key).
+    key_secret: String,
+    key_retention: TimeDelta,
+    account_keys: std::sync::RwLock<KeyIndex>,
+    /// Telemetry changes no aggregate, so its keys are kept here, not on a stream (and,
+    /// since telemetry is never folded, not across a restart).
+    telemetry_keys: std::sync::Mutex<RecentKeys>,
+}
+
+/// What the command side needs to know about keys.
+#[derive(Clone, Debug)]
+pub struct KeySettings {
+    /// The operator's key: the deployment's secret.
+    pub operator_key: String,
+    /// How long an idempotency key is remembered.
+    pub retention: TimeDelta,
+}
+
+/// Telemetry's idempotency keys, oldest first, each with its request and answer.
+#[derive(Default)]
+struct RecentKeys {
+    answers: HashMap<String, (String, Accepted)>,
+    order: VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl RecentKeys {
+    fn forget_before(&mut self, since: DateTime<Utc>) {
+        while let Some((at, _)) = self.order.front()
+            && *at < since
+        {
+            if let Some((_, key)) = self.order.pop_front() {
+                self.answers.remove(&key);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl api::AccountKeys for CommandService {
+    async fn account_of(&self, key_hash: &str) -> Option<String> {
+        self.account_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .account_of(key_hash)
+            .cloned()
+    }
 }
 
 /// Events of one command, with the versions they give their aggregates.
 pub(crate) struct Draft {
     pub(crate) causation_id: String,
     correlation_id: String,
+    principal: String,
     now: DateTime<Utc>,
     items: Vec<(Topic, Envelope)>,
 }
@@ -118,7 +202,7 @@ pub(crate) struct Draft {
 impl Draft {
     pub(crate) fn new(ctx: &CommandContext) -> Draft {
         let causation_id = match &ctx.idempotency_key {
-            Some(key) => format!("{KEYED_PREFIX}{key}"),
+            Some(key) => format!("{KEYED_PREFIX}{key}/{}", ctx.fingerprint),
             None => format!("{UNKEYED_PREFIX}{}", Uuid::new_v4()),
         };
         Draft {
@@ -127,6 +211,7 @@ impl Draft {
                 .clone()
                 .unwrap_or_else(|| causation_id.clone()),
             causation_id,
+            principal: ctx.principal.to_string(),
             // The log keeps microseconds; so does the state folded in memory.
             now: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
                 .unwrap_or_else(Utc::now),
@@ -157,6 +242,7 @@ impl Draft {
                         occurred_at: self.now,
                         causation_id: self.causation_id.clone(),
                         correlation_id: self.correlation_id.clone(),
+                        principal: self.principal.clone(),
                     },
                     event,
                 },
@@ -175,10 +261,6 @@ impl Draft {
             .filter(move |(t, e)| *t == topic && e.metadata.aggregate_id == id)
             .map(|(_, e)| e)
     }
-}
-
-pub(crate) fn derived_id(kind: &str, key: &str) -> String {
-    Uuid::new_v5(&ID_NAMESPACE, format!("{kind}/{key}").as_bytes()).to_string()
 }
 
 /// A decision on a partition in doubt waits until it is settled.
@@ -214,19 +296,55 @@ pub(crate) fn check_expected<A>(
     }
 }
 
+/// The first answer to a retried key (kept since `since`); a key used for another
+/// request is refused.
 pub(crate) fn replayed<A: Kept>(
     stream: Option<&Stream<A>>,
     ctx: &CommandContext,
     id: &str,
-) -> Option<Accepted> {
-    let key = ctx.idempotency_key.as_deref()?;
-    let outcome = stream?.outcome(key)?;
-    Some(Accepted {
+    since: DateTime<Utc>,
+) -> Result<Option<Accepted>, CommandError> {
+    let Some(key) = ctx.idempotency_key.as_deref() else {
+        return Ok(None);
+    };
+    let Some(outcome) = stream.and_then(|s| s.outcome(key, since)) else {
+        return Ok(None);
+    };
+    same_request(&outcome.fingerprint, ctx)?;
+    Ok(Some(Accepted {
         id: id.to_string(),
         version: outcome.version,
         token: outcome.token.clone(),
         replayed: true,
-    })
+    }))
+}
+
+/// A retry must be the request its key was first used for (records written before
+/// fingerprints existed match any).
+fn same_request(fingerprint: &str, ctx: &CommandContext) -> Result<(), CommandError> {
+    if fingerprint.is_empty() || fingerprint == ctx.fingerprint {
+        Ok(())
+    } else {
+        Err(CommandError::KeyReused {
+            key: ctx.idempotency_key.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// What an account key may touch: its own aggregates; another tenant's do not exist for
+/// it (404, revealing nothing).
+pub(crate) fn visible<A: Kept>(
+    stream: &Stream<A>,
+    ctx: &CommandContext,
+    id: &str,
+) -> Result<(), CommandError> {
+    match stream.state.owner() {
+        Some(owner) if !ctx.principal.sees(owner) => Err(CommandError::NotFound {
+            kind: A::KIND,
+            id: id.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The answer to a command just written; its idempotency key, if any, remembers it on
@@ -242,6 +360,8 @@ pub(crate) fn accepted<A: Kept>(
         let outcome = Outcome {
             version,
             token: token.clone(),
+            fingerprint: ctx.fingerprint.clone(),
+            at: Utc::now(),
         };
         stream.remember(key.clone(), outcome);
     }
@@ -276,6 +396,7 @@ impl CommandService {
         metrics: CommandMetrics,
         max_clock_skew: TimeDelta,
         lease: WriterLease,
+        keys: KeySettings,
     ) -> Result<CommandService, CommandError> {
         let service = CommandService {
             accounts: Shards::new(log.partitions(Topic::Accounts.name()).await?),
@@ -291,6 +412,14 @@ impl CommandService {
             settling: tokio::sync::Mutex::new(()),
             pending: std::sync::Mutex::new(HashSet::new()),
             in_flight: std::sync::Mutex::new(HashSet::new()),
+            id_namespace: Uuid::new_v5(
+                &ID_NAMESPACE,
+                &Sha256::digest(keys.operator_key.as_bytes()),
+            ),
+            key_secret: keys.operator_key,
+            key_retention: keys.retention,
+            account_keys: std::sync::RwLock::new(KeyIndex::default()),
+            telemetry_keys: std::sync::Mutex::new(RecentKeys::default()),
         };
         service.rebuild().await?;
         service.note_every_carrying_drone().await;
@@ -392,8 +521,46 @@ impl CommandService {
         Ok(())
     }
 
+    /// An id for what a keyed command creates: the same for its retries, this
+    /// deployment's own, and no other principal's.
+    pub(crate) fn derived_id(&self, kind: &str, key: &str) -> String {
+        Uuid::new_v5(&self.id_namespace, format!("{kind}/{key}").as_bytes()).to_string()
+    }
+
+    /// Idempotency keys used before this are forgotten.
+    pub(crate) fn key_cutoff(&self) -> DateTime<Utc> {
+        Utc::now() - self.key_retention
+    }
+
+    /// Forgets the idempotency keys older than the retention window.
+    pub async fn forget_old_keys(&self) {
+        let since = self.key_cutoff();
+        self.accounts.forget_keys_before(since).await;
+        self.drones.forget_keys_before(since).await;
+        self.packages.forget_keys_before(since).await;
+        self.deliveries.forget_keys_before(since).await;
+        self.telemetry_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_before(since);
+    }
+
+    /// The API key of an account whose key was set at `version`: derived, so that a
+    /// retried registration or rotation answers with the key the first one made.
+    fn account_key(&self, account_id: &str, version: u64) -> String {
+        let secret = format!("account-key\0{}\0{account_id}\0{version}", self.key_secret);
+        format!("dd_acct_{}", api::hex(&Sha256::digest(secret.as_bytes())))
+    }
+
+    fn index_key(&self, account_id: &str, account: &Account) {
+        self.account_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(account_id, &account.key_hash);
+    }
+
     async fn remember_all(&self, keyed: KeyedCommands) {
-        for (topic, id, key, outcome) in keyed.into_outcomes() {
+        for (topic, id, key, outcome) in keyed.into_outcomes(self.key_cutoff()) {
             match topic {
                 Topic::Accounts => self
                     .accounts
@@ -428,7 +595,12 @@ impl CommandService {
         let id = &envelope.metadata.aggregate_id;
         let one = std::iter::once(envelope);
         match stream {
-            Topic::Accounts => self.accounts.lock(id).await.entry(id).record(one),
+            Topic::Accounts => {
+                let mut shard = self.accounts.lock(id).await;
+                let stream = shard.entry(id);
+                stream.record(one);
+                self.index_key(id, &stream.state);
+            }
             Topic::Drones => self.drones.lock(id).await.entry(id).record(one),
             Topic::Packages => self.packages.lock(id).await.entry(id).record(one),
             Topic::Deliveries => self.deliveries.lock(id).await.entry(id).record(one),
@@ -780,11 +952,11 @@ impl CommandService {
     ) -> Result<Accepted, CommandError> {
         let mut shard = shards.lock(id).await;
         let stream = shard.get(id);
-        if let Some(done) = replayed(stream, ctx, id) {
+        if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             return Ok(done);
         }
         if must_exist {
-            existing(&shard, id)?;
+            visible(existing(&shard, id)?, ctx, id)?;
         }
         check_expected(stream, ctx, A::KIND, id)?;
         ready(shards, &shard, id)?;
@@ -795,19 +967,55 @@ impl CommandService {
         Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
 
+    /// Registers an account; answers with its API key (the same for a retry).
     pub async fn register_account(
         &self,
         ctx: &CommandContext,
         cmd: &RegisterAccount,
-    ) -> Result<Accepted, CommandError> {
+    ) -> Result<(Accepted, String), CommandError> {
         let id = match &ctx.idempotency_key {
-            Some(key) => derived_id("account", key),
+            Some(key) => self.derived_id("account", key),
             None => Uuid::new_v4().to_string(),
         };
-        self.single(&self.accounts, &id, ctx, "register-account", false, |a| {
-            Ok(a.register(cmd)?)
-        })
-        .await
+        let key_hash = api::key_hash(&self.account_key(&id, 1));
+        let accepted = self
+            .single(&self.accounts, &id, ctx, "register-account", false, |a| {
+                Ok(a.register(cmd, &key_hash)?)
+            })
+            .await?;
+        self.index_key(&id, &self.accounts.lock(&id).await.entry(&id).state);
+        let key = self.account_key(&id, accepted.version);
+        Ok((accepted, key))
+    }
+
+    /// Gives the account a new API key; the old one stops working at once.
+    pub async fn rotate_account_key(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+    ) -> Result<(Accepted, String), CommandError> {
+        let run = async {
+            let mut shard = self.accounts.lock(id).await;
+            let stream = shard.get(id);
+            if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
+                return Ok(done);
+            }
+            let stream = existing(&shard, id)?;
+            check_expected(Some(stream), ctx, "account", id)?;
+            ready(&self.accounts, &shard, id)?;
+            let key_hash = api::key_hash(&self.account_key(id, stream.version + 1));
+            let events = stream.state.rotate_key(&key_hash)?;
+            let (version, at) = self
+                .write("rotate-account-key", &mut shard, id, ctx, events)
+                .await?;
+            let token = ConsistencyToken::from_positions([at]);
+            let stream = shard.entry(id);
+            self.index_key(id, &stream.state);
+            Ok(accepted(stream, ctx, id, version, token))
+        };
+        let accepted = self.counted("rotate-account-key", run).await?;
+        let key = self.account_key(id, accepted.version);
+        Ok((accepted, key))
     }
 
     pub async fn suspend_account(
@@ -918,6 +1126,19 @@ impl CommandService {
         ctx: &CommandContext,
         readings: &[Reading],
     ) -> Result<Accepted, CommandError> {
+        if let Some(key) = &ctx.idempotency_key {
+            let keys = self
+                .telemetry_keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((fingerprint, first)) = keys.answers.get(key) {
+                same_request(fingerprint, ctx)?;
+                return Ok(Accepted {
+                    replayed: true,
+                    ..first.clone()
+                });
+            }
+        }
         let run = async {
             // Reports change no state, so no lock is held through the append: concurrent
             // batches share the log's group commit instead of waiting in turn. A drone
@@ -962,12 +1183,22 @@ impl CommandService {
                 [one] => (one.drone_id.clone(), version),
                 _ => (String::new(), 0),
             };
-            Ok(Accepted {
+            let accepted = Accepted {
                 id,
                 version,
                 token,
                 replayed: false,
-            })
+            };
+            if let Some(key) = &ctx.idempotency_key {
+                let mut keys = self
+                    .telemetry_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                keys.order.push_back((Utc::now(), key.clone()));
+                keys.answers
+                    .insert(key.clone(), (ctx.fingerprint.clone(), accepted.clone()));
+            }
+            Ok(accepted)
         };
         self.counted("report-telemetry", run).await
     }
@@ -981,11 +1212,11 @@ impl CommandService {
     ) -> Result<Accepted, CommandError> {
         let (id, package_id) = match &ctx.idempotency_key {
             Some(key) => {
-                let id = derived_id("delivery", key);
+                let id = self.derived_id("delivery", key);
                 let package = cmd
                     .package_id
                     .clone()
-                    .unwrap_or_else(|| derived_id("package", &id));
+                    .unwrap_or_else(|| self.derived_id("package", &id));
                 (id, package)
             }
             None => (
@@ -1009,7 +1240,7 @@ impl CommandService {
         let accounts = self.accounts.lock(&cmd.owner_id).await;
         let mut packages = self.packages.lock(package_id).await;
         let mut deliveries = self.deliveries.lock(id).await;
-        if let Some(done) = replayed(deliveries.get(id), ctx, id) {
+        if let Some(done) = replayed(deliveries.get(id), ctx, id, self.key_cutoff())? {
             return Ok(done);
         }
         ready(&self.deliveries, &deliveries, id)?;
@@ -1053,6 +1284,8 @@ impl CommandService {
             let outcome = Outcome {
                 version,
                 token: token.clone(),
+                fingerprint: ctx.fingerprint.clone(),
+                at: Utc::now(),
             };
             stream.remember(key.clone(), outcome.clone());
             packages.entry(package_id).remember(key.clone(), outcome);

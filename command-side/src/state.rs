@@ -7,6 +7,7 @@
 
 use crate::fence::Fence;
 use api::{ConsistencyToken, Position};
+use chrono::{DateTime, Utc};
 use domain::{Account, Delivery, Drone, Package};
 use schemas::events::{Envelope, Topic};
 use std::collections::HashMap;
@@ -17,6 +18,11 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub trait Kept: domain::Aggregate + Send + 'static {
     const KIND: &'static str;
     const TOPIC: Topic;
+
+    /// The account it belongs to, for aggregates a tenant owns.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Kept for Account {
@@ -38,6 +44,10 @@ impl Kept for Package {
 impl Kept for Delivery {
     const KIND: &'static str = "delivery";
     const TOPIC: Topic = Topic::Deliveries;
+
+    fn owner(&self) -> Option<&str> {
+        Some(&self.owner_id)
+    }
 }
 
 /// What a command that carried an idempotency key produced, to answer its retries.
@@ -45,6 +55,10 @@ impl Kept for Delivery {
 pub struct Outcome {
     pub version: u64,
     pub token: ConsistencyToken,
+    /// Of the request (`CommandContext::fingerprint`): a retry must be the same request.
+    pub fingerprint: String,
+    /// When it was written: keys are remembered for a retention window only.
+    pub at: DateTime<Utc>,
 }
 
 /// One aggregate's state, version and the outcomes of its keyed commands.
@@ -60,8 +74,14 @@ impl<A: Kept> Stream<A> {
         self.version > 0
     }
 
-    pub fn outcome(&self, idempotency_key: &str) -> Option<&Outcome> {
-        self.outcomes.get(idempotency_key)
+    /// The outcome of a key used since `since`.
+    pub fn outcome(&self, idempotency_key: &str, since: DateTime<Utc>) -> Option<&Outcome> {
+        self.outcomes.get(idempotency_key).filter(|o| o.at >= since)
+    }
+
+    /// Forgets the keys used before `since`.
+    pub fn forget_before(&mut self, since: DateTime<Utc>) {
+        self.outcomes.retain(|_, o| o.at >= since);
     }
 
     /// Folds events of this aggregate that are durable in the log.
@@ -95,6 +115,12 @@ impl<A: Kept> Shard<A> {
 
     pub fn entry(&mut self, id: &str) -> &mut Stream<A> {
         self.streams.entry(id.to_string()).or_default()
+    }
+
+    pub fn forget_keys_before(&mut self, since: DateTime<Utc>) {
+        for stream in self.streams.values_mut() {
+            stream.forget_before(since);
+        }
     }
 }
 
@@ -133,6 +159,40 @@ impl<A: Kept> Shards<A> {
         let shard = &self.shards[partition as usize % self.shards.len()];
         shard.clone().lock_owned().await
     }
+
+    /// Forgets idempotency keys used before `since`, one shard at a time.
+    pub async fn forget_keys_before(&self, since: DateTime<Utc>) {
+        for shard in &self.shards {
+            shard.lock().await.forget_keys_before(since);
+        }
+    }
+}
+
+/// Account keys by hash, and each account's current hash (to drop the old on rotation).
+#[derive(Default)]
+pub struct KeyIndex {
+    by_hash: HashMap<String, String>,
+    by_account: HashMap<String, String>,
+}
+
+impl KeyIndex {
+    pub fn set(&mut self, account_id: &str, key_hash: &str) {
+        if key_hash.is_empty() {
+            return;
+        }
+        if let Some(old) = self
+            .by_account
+            .insert(account_id.to_string(), key_hash.to_string())
+        {
+            self.by_hash.remove(&old);
+        }
+        self.by_hash
+            .insert(key_hash.to_string(), account_id.to_string());
+    }
+
+    pub fn account_of(&self, key_hash: &str) -> Option<&String> {
+        self.by_hash.get(key_hash)
+    }
 }
 
 /// Idempotency keys seen while folding the log, with the positions of their records,
@@ -140,13 +200,16 @@ impl<A: Kept> Shards<A> {
 #[derive(Default)]
 pub struct KeyedCommands {
     positions: HashMap<String, Vec<Position>>,
-    // (topic, aggregate id, key) whose outcome must be remembered once all positions are known
-    streams: Vec<(Topic, String, String, u64)>,
+    // (topic, aggregate id, key, version, fingerprint, time) whose outcome must be
+    // remembered once all positions are known
+    streams: Vec<(Topic, String, String, u64, String, DateTime<Utc>)>,
 }
 
 impl KeyedCommands {
     pub fn note(&mut self, topic: Topic, envelope: &Envelope, position: Position) {
-        let Some(key) = crate::service::idempotency_key_of(&envelope.metadata.causation_id) else {
+        let Some((key, fingerprint)) =
+            crate::service::idempotency_key_of(&envelope.metadata.causation_id)
+        else {
             return;
         };
         self.positions
@@ -159,26 +222,41 @@ impl KeyedCommands {
                 envelope.metadata.aggregate_id.clone(),
                 key.to_string(),
                 envelope.metadata.aggregate_version,
+                fingerprint.to_string(),
+                envelope.metadata.occurred_at,
             ));
         }
     }
 
     /// Outcomes per (topic, aggregate id): key → outcome. The last event of a command on
     /// a stream gives its version.
-    pub fn into_outcomes(self) -> Vec<(Topic, String, String, Outcome)> {
+    /// Keys used before `since` are left out.
+    pub fn into_outcomes(self, since: DateTime<Utc>) -> Vec<(Topic, String, String, Outcome)> {
         let positions = self.positions;
-        let mut latest: HashMap<(Topic, String, String), u64> = HashMap::new();
-        for (topic, id, key, version) in self.streams {
-            let v = latest.entry((topic, id, key)).or_default();
-            *v = (*v).max(version);
+        let mut latest: HashMap<(Topic, String, String), (u64, String, DateTime<Utc>)> =
+            HashMap::new();
+        for (topic, id, key, version, fingerprint, at) in self.streams {
+            if at < since {
+                continue;
+            }
+            let v = latest
+                .entry((topic, id, key))
+                .or_insert((0, fingerprint, at));
+            v.0 = v.0.max(version);
         }
         latest
             .into_iter()
-            .map(|((topic, id, key), version)| {
+            .map(|((topic, id, key), (version, fingerprint, at))| {
                 let token = ConsistencyToken::from_positions(
                     positions.get(&key).cloned().unwrap_or_default(),
                 );
-                (topic, id, key, Outcome { version, token })
+                let outcome = Outcome {
+                    version,
+                    token,
+                    fingerprint,
+                    at,
+                };
+                (topic, id, key, outcome)
             })
             .collect()
     }

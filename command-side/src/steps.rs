@@ -19,13 +19,16 @@
 
 use crate::error::CommandError;
 use crate::service::{
-    Accepted, CommandContext, CommandService, accepted, check_expected, derived_id, existing,
-    ready, replayed,
+    Accepted, CommandContext, CommandService, accepted, check_expected, existing, ready, replayed,
+    visible,
 };
 use api::{ConsistencyToken, Position};
 use domain::{Delivery, DomainError, Drone, FollowUp, Job};
 use schemas::events::{DroneAssigned, Event};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often expired idempotency keys are swept out of memory.
+const KEY_SWEEP: Duration = Duration::from_secs(60);
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -67,8 +70,8 @@ impl CommandService {
             let attempt = match &ctx.idempotency_key {
                 Some(key) => (1..)
                     .map(|n| match n {
-                        1 => derived_id("reservation", key),
-                        n => derived_id("reservation", &format!("{key}#{n}")),
+                        1 => self.derived_id("reservation", key),
+                        n => self.derived_id("reservation", &format!("{key}#{n}")),
                     })
                     .find(|attempt| !released.contains(attempt))
                     .unwrap_or_default(),
@@ -126,10 +129,11 @@ impl CommandService {
     async fn ask(&self, ctx: &CommandContext, id: &str) -> Result<Asked, CommandError> {
         let shard = self.deliveries.lock(id).await;
         let stream = shard.get(id);
-        if let Some(done) = replayed(stream, ctx, id) {
+        if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             return Ok(Asked::Replayed(done));
         }
         let stream = existing(&shard, id)?;
+        visible(stream, ctx, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
         Ok(Asked::Job {
             job: stream.state.job()?,
@@ -175,10 +179,11 @@ impl CommandService {
         reservation: &DroneAssigned,
     ) -> Result<Accepted, CommandError> {
         let mut shard = self.deliveries.lock(id).await;
-        if let Some(done) = replayed(shard.get(id), ctx, id) {
+        if let Some(done) = replayed(shard.get(id), ctx, id, self.key_cutoff())? {
             return Ok(done);
         }
         let stream = existing(&shard, id)?;
+        visible(stream, ctx, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
         ready(&self.deliveries, &shard, id)?;
         let events = stream.state.assign_drone(reservation)?;
@@ -267,11 +272,12 @@ impl CommandService {
     ) -> Result<(Accepted, Option<String>), CommandError> {
         let mut shard = self.deliveries.lock(id).await;
         let stream = shard.get(id);
-        if let Some(done) = replayed(stream, ctx, id) {
+        if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             let drone = stream.and_then(|s| s.state.drone_id.clone());
             return Ok((done, drone));
         }
         let stream = existing(&shard, id)?;
+        visible(stream, ctx, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
         ready(&self.deliveries, &shard, id)?;
         let before = stream.state.drone_id.clone();
@@ -396,7 +402,9 @@ impl CommandService {
     }
 
     /// Runs the reconciler every `every` until `shutdown`.
+    /// Also forgets expired idempotency keys, every [`KEY_SWEEP`].
     pub async fn reconcile_every(&self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut next_sweep = Instant::now() + KEY_SWEEP;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -404,6 +412,10 @@ impl CommandService {
             }
             if !self.pending_set().is_empty() {
                 self.reconcile_pending().await;
+            }
+            if Instant::now() >= next_sweep {
+                self.forget_old_keys().await;
+                next_sweep = Instant::now() + KEY_SWEEP;
             }
         }
     }

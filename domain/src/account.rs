@@ -1,4 +1,6 @@
-use schemas::events::{AccountReactivated, AccountRegistered, AccountSuspended, Event};
+use schemas::events::{
+    AccountKeyRotated, AccountReactivated, AccountRegistered, AccountSuspended, Event,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
@@ -28,6 +30,9 @@ pub struct Account {
     pub status: Option<AccountStatus>,
     pub name: String,
     pub email: String,
+    /// SHA-256 (hex) of the account's current API key; empty for accounts registered
+    /// before keys existed.
+    pub key_hash: String,
 }
 
 impl Account {
@@ -40,13 +45,30 @@ impl Account {
         self.status == Some(AccountStatus::Active)
     }
 
-    pub fn register(&self, cmd: &RegisterAccount) -> Result<Vec<Event>, DomainError> {
+    /// Registers the account with the hash of its first API key.
+    pub fn register(
+        &self,
+        cmd: &RegisterAccount,
+        key_hash: &str,
+    ) -> Result<Vec<Event>, DomainError> {
         if self.exists() {
             return Err(DomainError::AccountAlreadyRegistered);
         }
         Ok(vec![Event::AccountRegistered(AccountRegistered {
             name: cmd.name().to_owned(),
             email: cmd.email().to_owned(),
+            api_key_hash: key_hash.to_owned(),
+        })])
+    }
+
+    /// Replaces the account's API key (suspended accounts too: a leaked key is revoked
+    /// whatever the account's standing).
+    pub fn rotate_key(&self, key_hash: &str) -> Result<Vec<Event>, DomainError> {
+        if !self.exists() {
+            return Err(DomainError::AccountNotFound);
+        }
+        Ok(vec![Event::AccountKeyRotated(AccountKeyRotated {
+            api_key_hash: key_hash.to_owned(),
         })])
     }
 
@@ -76,7 +98,9 @@ impl Account {
                 self.status = Some(AccountStatus::Active);
                 self.name.clone_from(&e.name);
                 self.email.clone_from(&e.email);
+                self.key_hash.clone_from(&e.api_key_hash);
             }
+            Event::AccountKeyRotated(e) => self.key_hash.clone_from(&e.api_key_hash),
             Event::AccountSuspended(_) => self.status = Some(AccountStatus::Suspended),
             Event::AccountReactivated(_) => self.status = Some(AccountStatus::Active),
             _ => {}

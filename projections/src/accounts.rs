@@ -1,11 +1,12 @@
 use crate::error::ProjectionError;
 use crate::projection::{Model, Projection, Source, Staged, models};
-use crate::tables::{ACCOUNTS, SINGLE_ROW};
-use crate::views::AccountView;
+use crate::tables::{ACCOUNT_KEYS, ACCOUNTS, SINGLE_ROW};
+use crate::views::{AccountKey, AccountView};
 use async_trait::async_trait;
 use schemas::events::{Envelope, Event};
 
-/// Accounts and their status (the query side uses it to tell unknown accounts).
+/// Accounts and their status (the query side uses it to tell unknown accounts), and
+/// the hash of each account's current API key.
 pub struct AccountsProjection;
 
 #[async_trait]
@@ -36,6 +37,7 @@ impl Projection for AccountsProjection {
                 name: e.name.clone(),
                 email: e.email.clone(),
                 status: "active".into(),
+                api_key_hash: e.api_key_hash.clone(),
                 version: 0,
                 updated_at: meta.occurred_at,
             },
@@ -47,8 +49,38 @@ impl Projection for AccountsProjection {
                 status: "active".into(),
                 ..view
             },
+            (Event::AccountKeyRotated(e), Some((view, _))) => {
+                if !view.api_key_hash.is_empty() {
+                    staged.delete(
+                        ACCOUNT_KEYS,
+                        &view.api_key_hash,
+                        SINGLE_ROW,
+                        meta.aggregate_version,
+                    );
+                }
+                AccountView {
+                    api_key_hash: e.api_key_hash.clone(),
+                    ..view
+                }
+            }
             _ => return Ok(()),
         };
+        if matches!(
+            envelope.event,
+            Event::AccountRegistered(_) | Event::AccountKeyRotated(_)
+        ) && !view.api_key_hash.is_empty()
+        {
+            let key = AccountKey {
+                account_id: meta.aggregate_id.clone(),
+            };
+            staged.put(
+                ACCOUNT_KEYS,
+                &view.api_key_hash,
+                SINGLE_ROW,
+                &key,
+                meta.aggregate_version,
+            );
+        }
         view.version = meta.aggregate_version;
         view.updated_at = meta.occurred_at;
         staged.put(

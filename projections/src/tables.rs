@@ -12,6 +12,9 @@ pub const ACCOUNT_DELIVERIES: &str = "account_deliveries";
 pub const DELIVERIES_BY_STAGE: &str = "deliveries_by_stage";
 /// `accounts`: partition = account id, one row → [`crate::views::AccountView`].
 pub const ACCOUNTS: &str = "accounts";
+/// `account_keys`: partition = the SHA-256 of an account's current API key, one row →
+/// [`crate::views::AccountKey`] (how a query-api that folds no log tells account keys).
+pub const ACCOUNT_KEYS: &str = "account_keys";
 /// `invoice_trips` (private to the invoices projection): partition = delivery id.
 pub const INVOICE_TRIPS: &str = "invoice_trips";
 /// `invoice_lines`: partition = [`invoice_partition`], clustering = delivery id.

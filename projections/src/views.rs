@@ -12,8 +12,18 @@ pub struct AccountView {
     pub name: String,
     pub email: String,
     pub status: String,
+    /// Of the current API key, to drop its `account_keys` row when it is rotated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_key_hash: String,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A row of `account_keys`: whose key it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountKey {
+    pub account_id: String,
 }
 
 /// `GET /deliveries/{id}`: the delivery as the domain folds it, with its id and version.

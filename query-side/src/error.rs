@@ -9,6 +9,9 @@ pub enum QueryError {
     Invalid(String),
     #[error("{kind} {id} does not exist")]
     NotFound { kind: &'static str, id: String },
+    /// Reads for operators and analysts only.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the read store is unavailable: {0}")]
     Unavailable(String),
 }
@@ -30,6 +33,7 @@ impl QueryError {
         match self {
             QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound { .. } => StatusCode::NOT_FOUND,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::error::QueryError;
 use crate::service::{Freshness, HistoryFilter, QueryService};
-use api::{ConsistencyToken, TOKEN_HEADER};
+use api::{ConsistencyToken, Principal, TOKEN_HEADER};
 use chrono::{DateTime, Utc};
 use domain::{DroneStatus, Stage};
 use serde::Serialize;
@@ -108,6 +108,18 @@ fn with(service: Svc) -> impl Filter<Extract = (Svc,), Error = Infallible> + Clo
     warp::any().map(move || service.clone())
 }
 
+/// The fleet, every tenant's deliveries by stage, dead letters: operators' and
+/// analysts' reads.
+fn reads_all(who: &Principal) -> Result<(), QueryError> {
+    if who.reads_all() {
+        Ok(())
+    } else {
+        Err(QueryError::Forbidden(
+            "only operator and analyst keys read this".into(),
+        ))
+    }
+}
+
 /// All query routes under `/api/v1`.
 pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let api = || warp::path("api").and(warp::path("v1"));
@@ -116,144 +128,174 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
             .and(with(service.clone()))
             .and(warp::query::<Params>())
             .and(warp::header::headers_cloned())
+            .and(warp::ext::get::<Principal>())
     };
 
     let delivery = api()
         .and(warp::path!("deliveries" / String))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async { svc.delivery(&id, &freshness(&q, &h)?).await }.await;
-            let version = result.as_ref().ok().map(|(v, _)| v.version);
-            render(&svc, "delivery", result, version)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async { svc.delivery(&who, &id, &freshness(&q, &h)?).await }.await;
+                let version = result.as_ref().ok().map(|(v, _)| v.version);
+                render(&svc, "delivery", result, version)
+            },
+        )
         .boxed();
 
     let status = api()
         .and(warp::path!("deliveries" / String / "status"))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async { svc.delivery_status(&id, &freshness(&q, &h)?).await }.await;
-            let version = result.as_ref().ok().map(|(v, _)| v.version);
-            render(&svc, "delivery-status", result, version)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result =
+                    async { svc.delivery_status(&who, &id, &freshness(&q, &h)?).await }.await;
+                let version = result.as_ref().ok().map(|(v, _)| v.version);
+                render(&svc, "delivery-status", result, version)
+            },
+        )
         .boxed();
 
     let timeline = api()
         .and(warp::path!("deliveries" / String / "events"))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async {
-                let (events, fresh) = svc.timeline(&id, &freshness(&q, &h)?).await?;
-                Ok((
-                    serde_json::json!({"deliveryId": id, "events": events}),
-                    fresh,
-                ))
-            }
-            .await;
-            render(&svc, "delivery-events", result, None)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    let (events, fresh) = svc.timeline(&who, &id, &freshness(&q, &h)?).await?;
+                    Ok((
+                        serde_json::json!({"deliveryId": id, "events": events}),
+                        fresh,
+                    ))
+                }
+                .await;
+                render(&svc, "delivery-events", result, None)
+            },
+        )
         .boxed();
 
     let by_stage = api()
         .and(warp::path!("deliveries"))
         .and(common())
-        .then(|svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async {
-                let stage = q
-                    .get("stage")
-                    .ok_or_else(|| {
-                        QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into())
-                    })
-                    .and_then(|s| stage(s))?;
-                let cursor = q.get("cursor").map(String::as_str);
-                svc.deliveries_in_stage(stage, cursor, limit(&q)?, &freshness(&q, &h)?)
-                    .await
-            }
-            .await;
-            render(&svc, "deliveries-in-stage", result, None)
-        })
+        .then(
+            |svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    reads_all(&who)?;
+                    let stage = q
+                        .get("stage")
+                        .ok_or_else(|| {
+                            QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into())
+                        })
+                        .and_then(|s| stage(s))?;
+                    let cursor = q.get("cursor").map(String::as_str);
+                    svc.deliveries_in_stage(stage, cursor, limit(&q)?, &freshness(&q, &h)?)
+                        .await
+                }
+                .await;
+                render(&svc, "deliveries-in-stage", result, None)
+            },
+        )
         .boxed();
 
     let history = api()
         .and(warp::path!("accounts" / String / "deliveries"))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async {
-                let stage = q.get("stage").map(|s| stage(s)).transpose()?;
-                let filter = HistoryFilter {
-                    stage,
-                    from: time(&q, "from")?,
-                    to: time(&q, "to")?,
-                    cursor: q.get("cursor").cloned(),
-                    limit: limit(&q)?,
-                };
-                svc.history(&id, &filter, &freshness(&q, &h)?).await
-            }
-            .await;
-            render(&svc, "account-deliveries", result, None)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    let stage = q.get("stage").map(|s| stage(s)).transpose()?;
+                    let filter = HistoryFilter {
+                        stage,
+                        from: time(&q, "from")?,
+                        to: time(&q, "to")?,
+                        cursor: q.get("cursor").cloned(),
+                        limit: limit(&q)?,
+                    };
+                    svc.history(&who, &id, &filter, &freshness(&q, &h)?).await
+                }
+                .await;
+                render(&svc, "account-deliveries", result, None)
+            },
+        )
         .boxed();
 
     let invoice = api()
         .and(warp::path!("accounts" / String / "invoice"))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async {
-                let year = param::<i32>(&q, "year")?
-                    .filter(|y| (1970..=9999).contains(y))
-                    .ok_or_else(|| QueryError::Invalid("year (1970-9999) is required".into()))?;
-                let month = param::<u32>(&q, "month")?
-                    .filter(|m| (1..=12).contains(m))
-                    .ok_or_else(|| QueryError::Invalid("month (1-12) is required".into()))?;
-                svc.invoice(&id, year, month, &freshness(&q, &h)?).await
-            }
-            .await;
-            render(&svc, "invoice", result, None)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    let year = param::<i32>(&q, "year")?
+                        .filter(|y| (1970..=9999).contains(y))
+                        .ok_or_else(|| {
+                            QueryError::Invalid("year (1970-9999) is required".into())
+                        })?;
+                    let month = param::<u32>(&q, "month")?
+                        .filter(|m| (1..=12).contains(m))
+                        .ok_or_else(|| QueryError::Invalid("month (1-12) is required".into()))?;
+                    svc.invoice(&who, &id, year, month, &freshness(&q, &h)?)
+                        .await
+                }
+                .await;
+                render(&svc, "invoice", result, None)
+            },
+        )
         .boxed();
 
     let drone = api()
         .and(warp::path!("drones" / String))
         .and(common())
-        .then(|id: String, svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async { svc.drone(&id, &freshness(&q, &h)?).await }.await;
-            let version = result.as_ref().ok().map(|(v, _)| v.version);
-            render(&svc, "drone", result, version)
-        })
+        .then(
+            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    reads_all(&who)?;
+                    svc.drone(&id, &freshness(&q, &h)?).await
+                }
+                .await;
+                let version = result.as_ref().ok().map(|(v, _)| v.version);
+                render(&svc, "drone", result, version)
+            },
+        )
         .boxed();
 
     let fleet = api()
         .and(warp::path!("drones"))
         .and(common())
-        .then(|svc: Svc, q: Params, h: HeaderMap| async move {
-            let result = async {
-                let status = match q.get("status").filter(|s| !s.is_empty()) {
-                    Some(s) => Some(
-                        s.parse::<DroneStatus>()
-                            .map_err(|e| QueryError::Invalid(e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                let cursor = q.get("cursor").map(String::as_str);
-                svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?)
-                    .await
-            }
-            .await;
-            render(&svc, "fleet", result, None)
-        })
+        .then(
+            |svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    reads_all(&who)?;
+                    let status = match q.get("status").filter(|s| !s.is_empty()) {
+                        Some(s) => Some(
+                            s.parse::<DroneStatus>()
+                                .map_err(|e| QueryError::Invalid(e.to_string()))?,
+                        ),
+                        None => None,
+                    };
+                    let cursor = q.get("cursor").map(String::as_str);
+                    svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?)
+                        .await
+                }
+                .await;
+                render(&svc, "fleet", result, None)
+            },
+        )
         .boxed();
 
     let dead_letters = api()
         .and(warp::path!("dead-letters"))
         .and(common())
-        .then(|svc: Svc, q: Params, _h: HeaderMap| async move {
-            let result = async {
-                let items = svc.dead_letters(limit(&q)?).await?;
-                Ok((serde_json::json!({ "items": items }), true))
-            }
-            .await;
-            render(&svc, "dead-letters", result, None)
-        })
+        .then(
+            |svc: Svc, q: Params, _h: HeaderMap, who: Principal| async move {
+                let result = async {
+                    reads_all(&who)?;
+                    let items = svc.dead_letters(limit(&q)?).await?;
+                    Ok((serde_json::json!({ "items": items }), true))
+                }
+                .await;
+                render(&svc, "dead-letters", result, None)
+            },
+        )
         .boxed();
 
     by_stage

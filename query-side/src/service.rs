@@ -2,16 +2,17 @@
 
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
-use api::ConsistencyToken;
+use api::{ConsistencyToken, Principal};
 use chrono::{DateTime, Duration as Span, Utc};
 use domain::{DroneStatus, FlightModel, Stage};
 use projections::tables::{
-    ACCOUNT_DELIVERIES, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
-    DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW, invoice_partition, time_key,
+    ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE,
+    DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW,
+    invoice_partition, time_key,
 };
 use projections::views::{
-    AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView, FleetEntry,
-    InvoiceLine, TimelineEntry,
+    AccountKey, AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView,
+    FleetEntry, InvoiceLine, TimelineEntry,
 };
 use projections::{Model, models};
 use schemas::events::Location;
@@ -180,25 +181,35 @@ impl QueryService {
     }
 
     /// `GET /deliveries/{id}`; the flag says whether the freshness asked for was reached.
+    /// Another tenant's delivery does not exist for an account key.
     pub async fn delivery(
         &self,
+        who: &Principal,
         id: &str,
         freshness: &Freshness,
     ) -> Result<(DeliveryView, bool), QueryError> {
         let fresh = self
             .wait(models::DELIVERIES, freshness, Some((DELIVERIES, id)))
             .await?;
-        Ok((self.one(DELIVERIES, "delivery", id).await?, fresh))
+        let view: DeliveryView = self.one(DELIVERIES, "delivery", id).await?;
+        if !who.sees(&view.delivery.owner_id) {
+            return Err(QueryError::NotFound {
+                kind: "delivery",
+                id: id.to_string(),
+            });
+        }
+        Ok((view, fresh))
     }
 
     /// `GET /deliveries/{id}/status`: the stage, the drone's last position and the ETAs
     /// the flight model derives from it now, so they move with every telemetry report.
     pub async fn delivery_status(
         &self,
+        who: &Principal,
         id: &str,
         freshness: &Freshness,
     ) -> Result<(DeliveryStatus, bool), QueryError> {
-        let (view, fresh) = self.delivery(id, freshness).await?;
+        let (view, fresh) = self.delivery(who, id, freshness).await?;
         let drone_fresh = self.wait(models::DRONES, freshness, None).await?;
         let stage = view.stage();
         let delivery = &view.delivery;
@@ -240,10 +251,11 @@ impl QueryService {
     /// `GET /deliveries/{id}/events`: the timeline, oldest first.
     pub async fn timeline(
         &self,
+        who: &Principal,
         id: &str,
         freshness: &Freshness,
     ) -> Result<(Vec<TimelineEntry>, bool), QueryError> {
-        let (_, fresh) = self.delivery(id, freshness).await?;
+        let (_, fresh) = self.delivery(who, id, freshness).await?;
         let rows = self
             .store
             .scan(
@@ -264,7 +276,19 @@ impl QueryService {
         Ok((entries, fresh))
     }
 
-    async fn account(&self, id: &str, freshness: &Freshness) -> Result<bool, QueryError> {
+    /// Another tenant's account does not exist for an account key.
+    async fn account(
+        &self,
+        who: &Principal,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<bool, QueryError> {
+        if !who.sees(id) {
+            return Err(QueryError::NotFound {
+                kind: "account",
+                id: id.to_string(),
+            });
+        }
         let fresh = self.wait(models::ACCOUNTS, freshness, None).await?;
         let _: AccountView = self.one(ACCOUNTS, "account", id).await?;
         Ok(fresh)
@@ -273,11 +297,12 @@ impl QueryService {
     /// `GET /accounts/{id}/deliveries`: newest first, filtered by stage and creation time.
     pub async fn history(
         &self,
+        who: &Principal,
         account_id: &str,
         filter: &HistoryFilter,
         freshness: &Freshness,
     ) -> Result<(Page<DeliverySummary>, bool), QueryError> {
-        let fresh = self.account(account_id, freshness).await?
+        let fresh = self.account(who, account_id, freshness).await?
             && self.wait(models::DELIVERIES, freshness, None).await?;
         let from = match filter.from {
             Some(t) => Bound::Included(time_key(t)),
@@ -395,12 +420,13 @@ impl QueryService {
     /// `GET /accounts/{id}/invoice?year=&month=`.
     pub async fn invoice(
         &self,
+        who: &Principal,
         account_id: &str,
         year: i32,
         month: u32,
         freshness: &Freshness,
     ) -> Result<(Invoice, bool), QueryError> {
-        let fresh = self.account(account_id, freshness).await?
+        let fresh = self.account(who, account_id, freshness).await?
             && self.wait(models::INVOICES, freshness, None).await?;
         let rows = self
             .store
@@ -534,5 +560,19 @@ fn details(view: DroneView, position: Option<DronePosition>) -> DroneDetails {
         home: drone.home,
         version: view.version,
         updated_at: view.updated_at,
+    }
+}
+
+/// A query-api that folds no log tells account keys from the read model.
+#[async_trait::async_trait]
+impl api::AccountKeys for QueryService {
+    async fn account_of(&self, key_hash: &str) -> Option<String> {
+        match self.optional::<AccountKey>(ACCOUNT_KEYS, key_hash).await {
+            Ok(key) => key.map(|k| k.account_id),
+            Err(error) => {
+                tracing::warn!(%error, "cannot look the API key up in the read store");
+                None
+            }
+        }
     }
 }

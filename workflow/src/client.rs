@@ -40,12 +40,19 @@ pub struct CommandClient {
 }
 
 impl CommandClient {
-    pub fn new(base: &str) -> Result<CommandClient, reqwest::Error> {
+    /// `key` authenticates the workflow (its own key, derived from the operator's).
+    pub fn new(base: &str, key: &str) -> Result<CommandClient, reqwest::Error> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Ok(CommandClient {
             base: base.trim_end_matches('/').to_owned(),
             http: Client::builder()
                 .timeout(Duration::from_secs(10))
                 .pool_max_idle_per_host(64)
+                .default_headers(headers)
                 .build()?,
         })
     }
