@@ -24,7 +24,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = location(47.6062, -122.3321, 0.0)?;
 //! let now = Utc::now();
-//! let account = Account::replay(&Account::default().register(&RegisterAccount::new("Contoso", "ops@contoso.example")?)?, now);
+//! let account = Account::replay(&Account::default().register(&RegisterAccount::new("Contoso", "ops@contoso.example")?, "")?, now);
 //! let drone = Drone::replay(&Drone::default().register(&RegisterDrone::new("X1", 5.0, 40.0, 15.0, home)?)?, now);
 //!
 //! let plan = DeliveryPlan::new(location(47.6205, -122.3493, 0.0)?, location(47.6606, -122.3123, 0.0)?, None, None)?;

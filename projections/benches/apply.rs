@@ -70,6 +70,7 @@ fn envelope(id: &str, version: u64, at: DateTime<Utc>, event: Event, n: usize) -
             occurred_at: at,
             causation_id: format!("key:order-{n}"),
             correlation_id: format!("key:order-{n}"),
+            principal: "operator".into(),
         },
         event,
     }

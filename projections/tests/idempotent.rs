@@ -29,6 +29,7 @@ fn envelope(id: &str, version: u64, minute: u32, event: Event) -> Envelope {
             occurred_at: at(minute),
             causation_id: "cmd:test".into(),
             correlation_id: "cmd:test".into(),
+            principal: "operator".into(),
         },
         event,
     }

@@ -152,6 +152,7 @@ fn envelope(id: &str, version: u64, at: DateTime<Utc>, event: Event) -> Envelope
             occurred_at: at,
             causation_id: "cmd:test".into(),
             correlation_id: "cmd:test".into(),
+            principal: "operator".into(),
         },
         event,
     }
@@ -167,7 +168,10 @@ fn workload(seed: u64, steps: usize) -> World {
     let mut world = World::default();
     let owner = Account::replay(
         &Account::default()
-            .register(&RegisterAccount::new("Contoso", "ops@contoso.example").expect("valid"))
+            .register(
+                &RegisterAccount::new("Contoso", "ops@contoso.example").expect("valid"),
+                "",
+            )
             .expect("registers"),
         start(),
     );

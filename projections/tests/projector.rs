@@ -87,10 +87,12 @@ fn registered(codec: &Codec, id: &str) -> NewRecord {
             occurred_at: Utc::now(),
             causation_id: "cmd:test".into(),
             correlation_id: "cmd:test".into(),
+            principal: "operator".into(),
         },
         event: Event::AccountRegistered(AccountRegistered {
             name: format!("Account {id}"),
             email: format!("{id}@example.com"),
+            api_key_hash: String::new(),
         }),
     };
     NewRecord {

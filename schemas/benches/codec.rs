@@ -23,6 +23,7 @@ fn envelope(event: Event) -> Envelope {
             occurred_at: at,
             causation_id: "key:order-1001".into(),
             correlation_id: "key:order-1001".into(),
+            principal: "operator".into(),
         },
         event,
     }

@@ -93,6 +93,7 @@ fn envelope(aggregate_id: &str, version: u64, event: Event) -> Envelope {
             occurred_at: at(0),
             causation_id: format!("cmd-{version}"),
             correlation_id: "req-42".to_owned(),
+            principal: "operator".into(),
         },
         event,
     }
@@ -104,6 +105,7 @@ fn _every_variant_has_a_sample(event: &Event) {
         Event::AccountRegistered(_)
         | Event::AccountSuspended(_)
         | Event::AccountReactivated(_)
+        | Event::AccountKeyRotated(_)
         | Event::DroneRegistered(_)
         | Event::DronePositionReported(_)
         | Event::DroneGrounded(_)
@@ -146,6 +148,7 @@ fn samples() -> Vec<Envelope> {
             Event::AccountRegistered(AccountRegistered {
                 name: "Ada Lovelace".into(),
                 email: "ada@example.com".into(),
+                api_key_hash: "ab12".into(),
             }),
         ),
         envelope(
@@ -164,6 +167,13 @@ fn samples() -> Vec<Envelope> {
             "acct-1",
             4,
             Event::AccountReactivated(AccountReactivated {}),
+        ),
+        envelope(
+            "acct-1",
+            5,
+            Event::AccountKeyRotated(AccountKeyRotated {
+                api_key_hash: "cd34".into(),
+            }),
         ),
         envelope(
             "drone-1",
@@ -479,7 +489,7 @@ fn fields_keep_their_camel_case_names_and_values() {
         .expect("a full DeliveryCreated sample");
     let sample = &sample;
     let bytes = codec.encode(sample).expect("encodes");
-    let schema = schema_file("DeliveryCreated.v2.avsc");
+    let schema = schema_file("DeliveryCreated.v3.avsc");
     let value = apache_avro::from_avro_datum(&schema, &mut &bytes[5..], None).expect("datum");
     let fields: HashMap<_, _> = record_fields(value).into_iter().collect();
     let metadata: HashMap<_, _> = record_fields(fields["metadata"].clone())
@@ -722,6 +732,11 @@ fn every_older_version_decodes_with_the_current_reader() {
                     .fields
                     .iter()
                     .map(|f| {
+                        if f.name == "metadata" {
+                            let current_meta = field_schema(current_record, "metadata");
+                            let value = reshape(&by_name["metadata"], current_meta, &f.schema);
+                            return (f.name.clone(), value);
+                        }
                         let value = by_name.get(&f.name).cloned().unwrap_or_else(|| {
                             let default = f.default.clone().unwrap_or_else(|| {
                                 panic!("{}: dropped field {} has no default", old.file, f.name)
@@ -754,6 +769,11 @@ fn every_older_version_decodes_with_the_current_reader() {
                     by_name.insert(field.name.clone(), default);
                 }
             }
+            // Metadata fields the old version lacks read as their defaults too.
+            let old_meta = field_schema(old_record, "metadata");
+            let current_meta = field_schema(current_record, "metadata");
+            let metadata = reshape(&by_name["metadata"], old_meta, current_meta);
+            by_name.insert("metadata".into(), metadata);
             let expected = Value::Record(
                 current_record
                     .fields
@@ -769,6 +789,43 @@ fn every_older_version_decodes_with_the_current_reader() {
         }
     }
     assert!(checked > 0, "at least one older version is checked in");
+}
+
+fn field_schema<'a>(record: &'a apache_avro::schema::RecordSchema, name: &str) -> &'a Schema {
+    &record
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .schema
+}
+
+/// A record value of schema `from` as schema `to` has it: the fields both have keep
+/// their values, the others of `to` take their defaults.
+fn reshape(value: &Value, from: &Schema, to: &Schema) -> Value {
+    let (Value::Record(fields), Schema::Record(from), Schema::Record(to)) = (value, from, to) else {
+        panic!("records expected")
+    };
+    Value::Record(
+        to.fields
+            .iter()
+            .map(|f| {
+                let kept = from
+                    .fields
+                    .iter()
+                    .any(|g| g.name == f.name)
+                    .then(|| fields.iter().find(|(n, _)| *n == f.name))
+                    .flatten();
+                let value = match kept {
+                    Some((_, v)) => v.clone(),
+                    None => Value::from(f.default.clone().expect("a default"))
+                        .resolve(&f.schema)
+                        .expect("default fits the field"),
+                };
+                (f.name.clone(), value)
+            })
+            .collect(),
+    )
 }
 
 #[test]
@@ -841,19 +898,24 @@ fn every_schema_starts_with_the_metadata_record() {
             panic!("{}: metadata is not a record", e.file)
         };
         let names: Vec<_> = metadata.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "eventId",
-                "aggregateId",
-                "aggregateVersion",
-                "occurredAt",
-                "causationId",
-                "correlationId"
-            ],
-            "{}",
+        let base = [
+            "eventId",
+            "aggregateId",
+            "aggregateVersion",
+            "occurredAt",
+            "causationId",
+            "correlationId",
+        ];
+        // The versions that carry API keys also name the principal.
+        let with_principal: Vec<_> = base.iter().copied().chain(["principal"]).collect();
+        assert!(
+            names == base || names == with_principal,
+            "{}: {names:?}",
             e.file
         );
+        if e.version == current(&manifest(), &e.subject).version {
+            assert_eq!(names, with_principal, "{}: the current version", e.file);
+        }
     }
 }
 

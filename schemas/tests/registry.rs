@@ -79,6 +79,7 @@ async fn every_schema_registers_and_frames_records_with_the_registrys_ids() {
             occurred_at: chrono::Utc::now(),
             causation_id: "cmd-1".into(),
             correlation_id: "req-1".into(),
+            principal: "operator".into(),
         },
         event: Event::AccountSuspended(AccountSuspended {
             reason: Some("registry test".into()),

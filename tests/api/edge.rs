@@ -2,7 +2,7 @@
 //! connection cap refuses one more without disturbing the others, a client that goes
 //! away is no error in the log, and the log is plain text off a terminal or JSON.
 
-use crate::helpers::{Api, Server, temp_dir};
+use crate::helpers::{Api, OPERATOR_KEY, Server, temp_dir};
 use reqwest::StatusCode;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -112,9 +112,10 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are
         "a connection beyond the cap was served"
     );
     // The two held ones still work.
-    first
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
+    let metrics = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\n\r\n"
+    );
+    first.write_all(metrics.as_bytes()).expect("write");
     first
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -169,11 +170,10 @@ async fn a_client_that_goes_away_is_no_error_and_the_log_has_no_colours_off_a_te
     for _ in 0..5 {
         // Half a request, then gone.
         let mut stream = TcpStream::connect(&addr).expect("connect");
-        stream
-            .write_all(
-                b"POST /api/v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":",
-            )
-            .expect("write");
+        let half = format!(
+            "POST /api/v1/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+        );
+        stream.write_all(half.as_bytes()).expect("write");
         drop(stream);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

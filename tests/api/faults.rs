@@ -259,6 +259,7 @@ pub async fn faulty_app(dir: &Path) -> (Arc<FaultyLog>, App, Api) {
     let store = Arc::new(EmbeddedReadStore::open(&dir.join("views")).expect("store"));
     let mut settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.into());
     settings.roles = vec![Role::CommandApi, Role::Projector, Role::QueryApi];
+    settings.operator_key = Some(crate::helpers::OPERATOR_KEY.into());
     let app = App::start_with(settings, log.clone(), Some(store))
         .await
         .expect("app");

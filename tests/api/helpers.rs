@@ -6,6 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The operator key every test server is started with (`DRONE_DELIVERY_OPERATOR_KEY`)
+/// and every test client sends, unless a test says otherwise.
+pub const OPERATOR_KEY: &str = "test-operator-key-0123456789";
+
 /// The server binary running on its own port and data directory.
 pub struct Server {
     child: Option<Child>,
@@ -40,6 +44,7 @@ impl Server {
             // The test's own settings only: a registry set for the whole run would change
             // the schema ids the wire check expects.
             .env_remove("SCHEMA_REGISTRY_URL")
+            .env("DRONE_DELIVERY_OPERATOR_KEY", OPERATOR_KEY)
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", level)
@@ -95,8 +100,20 @@ impl Drop for Server {
     }
 }
 
+/// A client that sends the operator key.
 pub fn client() -> Client {
+    client_with_key(OPERATOR_KEY)
+}
+
+/// A client that sends `key` on every request.
+pub fn client_with_key(key: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("a header value"),
+    );
     Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         // Sooner than any header timeout a test server has (30 s by default, 1 s in the
         // edge tests, which use raw sockets): a pooled connection is never reused just as
@@ -141,6 +158,14 @@ impl Api {
         }
     }
 
+    /// The same server, as the holder of `key`.
+    pub fn with_key(&self, key: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: client_with_key(key),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -169,6 +194,12 @@ impl Api {
     }
 
     pub async fn register_account(&self, name: &str) -> (String, String) {
+        let (id, token, _) = self.register_tenant(name).await;
+        (id, token)
+    }
+
+    /// Registers an account; returns its id, consistency token and API key.
+    pub async fn register_tenant(&self, name: &str) -> (String, String, String) {
         let response = self
             .post(
                 "/api/v1/accounts",
@@ -177,13 +208,8 @@ impl Api {
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.expect("json");
-        (
-            body["accountId"].as_str().expect("id").to_string(),
-            body["consistencyToken"]
-                .as_str()
-                .expect("token")
-                .to_string(),
-        )
+        let field = |name: &str| body[name].as_str().expect(name).to_string();
+        (field("accountId"), field("consistencyToken"), field("apiKey"))
     }
 
     pub async fn register_drone(&self, id: &str, payload_kg: f64) {

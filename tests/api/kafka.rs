@@ -572,6 +572,7 @@ async fn a_second_live_command_api_is_refused_and_a_restarted_one_takes_over() {
         .args(&shared)
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
+        .env("DRONE_DELIVERY_OPERATOR_KEY", crate::helpers::OPERATOR_KEY)
         .output()
         .expect("runs");
     assert!(!second.status.success(), "a second writer must not start");

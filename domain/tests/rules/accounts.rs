@@ -1,7 +1,7 @@
 //! Accounts: registered once, suspended and reactivated; only active accounts schedule.
 
 use domain::{Account, AccountStatus, DomainError, RegisterAccount};
-use schemas::events::{AccountRegistered, AccountSuspended, Event};
+use schemas::events::{AccountKeyRotated, AccountRegistered, AccountSuspended, Event};
 
 use crate::fixtures::*;
 use crate::framework::*;
@@ -11,19 +11,43 @@ fn contoso() -> RegisterAccount {
 }
 
 #[test]
-fn registering_an_account_records_its_name_and_email() {
+fn registering_an_account_records_its_name_email_and_key_hash() {
     given_nothing()
-        .when(|account: &Account| account.register(&contoso()))
+        .when(|account: &Account| account.register(&contoso(), "hash-1"))
         .then_expect(vec![Event::AccountRegistered(AccountRegistered {
             name: "Contoso".into(),
             email: "ops@contoso.example".into(),
+            api_key_hash: "hash-1".into(),
         })]);
+}
+
+#[test]
+fn a_rotated_key_replaces_the_one_before() {
+    given([account_registered()])
+        .when(|account: &Account| account.rotate_key("hash-2"))
+        .then_expect(vec![Event::AccountKeyRotated(AccountKeyRotated {
+            api_key_hash: "hash-2".into(),
+        })]);
+    let account: Account = state(&[
+        account_registered(),
+        Event::AccountKeyRotated(AccountKeyRotated {
+            api_key_hash: "hash-2".into(),
+        }),
+    ]);
+    assert_eq!(account.key_hash, "hash-2");
+}
+
+#[test]
+fn an_unknown_account_has_no_key_to_rotate() {
+    given_nothing()
+        .when(|account: &Account| account.rotate_key("hash-2"))
+        .then_error(DomainError::AccountNotFound);
 }
 
 #[test]
 fn an_account_is_registered_only_once() {
     given([account_registered()])
-        .when(|account: &Account| account.register(&contoso()))
+        .when(|account: &Account| account.register(&contoso(), "hash-1"))
         .then_error(DomainError::AccountAlreadyRegistered);
 }
 

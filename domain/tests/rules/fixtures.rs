@@ -52,6 +52,7 @@ pub fn account_registered() -> Event {
     Event::AccountRegistered(AccountRegistered {
         name: "Contoso".into(),
         email: "ops@contoso.example".into(),
+        api_key_hash: "hash-1".into(),
     })
 }
 
