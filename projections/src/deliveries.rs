@@ -63,6 +63,7 @@ impl Projection for DeliveriesProjection {
             occurred_at: meta.occurred_at,
             causation_id: meta.causation_id.clone(),
             correlation_id: meta.correlation_id.clone(),
+            principal: meta.principal.clone(),
             data,
         };
         staged.put(

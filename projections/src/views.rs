@@ -55,6 +55,9 @@ pub struct TimelineEntry {
     pub occurred_at: DateTime<Utc>,
     pub causation_id: String,
     pub correlation_id: String,
+    /// Who caused it (`account:<id>`, `operator`, `workflow`, …).
+    #[serde(default)]
+    pub principal: String,
     pub data: serde_json::Value,
 }
 

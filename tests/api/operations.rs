@@ -30,6 +30,7 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/api/v1/accounts"),
         ("post", "/api/v1/accounts/{id}/suspend"),
         ("post", "/api/v1/accounts/{id}/reactivate"),
+        ("post", "/api/v1/accounts/{id}/keys"),
         ("put", "/api/v1/drones/{id}"),
         ("post", "/api/v1/drones/{id}/telemetry"),
         ("post", "/api/v1/telemetry"),
