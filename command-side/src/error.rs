@@ -23,9 +23,9 @@ pub enum CommandError {
     Forbidden(String),
     /// A retry of an idempotency key with another request than the first.
     #[error(
-        "Idempotency-Key {key:?} was first used with a different request; use a new key for a new request"
+        "this Idempotency-Key was first used with a different request (another body or path); use a new key for a new request"
     )]
-    KeyReused { key: String },
+    KeyReused,
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("the event log cannot take the write: {0}")]
@@ -60,7 +60,7 @@ impl CommandError {
             CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
             CommandError::NotFound { .. } => StatusCode::NOT_FOUND,
             CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
-            CommandError::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::VersionConflict { .. } => StatusCode::CONFLICT,
             CommandError::Domain(e) => match e.kind() {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,

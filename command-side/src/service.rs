@@ -325,9 +325,7 @@ fn same_request(fingerprint: &str, ctx: &CommandContext) -> Result<(), CommandEr
     if fingerprint.is_empty() || fingerprint == ctx.fingerprint {
         Ok(())
     } else {
-        Err(CommandError::KeyReused {
-            key: ctx.idempotency_key.clone().unwrap_or_default(),
-        })
+        Err(CommandError::KeyReused)
     }
 }
 

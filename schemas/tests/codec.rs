@@ -803,7 +803,8 @@ fn field_schema<'a>(record: &'a apache_avro::schema::RecordSchema, name: &str) -
 /// A record value of schema `from` as schema `to` has it: the fields both have keep
 /// their values, the others of `to` take their defaults.
 fn reshape(value: &Value, from: &Schema, to: &Schema) -> Value {
-    let (Value::Record(fields), Schema::Record(from), Schema::Record(to)) = (value, from, to) else {
+    let (Value::Record(fields), Schema::Record(from), Schema::Record(to)) = (value, from, to)
+    else {
         panic!("records expected")
     };
     Value::Record(

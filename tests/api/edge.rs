@@ -112,9 +112,8 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are
         "a connection beyond the cap was served"
     );
     // The two held ones still work.
-    let metrics = format!(
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\n\r\n"
-    );
+    let metrics =
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\n\r\n");
     first.write_all(metrics.as_bytes()).expect("write");
     first
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -209,7 +209,11 @@ impl Api {
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.expect("json");
         let field = |name: &str| body[name].as_str().expect(name).to_string();
-        (field("accountId"), field("consistencyToken"), field("apiKey"))
+        (
+            field("accountId"),
+            field("consistencyToken"),
+            field("apiKey"),
+        )
     }
 
     pub async fn register_drone(&self, id: &str, payload_kg: f64) {

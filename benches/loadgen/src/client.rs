@@ -15,10 +15,12 @@ use tokio::net::TcpStream;
 /// How long a request may take before it counts as a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the server listens: `http://host:port` and nothing else.
+/// Where the server listens (`http://host:port` and nothing else) and the API key the
+/// requests carry.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub authority: String,
+    pub key: Option<String>,
 }
 
 impl Target {
@@ -30,7 +32,15 @@ impl Target {
         if authority.is_empty() || authority.contains('/') {
             return Err(anyhow!("{url}: give an http://host:port URL, no path"));
         }
-        Ok(Target { authority })
+        Ok(Target {
+            authority,
+            key: None,
+        })
+    }
+
+    /// The same server, with `key` on every request.
+    pub fn with_key(self, key: Option<String>) -> Target {
+        Target { key, ..self }
     }
 }
 
@@ -93,6 +103,7 @@ impl Connection {
         body: Option<Bytes>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         let authority = self.target.authority.clone();
+        let authorization = self.target.key.as_ref().map(|k| format!("Bearer {k}"));
         let sender = self.connect().await?;
         sender.ready().await?;
         let mut request = Request::builder()
@@ -101,6 +112,9 @@ impl Connection {
             .header(hyper::header::HOST, authority);
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
         }
         let request = request.body(Full::new(body.unwrap_or_default()))?;
         let response = sender.send_request(request).await?;

@@ -69,6 +69,10 @@ struct Args {
     /// More arguments for the spawned server (repeat: `--server-arg=--log --server-arg=kafka://…`).
     #[arg(long, allow_hyphen_values = true)]
     server_arg: Vec<String>,
+    /// The operator's API key the requests carry (a spawned server gets one of its own;
+    /// the peer ignores it).
+    #[arg(long, env = "DRONE_DELIVERY_OPERATOR_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Keep-alive connections (concurrent requests).
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -120,7 +124,11 @@ async fn main() -> anyhow::Result<()> {
     let url = spawned
         .as_ref()
         .map_or_else(|| args.url.clone(), |s| s.url.clone());
-    let target = Target::parse(&url)?;
+    let key = spawned
+        .as_ref()
+        .map(|s| s.key.clone())
+        .or_else(|| args.key.clone());
+    let target = Target::parse(&url)?.with_key(key);
 
     let rate = match args.scenario {
         Scenario::OpenLoop => Some(args.rate.unwrap_or(5000.0)),

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Spawned {
     pub url: String,
+    /// The operator key it was started with.
+    pub key: String,
     child: Child,
     /// The data directory and the server's log; removed with it.
     dir: tempfile::TempDir,
@@ -27,12 +29,15 @@ impl Spawned {
             .port();
         let listen = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let key = format!("loadgen-operator-{}", std::process::id());
         let child = Command::new(&bin)
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--listen")
             .arg(&listen)
+            .arg("--operator-key")
+            .arg(&key)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -45,6 +50,7 @@ impl Spawned {
             })?;
         let mut spawned = Spawned {
             url: format!("http://{listen}"),
+            key,
             child,
             dir,
         };
