@@ -200,9 +200,8 @@ impl KeyIndex {
 #[derive(Default)]
 pub struct KeyedCommands {
     positions: HashMap<String, Vec<Position>>,
-    // (topic, aggregate id, key, version, fingerprint, time) whose outcome must be
-    // remembered once all positions are known
-    streams: Vec<(Topic, String, String, u64, String, DateTime<Utc>)>,
+    /// The outcome each (stream, key) had so far; the positions are added at the end.
+    outcomes: HashMap<(Topic, String, String), Outcome>,
 }
 
 impl KeyedCommands {
@@ -216,48 +215,119 @@ impl KeyedCommands {
             .entry(key.to_string())
             .or_default()
             .push(position);
-        if topic != Topic::DroneTelemetry {
-            self.streams.push((
-                topic,
-                envelope.metadata.aggregate_id.clone(),
-                key.to_string(),
-                envelope.metadata.aggregate_version,
-                fingerprint.to_string(),
-                envelope.metadata.occurred_at,
-            ));
+        if topic == Topic::DroneTelemetry {
+            return;
         }
+        let meta = &envelope.metadata;
+        // The last event of a command on a stream gives its version.
+        let outcome = self
+            .outcomes
+            .entry((topic, meta.aggregate_id.clone(), key.to_string()))
+            .or_insert_with(|| Outcome {
+                version: 0,
+                token: ConsistencyToken::default(),
+                fingerprint: fingerprint.to_string(),
+                at: meta.occurred_at,
+            });
+        outcome.version = outcome.version.max(meta.aggregate_version);
     }
 
-    /// Outcomes per (topic, aggregate id): key → outcome. The last event of a command on
-    /// a stream gives its version.
-    /// Keys used before `since` are left out.
+    /// Outcomes per (topic, aggregate id, key); keys used before `since` are left out.
     pub fn into_outcomes(self, since: DateTime<Utc>) -> Vec<(Topic, String, String, Outcome)> {
         let positions = self.positions;
-        let mut latest: HashMap<(Topic, String, String), (u64, String, DateTime<Utc>)> =
-            HashMap::new();
-        for (topic, id, key, version, fingerprint, at) in self.streams {
-            if at < since {
-                continue;
-            }
-            let v = latest
-                .entry((topic, id, key))
-                .or_insert((0, fingerprint, at));
-            v.0 = v.0.max(version);
-        }
-        latest
+        self.outcomes
             .into_iter()
-            .map(|((topic, id, key), (version, fingerprint, at))| {
+            .filter(|(_, outcome)| outcome.at >= since)
+            .map(|((topic, id, key), outcome)| {
                 let token = ConsistencyToken::from_positions(
                     positions.get(&key).cloned().unwrap_or_default(),
                 );
-                let outcome = Outcome {
-                    version,
-                    token,
-                    fingerprint,
-                    at,
-                };
-                (topic, id, key, outcome)
+                (topic, id, key, Outcome { token, ..outcome })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use schemas::events::{AccountSuspended, Event, EventMetadata};
+
+    fn keyed(version: u64, at: DateTime<Utc>, causation: &str) -> Envelope {
+        Envelope {
+            metadata: EventMetadata {
+                event_id: uuid::Uuid::new_v4(),
+                aggregate_id: "acct-1".into(),
+                aggregate_version: version,
+                occurred_at: at,
+                causation_id: causation.into(),
+                correlation_id: causation.into(),
+                principal: "operator".into(),
+            },
+            event: Event::AccountSuspended(AccountSuspended { reason: None }),
+        }
+    }
+
+    fn at(offset: u64) -> Position {
+        Position {
+            topic: Topic::Accounts,
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[test]
+    fn keys_older_than_the_retention_are_not_remembered_from_the_log() {
+        let now = Utc::now();
+        let mut keyed_commands = KeyedCommands::default();
+        keyed_commands.note(
+            Topic::Accounts,
+            &keyed(2, now - TimeDelta::hours(30), "key:old/f1"),
+            at(1),
+        );
+        keyed_commands.note(Topic::Accounts, &keyed(3, now, "key:new/f2"), at(2));
+        keyed_commands.note(Topic::Accounts, &keyed(4, now, "cmd:no-key"), at(3));
+        let outcomes = keyed_commands.into_outcomes(now - TimeDelta::hours(24));
+        assert_eq!(outcomes.len(), 1);
+        let (_, id, key, outcome) = &outcomes[0];
+        assert_eq!((id.as_str(), key.as_str()), ("acct-1", "new"));
+        assert_eq!((outcome.version, outcome.fingerprint.as_str()), (3, "f2"));
+        assert_eq!(outcome.token, ConsistencyToken::from_positions([at(2)]));
+    }
+
+    #[test]
+    fn a_stream_forgets_keys_past_the_retention() {
+        let now = Utc::now();
+        let mut stream = Stream::<Account>::default();
+        let outcome = |at| Outcome {
+            version: 1,
+            token: ConsistencyToken::default(),
+            fingerprint: "f".into(),
+            at,
+        };
+        stream.remember("old".into(), outcome(now - TimeDelta::hours(30)));
+        stream.remember("new".into(), outcome(now));
+        let since = now - TimeDelta::hours(24);
+        assert!(
+            stream.outcome("old", since).is_none(),
+            "expired, not answered"
+        );
+        assert!(stream.outcome("new", since).is_some());
+        stream.forget_before(since);
+        assert!(
+            stream.outcome("old", now - TimeDelta::hours(48)).is_none(),
+            "and gone"
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_replaces_the_old_one_in_the_index() {
+        let mut index = KeyIndex::default();
+        index.set("acct-1", "h1");
+        index.set("acct-1", "h2");
+        index.set("acct-2", "");
+        assert_eq!(index.account_of("h1"), None);
+        assert_eq!(index.account_of("h2").map(String::as_str), Some("acct-1"));
     }
 }
