@@ -88,6 +88,25 @@ pub struct ServeArgs {
     /// Connections served at once; beyond it a new connection is closed at once.
     #[arg(long, env = "DRONE_DELIVERY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Requests per second one account or analyst key may send (bursts of twice as
+    /// many); beyond it, 429 with `Retry-After`. 0: no limit. Operator keys are not limited.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_RATE_LIMIT_PER_KEY",
+        default_value_t = 500.0
+    )]
+    pub rate_limit_per_key: f64,
+    /// Commands served at once; more wait for a slot.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_MAX_WRITES_IN_FLIGHT",
+        default_value_t = 1024
+    )]
+    pub max_writes_in_flight: usize,
+    /// How long a command may wait for a slot (ms) before it is shed: 503 with
+    /// `Retry-After` at once, nothing done, instead of work its client has given up on.
+    #[arg(long, env = "DRONE_DELIVERY_SHED_AFTER_MS", default_value_t = 1000)]
+    pub shed_after_ms: u64,
     /// The operator's API key (all rights). When none is given, the embedded default
     /// generates one at the first start into `<data-dir>/operator.key` and prints it once;
     /// with Kafka every process must be given the same.
@@ -196,6 +215,13 @@ impl ServeArgs {
                 return Err(format!("the {name} key must be visible ASCII characters"));
             }
         }
+        if !(self.rate_limit_per_key >= 0.0 && self.rate_limit_per_key.is_finite()) {
+            return Err("--rate-limit-per-key must be 0 (no limit) or more".into());
+        }
+        settings.rate_limit_per_key =
+            (self.rate_limit_per_key > 0.0).then_some(self.rate_limit_per_key);
+        settings.max_writes_in_flight = self.max_writes_in_flight.max(1);
+        settings.shed_after = std::time::Duration::from_millis(self.shed_after_ms.max(1));
         settings.operator_key = self.operator_key;
         settings.analyst_key = self.analyst_key;
         settings.idempotency_retention =

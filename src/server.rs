@@ -10,38 +10,119 @@
 //! - the edge in front of every route ([`Edge`]): the caller is authenticated once, before
 //!   any route sees the request.
 
-use api::{Authenticator, Problem, Unauthenticated};
+use api::{Authenticator, Principal, Problem, Unauthenticated};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::{IntCounter, IntGauge, Registry};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use warp::Reply;
 use warp::filters::BoxedFilter;
-use warp::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
-use warp::http::{Request, StatusCode};
+use warp::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use warp::http::{Method, Request, StatusCode};
 use warp::reply::Response;
 
 /// Paths served without a key: the probes of an orchestrator.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// The longest request target (path and query) answered as more than a 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names and values) a request may carry; beyond it, 431.
+/// (hyper refuses far larger heads itself, with an empty 431.)
+const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// What every request passes before the routes: authentication. The principal goes into
-/// the request's extensions, where the handlers find it (`warp::ext::get`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    /// Requests per second an account or analyst key may send (with a burst of twice
+    /// as many); `None`: no limit. Operator and workflow keys are not limited.
+    pub rate_per_key: Option<f64>,
+    /// Commands (non-GET requests) under way at once; more wait for a slot.
+    pub writes_in_flight: usize,
+    /// How long a command may wait for a slot before it is shed (503 + `Retry-After`).
+    pub shed_after: Duration,
+}
+
+/// What the edge counts on `/metrics`, with the connection counts.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    open: IntGauge,
+    refused: IntCounter,
+    shed: IntCounter,
+    rate_limited: IntCounter,
+}
+
+impl ServerMetrics {
+    pub fn new(registry: &Registry) -> Result<ServerMetrics, prometheus::Error> {
+        let open = IntGauge::new("http_connections_open", "HTTP connections being served")?;
+        let refused = IntCounter::new(
+            "http_connections_refused_total",
+            "HTTP connections closed at once because the connection cap was reached",
+        )?;
+        let shed = IntCounter::new(
+            "http_requests_shed_total",
+            "Commands answered 503 at once because the write path stayed full for longer than the shedding bound",
+        )?;
+        let rate_limited = IntCounter::new(
+            "http_requests_rate_limited_total",
+            "Requests answered 429 because their key sent more than its rate",
+        )?;
+        for counter in [&refused, &shed, &rate_limited] {
+            registry.register(Box::new(counter.clone()))?;
+        }
+        registry.register(Box::new(open.clone()))?;
+        Ok(ServerMetrics {
+            open,
+            refused,
+            shed,
+            rate_limited,
+        })
+    }
+}
+
+/// What every request passes before the routes, in this order: bounded size (414, 431),
+/// authentication (401), the key's rate (429), and for commands a slot on the write path
+/// within the shedding bound (503). The principal goes into the request's extensions,
+/// where the handlers find it (`warp::ext::get`).
 #[derive(Clone)]
 pub struct Edge {
     routes: BoxedFilter<(Response,)>,
     auth: Arc<Authenticator>,
+    guard: Arc<Guard>,
+}
+
+struct Guard {
+    rate: Option<RateLimits>,
+    writes: Arc<Semaphore>,
+    shed_after: Duration,
+    metrics: ServerMetrics,
 }
 
 impl Edge {
-    pub fn new(routes: BoxedFilter<(Response,)>, auth: Arc<Authenticator>) -> Edge {
-        Edge { routes, auth }
+    pub fn new(
+        routes: BoxedFilter<(Response,)>,
+        auth: Arc<Authenticator>,
+        limits: &Limits,
+        metrics: ServerMetrics,
+    ) -> Edge {
+        let guard = Guard {
+            rate: limits.rate_per_key.map(RateLimits::new),
+            writes: Arc::new(Semaphore::new(limits.writes_in_flight.max(1))),
+            shed_after: limits.shed_after,
+            metrics,
+        };
+        Edge {
+            routes,
+            auth,
+            guard: Arc::new(guard),
+        }
     }
 }
 
@@ -53,19 +134,71 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let mut routes = warp::service(self.routes.clone());
         let auth = self.auth.clone();
+        let guard = self.guard.clone();
         Box::pin(async move {
+            if let Some(refused) = oversized(&request) {
+                return Ok(refused);
+            }
             if !OPEN_PATHS.contains(&request.uri().path()) {
                 let header = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-                match auth.principal(header).await {
-                    Ok(principal) => {
-                        request.extensions_mut().insert(principal);
-                    }
+                let principal = match auth.principal(header).await {
+                    Ok(principal) => principal,
                     Err(why) => return Ok(unauthenticated(&why)),
+                };
+                if let Some(wait) = guard.rate.as_ref().and_then(|r| r.take(&principal)) {
+                    guard.metrics.rate_limited.inc();
+                    return Ok(retry_later(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "this key sent more requests than its rate allows",
+                        wait,
+                    ));
                 }
+                request.extensions_mut().insert(principal);
             }
+            let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+            let _slot = if writes {
+                let slot = guard.writes.clone().acquire_owned();
+                match tokio::time::timeout(guard.shed_after, slot).await {
+                    Ok(Ok(slot)) => Some(slot),
+                    _ => {
+                        guard.metrics.shed.inc();
+                        return Ok(retry_later(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the write path is full; nothing was done, retry after a moment",
+                            Duration::from_secs(1),
+                        ));
+                    }
+                }
+            } else {
+                None
+            };
             tower_service::Service::call(&mut routes, request).await
         })
     }
+}
+
+/// 414 or 431 as a problem, for heads too large to serve.
+fn oversized(request: &Request<Incoming>) -> Option<Response> {
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        let detail = format!("the request target is longer than {MAX_URI_BYTES} bytes");
+        return Some(Problem::new(StatusCode::URI_TOO_LONG, detail).into_response());
+    }
+    let head: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if head > MAX_HEADER_BYTES {
+        let detail = format!("the request's headers are larger than {MAX_HEADER_BYTES} bytes");
+        return Some(
+            Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, detail).into_response(),
+        );
+    }
+    None
 }
 
 /// 401 with the challenge RFC 6750 asks for.
@@ -81,34 +214,53 @@ fn unauthenticated(why: &Unauthenticated) -> Response {
     response
 }
 
-/// How long shutdown waits for connections to finish the request in hand.
-const DRAIN: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub header_timeout: Duration,
-    pub max_connections: usize,
+/// A problem with `Retry-After` (whole seconds, at least 1).
+fn retry_later(status: StatusCode, detail: &str, wait: Duration) -> Response {
+    let mut response = Problem::new(status, detail).into_response();
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
 }
 
-/// Connection counts on `/metrics`.
-#[derive(Clone)]
-pub struct ServerMetrics {
-    open: IntGauge,
-    refused: IntCounter,
+/// A token bucket per account (or analyst) key: `rate` tokens a second, up to twice as
+/// many saved.
+struct RateLimits {
+    rate: f64,
+    buckets: Mutex<HashMap<Principal, (f64, Instant)>>,
 }
 
-impl ServerMetrics {
-    pub fn new(registry: &Registry) -> Result<ServerMetrics, prometheus::Error> {
-        let open = IntGauge::new("http_connections_open", "HTTP connections being served")?;
-        let refused = IntCounter::new(
-            "http_connections_refused_total",
-            "HTTP connections closed at once because the connection cap was reached",
-        )?;
-        registry.register(Box::new(open.clone()))?;
-        registry.register(Box::new(refused.clone()))?;
-        Ok(ServerMetrics { open, refused })
+impl RateLimits {
+    fn new(rate: f64) -> RateLimits {
+        RateLimits {
+            rate: rate.max(0.001),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `who`; `Some(wait)` when there is none.
+    fn take(&self, who: &Principal) -> Option<Duration> {
+        if who.is_operator() {
+            return None;
+        }
+        let burst = self.rate * 2.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets.entry(who.clone()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
     }
 }
+
+/// How long shutdown waits for connections to finish the request in hand.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `service` on `listener` until `stop` turns true.
 pub async fn run(
@@ -164,5 +316,25 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("connections still open after the drain time; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_burst_then_its_rate_and_the_operator_no_limit() {
+        let limits = RateLimits::new(10.0);
+        let tenant = Principal::Account("a1".into());
+        let taken = (0..25).filter(|_| limits.take(&tenant).is_none()).count();
+        assert_eq!(taken, 20, "a burst of twice the rate");
+        let wait = limits.take(&tenant).expect("no token left");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            limits.take(&Principal::Account("a2".into())).is_none(),
+            "each key its own"
+        );
+        assert!((0..1000).all(|_| limits.take(&Principal::Operator).is_none()));
     }
 }

@@ -330,6 +330,11 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Requests per second per account or analyst key (`None`: no limit).
+    pub rate_limit_per_key: Option<f64>,
+    /// Commands served at once, and how long one waits for a slot before it is shed.
+    pub max_writes_in_flight: usize,
+    pub shed_after: Duration,
     /// How far ahead of the server's clock a telemetry report may be stamped.
     pub max_clock_skew: TimeDelta,
     pub dispatch: DispatchMode,
@@ -373,6 +378,9 @@ impl Settings {
             projector_pace: Duration::from_millis(1),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            rate_limit_per_key: Some(500.0),
+            max_writes_in_flight: 1024,
+            shed_after: Duration::from_secs(1),
             max_clock_skew: TimeDelta::seconds(30),
             dispatch: DispatchMode::Auto,
             flight: FlightModel::default(),

@@ -274,6 +274,9 @@ impl App {
         let limits = server::Limits {
             header_timeout: settings.header_timeout,
             max_connections: settings.max_connections,
+            rate_per_key: settings.rate_limit_per_key,
+            writes_in_flight: settings.max_writes_in_flight,
+            shed_after: settings.shed_after,
         };
         let auth = Authenticator::new(
             &operator_key,
@@ -282,7 +285,7 @@ impl App {
         );
         let (addr, server) = serve(
             settings.listen,
-            server::Edge::new(routes, Arc::new(auth)),
+            server::Edge::new(routes, Arc::new(auth), &limits, server_metrics.clone()),
             limits,
             server_metrics,
             stop.clone(),

@@ -207,3 +207,138 @@ async fn with_log_format_json_every_line_is_a_json_object() {
         assert!(value.get("level").is_some(), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_too_long_target_is_414_and_too_large_headers_are_431_as_problems() {
+    let (_dir, _server, api) = crate::helpers::spawn_app();
+    let before = api.events_appended().await;
+    let long = format!("/api/v1/deliveries/{}", "x".repeat(9000));
+    let response = api.get(&long).await;
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let response = api
+        .client
+        .post(api.url("/api/v1/accounts"))
+        .header("x-padding", "y".repeat(40 * 1024))
+        .json(&serde_json::json!({"name": "Contoso", "email": "ops@contoso.example"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    let problem: serde_json::Value = response.json().await.expect("a problem body");
+    assert_eq!(problem["status"], 431);
+    assert_eq!(api.events_appended().await, before);
+}
+
+/// How many of `answers` had each status, and whether every 429/503 said when to retry.
+fn tally(answers: &[(StatusCode, bool)], status: StatusCode) -> usize {
+    answers.iter().filter(|(s, _)| *s == status).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_key_beyond_its_rate_gets_429_with_retry_after_and_nothing_is_written() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        &["--dispatch", "manual", "--rate-limit-per-key", "5"],
+    );
+    let operator = Api::of(&server);
+    let (account, _, key) = operator.register_tenant("Contoso").await;
+    let tenant = operator.with_key(&key);
+    let before = operator.events_appended().await;
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        let response = tenant
+            .post(
+                "/api/v1/deliveries",
+                crate::helpers::schedule_body(&account, 1.0),
+            )
+            .await;
+        let retry = response.headers().contains_key("retry-after");
+        answers.push((response.status(), retry));
+    }
+    let accepted = tally(&answers, StatusCode::ACCEPTED);
+    let limited = tally(&answers, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(accepted + limited, 30, "{answers:?}");
+    assert!(
+        (10..=14).contains(&accepted),
+        "a burst of 10, then 5/s: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(s, retry)| *s != StatusCode::TOO_MANY_REQUESTS || *retry)
+    );
+    // Two events per delivery scheduled, none for a refused one.
+    assert_eq!(
+        operator.events_appended().await,
+        before + 2.0 * accepted as f64
+    );
+    // The operator is not limited.
+    for _ in 0..30 {
+        assert_eq!(
+            operator.get("/api/v1/drones").await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_that_wait_too_long_for_the_write_path_are_shed_at_once_with_nothing_written() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--dispatch",
+            "manual",
+            "--max-writes-in-flight",
+            "1",
+            "--shed-after-ms",
+            "1",
+        ],
+    );
+    let api = Api::of(&server);
+    let (account, _) = api.register_account("Contoso").await;
+    let before = api.events_appended().await;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (api, account) = (api.clone(), account.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = api
+                .post(
+                    "/api/v1/deliveries",
+                    crate::helpers::schedule_body(&account, 1.0),
+                )
+                .await;
+            let retry = response.headers().contains_key("retry-after");
+            (response.status(), retry)
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    let accepted = tally(&answers, StatusCode::ACCEPTED);
+    let shed = tally(&answers, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(accepted + shed, 64, "{answers:?}");
+    assert!(shed > 0 && accepted > 0, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, retry)| *s != StatusCode::SERVICE_UNAVAILABLE || *retry)
+    );
+    assert_eq!(api.events_appended().await, before + 2.0 * accepted as f64);
+    let metrics = api.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_shed_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
