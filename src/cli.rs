@@ -96,6 +96,10 @@ pub struct ServeArgs {
         default_value_t = 500.0
     )]
     pub rate_limit_per_key: f64,
+    /// Free space (MiB) the embedded log keeps on its disk: with less, appends answer 503
+    /// and `/readyz` says why until space returns (no restart needed).
+    #[arg(long, env = "DRONE_DELIVERY_LOG_DISK_RESERVE_MB", default_value_t = 64)]
+    pub log_disk_reserve_mb: u64,
     /// Commands served at once; more wait for a slot.
     #[arg(
         long,
@@ -221,6 +225,7 @@ impl ServeArgs {
         settings.rate_limit_per_key =
             (self.rate_limit_per_key > 0.0).then_some(self.rate_limit_per_key);
         settings.max_writes_in_flight = self.max_writes_in_flight.max(1);
+        settings.log_disk_reserve = self.log_disk_reserve_mb.saturating_mul(1024 * 1024);
         settings.shed_after = std::time::Duration::from_millis(self.shed_after_ms.max(1));
         settings.operator_key = self.operator_key;
         settings.analyst_key = self.analyst_key;

@@ -330,6 +330,9 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Free bytes the embedded log keeps on its disk: below them appends wait (503) and
+    /// `/readyz` says why, instead of a journal write failing on a full disk.
+    pub log_disk_reserve: u64,
     /// Requests per second per account or analyst key (`None`: no limit).
     pub rate_limit_per_key: Option<f64>,
     /// Commands served at once, and how long one waits for a slot before it is shed.
@@ -378,6 +381,7 @@ impl Settings {
             projector_pace: Duration::from_millis(1),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            log_disk_reserve: storage_embedded::DEFAULT_DISK_RESERVE_BYTES,
             rate_limit_per_key: Some(500.0),
             max_writes_in_flight: 1024,
             shed_after: Duration::from_secs(1),

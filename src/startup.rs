@@ -49,7 +49,9 @@ pub fn topic_specs(settings: &Settings) -> Vec<TopicSpec> {
 fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
     Ok(match settings.log_location() {
         LogLocation::Embedded(dir) => {
-            Arc::new(EmbeddedLog::open(&dir).context("cannot open the event log")?)
+            let log = EmbeddedLog::open_with_reserve(&dir, settings.log_disk_reserve, None)
+                .context("cannot open the event log")?;
+            Arc::new(log)
         }
         LogLocation::Kafka { brokers } => Arc::new(
             KafkaLog::connect(kafka_settings(settings, &brokers))
@@ -167,6 +169,13 @@ impl App {
             });
         };
         let mut checks: Vec<ops::ReadyCheck> = Vec::new();
+        if settings.runs(Role::CommandApi) {
+            let written = log.clone();
+            checks.push(Arc::new(move || match written.write_failure() {
+                Some(why) => Err(format!("the event log cannot take writes: {why}")),
+                None => Ok(()),
+            }));
+        }
 
         if settings.runs(Role::CommandApi) {
             let lease = match settings.log_location() {

@@ -22,7 +22,7 @@ mod log;
 mod read_store;
 
 pub use lock::DataDirLock;
-pub use log::EmbeddedLog;
+pub use log::{DEFAULT_DISK_RESERVE_BYTES, EmbeddedLog, FreeSpace};
 pub use read_store::EmbeddedReadStore;
 
 // The port's types, under the names the adapter's modules use.

@@ -58,6 +58,49 @@ pub struct EmbeddedLog {
     writer: Writer,
 }
 
+/// How the log learns the free space below it: `statvfs` of its directory, or a test's
+/// own figure (a disk filling up and emptying without one).
+pub type FreeSpace = Box<dyn Fn() -> std::io::Result<u64> + Send + Sync>;
+
+/// The default free space the log keeps on its disk ([`EmbeddedLog::open_with_reserve`]).
+pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Appends are refused, and the log says it cannot write, while the disk below it has
+/// less than `reserve` bytes free: a full disk would fail a journal write, and fjall then
+/// refuses every write until the database is reopened. Refused here, nothing was
+/// written, so writes go on as soon as space returns.
+struct DiskGuard {
+    free: FreeSpace,
+    reserve: u64,
+    /// Set while the last look found too little space.
+    low: std::sync::atomic::AtomicBool,
+}
+
+impl DiskGuard {
+    /// `Err` (and low) when the disk has less than the reserve free; looks again every time.
+    fn check(&self) -> Result<(), String> {
+        let free = (self.free)().unwrap_or(u64::MAX);
+        if free < self.reserve {
+            if !self.low.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    free,
+                    reserve = self.reserve,
+                    "the disk below the event log is nearly full; appends wait for space"
+                );
+            }
+            Err(format!(
+                "the disk below the event log has {free} bytes free, less than the {} it keeps in reserve; writes resume when space returns",
+                self.reserve
+            ))
+        } else {
+            if self.low.swap(false, Ordering::AcqRel) {
+                tracing::info!(free, "space returned below the event log; appends resume");
+            }
+            Ok(())
+        }
+    }
+}
+
 struct Shared {
     db: Database,
     topic_specs: Keyspace,
@@ -65,6 +108,7 @@ struct Shared {
     topics: RwLock<Topics>,
     /// Set once when a write fails; every later append is refused with it.
     failure: OnceLock<String>,
+    disk: DiskGuard,
     fsyncs: AtomicU64,
     /// Held while a batch is written: by the writer thread, or by a lone appender that
     /// writes its own records (see `append`).
@@ -175,9 +219,27 @@ impl Drop for Writer {
 }
 
 impl EmbeddedLog {
-    /// Opens the log in `dir` (created if missing), recovering topics and end offsets.
+    /// Opens the log in `dir` (created if missing), recovering topics and end offsets,
+    /// keeping [`DEFAULT_DISK_RESERVE_BYTES`] free on its disk.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, StorageError> {
+        EmbeddedLog::open_with_reserve(dir, DEFAULT_DISK_RESERVE_BYTES, None)
+    }
+
+    /// Opens the log keeping `reserve` bytes free on its disk, as `free` reports them
+    /// (`None`: `statvfs` of `dir`).
+    pub fn open_with_reserve(
+        dir: &Path,
+        reserve: u64,
+        free: Option<FreeSpace>,
+    ) -> Result<EmbeddedLog, StorageError> {
         let db = open_database(dir)?;
+        let free = free.unwrap_or_else(|| {
+            let dir = dir.to_path_buf();
+            Box::new(move || {
+                let stat = rustix::fs::statvfs(&dir)?;
+                Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+            })
+        });
         let topic_specs = db
             .keyspace(TOPICS, KeyspaceCreateOptions::default)
             .map_err(engine)?;
@@ -202,6 +264,11 @@ impl EmbeddedLog {
             groups,
             topics: RwLock::new(topics),
             failure: OnceLock::new(),
+            disk: DiskGuard {
+                free,
+                reserve,
+                low: std::sync::atomic::AtomicBool::new(false),
+            },
             fsyncs: AtomicU64::new(0),
             engine: Mutex::new(()),
             queued: AtomicUsize::new(0),
@@ -503,6 +570,18 @@ impl EventLog for EmbeddedLog {
         true
     }
 
+    fn write_failure(&self) -> Option<String> {
+        if let Some(failure) = self.shared.failure.get() {
+            return Some(failure.clone());
+        }
+        // Only a disk found low is looked at again (a cheap statvfs): ready comes back
+        // when space does, with or without appends.
+        if self.shared.disk.low.load(Ordering::Acquire) {
+            return self.shared.disk.check().err();
+        }
+        None
+    }
+
     async fn read(
         &self,
         topic: &str,
@@ -742,6 +821,7 @@ impl Shared {
         if let Some(reason) = self.failure.get() {
             return Err(StorageError::Unavailable(reason.clone()));
         }
+        self.disk.check().map_err(StorageError::Unavailable)?;
         self.write(requests).map_err(|error| {
             tracing::error!(error = %error, "event log write failed");
             let reason = self

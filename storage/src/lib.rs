@@ -98,6 +98,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// True when `append` of several records is all-or-nothing.
     fn atomic_batches(&self) -> bool;
 
+    /// Why the log cannot take writes now, if it knows (a failed disk): `/readyz` says
+    /// so at once, before a client finds out by a 503.
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
+
     /// Up to `max` records of one partition starting at offset `from`.
     async fn read(
         &self,

@@ -6,6 +6,7 @@ mod auth;
 mod concurrency;
 mod config;
 mod crash;
+mod disk;
 mod edge;
 mod faults;
 mod helpers;
