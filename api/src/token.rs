@@ -56,8 +56,14 @@ impl FromStr for ConsistencyToken {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("malformed consistency token {s:?}");
+        // Digits only, at most `max` of them (so a partition fits a u32, an offset a u64).
+        let digits = |text: &str, max: usize| {
+            let ok =
+                !text.is_empty() && text.len() <= max && text.bytes().all(|b| b.is_ascii_digit());
+            if ok { Ok(()) } else { Err(bad()) }
+        };
         let mut positions = Vec::new();
-        for part in s.split(',').filter(|p| !p.is_empty()) {
+        for part in s.split(',').filter(|_| !s.is_empty()) {
             let mut fields = part.split(':');
             let (Some(topic), Some(partition), Some(offset), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
@@ -66,8 +72,9 @@ impl FromStr for ConsistencyToken {
             };
             positions.push(Position {
                 topic: Topic::from_name(topic).ok_or_else(bad)?,
-                partition: partition.parse().map_err(|_| bad())?,
-                offset: offset.parse().map_err(|_| bad())?,
+                partition: digits(partition, 9)
+                    .and_then(|()| partition.parse().map_err(|_| bad()))?,
+                offset: digits(offset, 19).and_then(|()| offset.parse().map_err(|_| bad()))?,
             });
         }
         Ok(ConsistencyToken::from_positions(positions))
@@ -88,12 +95,24 @@ mod tests {
     }
 
     #[test]
+    fn the_empty_token_is_no_position() {
+        assert_eq!(
+            "".parse::<ConsistencyToken>(),
+            Ok(ConsistencyToken::default())
+        );
+    }
+
+    #[test]
     fn malformed_tokens_are_refused() {
         for bad in [
             "deliveries:3",
             "nope:1:2",
             "deliveries:x:1",
             "deliveries:1:2:3",
+            "deliveries:+1:2",
+            "deliveries:1:2,,drones:0:1",
+            "deliveries:1234567890:2",
+            "deliveries:1:12345678901234567890",
         ] {
             assert!(bad.parse::<ConsistencyToken>().is_err(), "{bad}");
         }

@@ -55,10 +55,25 @@ struct RegisterAccountBody {
     email: String,
 }
 
+/// Longest reason a client may give (shown to operators, copied into the event).
+const MAX_REASON_CHARS: usize = 500;
+/// Longest contact (email address or phone number) of a notification request.
+const MAX_CONTACT_CHARS: usize = 254;
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ReasonBody {
     reason: Option<String>,
+}
+
+impl ReasonBody {
+    fn parse(&self) -> Result<Option<String>, CommandError> {
+        Ok(domain::optional_text(
+            "reason",
+            self.reason.as_deref(),
+            MAX_REASON_CHARS,
+        )?)
+    }
 }
 
 /// Why a delivery fails, or loses its drone: required, it is shown to operators.
@@ -69,14 +84,12 @@ struct GivenReasonBody {
 }
 
 impl GivenReasonBody {
-    fn parse(&self) -> Result<&str, CommandError> {
-        let reason = self.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(CommandError::Invalid(
-                "reason must be 1 to 500 characters".into(),
-            ));
-        }
-        Ok(reason)
+    fn parse(&self) -> Result<String, CommandError> {
+        Ok(domain::required_text(
+            "reason",
+            &self.reason,
+            MAX_REASON_CHARS,
+        )?)
     }
 }
 
@@ -417,7 +430,7 @@ async fn suspend_account(id: String, r: Input) -> Response {
         let ctx = r.context("suspend-account")?;
         let id = parse_id("account", &id)?;
         let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.suspend_account(&ctx, &id, req.reason).await
+        r.svc.suspend_account(&ctx, &id, req.parse()?).await
     };
     render(run.await, answer(StatusCode::OK, "accountId"))
 }
@@ -514,7 +527,7 @@ async fn ground_drone(id: String, r: Input) -> Response {
         let ctx = r.context("ground-drone")?;
         let id = parse_id("drone", &id)?;
         let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.ground_drone(&ctx, &id, req.reason).await
+        r.svc.ground_drone(&ctx, &id, req.parse()?).await
     };
     render(run.await, answer(StatusCode::OK, "droneId"))
 }
@@ -649,7 +662,7 @@ async fn unassign_drone(id: String, r: Input) -> Response {
         let ctx = r.context("unassign-drone")?;
         let id = parse_id("delivery", &id)?;
         let req: GivenReasonBody = json_body(&r.body)?;
-        r.svc.unassign_drone(&ctx, &id, req.parse()?).await
+        r.svc.unassign_drone(&ctx, &id, &req.parse()?).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }
@@ -660,7 +673,7 @@ async fn fail_delivery(id: String, r: Input) -> Response {
         let ctx = r.context("fail-delivery")?;
         let id = parse_id("delivery", &id)?;
         let req: GivenReasonBody = json_body(&r.body)?;
-        r.svc.fail_delivery(&ctx, &id, req.parse()?).await
+        r.svc.fail_delivery(&ctx, &id, &req.parse()?).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }
@@ -698,9 +711,11 @@ async fn notify_me(id: String, r: Input) -> Response {
         let ctx = r.context("notify-me")?;
         let id = parse_id("delivery", &id)?;
         let req: NotifyBody = json_body(&r.body)?;
-        r.svc
-            .request_notifications(&ctx, &id, req.email, req.sms)
-            .await
+        let contact = |field, value: &Option<String>| {
+            domain::optional_text(field, value.as_deref(), MAX_CONTACT_CHARS)
+        };
+        let (email, sms) = (contact("email", &req.email)?, contact("sms", &req.sms)?);
+        r.svc.request_notifications(&ctx, &id, email, sms).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }
@@ -728,7 +743,7 @@ async fn cancel_delivery(id: String, r: Input) -> Response {
         let ctx = r.context("cancel-delivery")?;
         let id = parse_id("delivery", &id)?;
         let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.cancel_delivery(&ctx, &id, req.reason).await
+        r.svc.cancel_delivery(&ctx, &id, req.parse()?).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }

@@ -64,7 +64,8 @@ pub use package::Package;
 pub use stage::Stage;
 pub use values::{
     Confirmation, DeliveryPlan, MAX_RANGE_KM, MAX_SPEED_MPS, MAX_WEIGHT_KG, PackageInfo,
-    RegisterAccount, RegisterDrone, Reschedule, Telemetry, ValueError,
+    RegisterAccount, RegisterDrone, Reschedule, Telemetry, ValueError, optional_text,
+    required_text,
 };
 
 // The wire types the aggregates speak, re-exported so callers need one import path.

@@ -33,7 +33,22 @@ fn printable(field: &str, value: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-fn required_text(field: &str, value: &str, max_chars: usize) -> Result<String, ValueError> {
+/// Free text a client may leave out (a reason, a contact): trimmed, blank means none,
+/// at most `max_chars`, no control characters.
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<Option<String>, ValueError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => required_text(field, value, max_chars).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Text a client must give: trimmed, not empty, at most `max_chars`, no control
+/// characters.
+pub fn required_text(field: &str, value: &str, max_chars: usize) -> Result<String, ValueError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(ValueError(format!("{field} must not be empty")));

@@ -36,19 +36,55 @@ fn param<T: std::str::FromStr>(params: &Params, name: &str) -> Result<Option<T>,
 }
 
 fn freshness(params: &Params, headers: &HeaderMap) -> Result<Freshness, QueryError> {
-    let header = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    let token = match params
-        .get("consistencyToken")
-        .map(String::as_str)
-        .or(header)
-    {
-        Some(t) => Some(t.parse::<ConsistencyToken>().map_err(QueryError::Invalid)?),
+    let token = |t: &str| t.parse::<ConsistencyToken>().map_err(QueryError::Invalid);
+    // Both are checked; the query parameter wins.
+    let header = match headers.get(TOKEN_HEADER) {
+        Some(v) => Some(token(v.to_str().map_err(|_| {
+            QueryError::Invalid(format!("header {TOKEN_HEADER} is not visible ASCII"))
+        })?)?),
         None => None,
     };
+    let query = params
+        .get("consistencyToken")
+        .map(|t| token(t))
+        .transpose()?;
+    // Versions are Avro longs: one past i64::MAX names no version there can be.
+    let min_version = param::<u64>(params, "minVersion")?;
+    if min_version.is_some_and(|v| i64::try_from(v).is_err()) {
+        return Err(QueryError::Invalid(
+            "minVersion must be at most 9223372036854775807".into(),
+        ));
+    }
     Ok(Freshness {
-        token,
-        min_version: param(params, "minVersion")?,
+        token: query.or(header),
+        min_version,
     })
+}
+
+/// The fleet's cursor: `<status>/<drone id>` of the last drone served.
+fn fleet_cursor(cursor: &str) -> Result<(), QueryError> {
+    let valid = cursor.split_once('/').is_some_and(|(status, id)| {
+        status.parse::<DroneStatus>().is_ok()
+            && (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(QueryError::Invalid(format!(
+            "cursor {cursor:?} is not a fleet cursor (<status>/<drone id>)"
+        )))
+    }
+}
+
+/// `nextCursor` of the previous page; empty is the first page.
+fn cursor(params: &Params) -> Option<&str> {
+    params
+        .get("cursor")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
 }
 
 fn limit(params: &Params) -> Result<usize, QueryError> {
@@ -187,7 +223,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                             QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into())
                         })
                         .and_then(|s| stage(s))?;
-                    let cursor = q.get("cursor").map(String::as_str);
+                    let cursor = cursor(&q);
                     svc.deliveries_in_stage(stage, cursor, limit(&q)?, &freshness(&q, &h)?)
                         .await
                 }
@@ -208,7 +244,7 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                         stage,
                         from: time(&q, "from")?,
                         to: time(&q, "to")?,
-                        cursor: q.get("cursor").cloned(),
+                        cursor: cursor(&q).map(str::to_owned),
                         limit: limit(&q)?,
                     };
                     svc.history(&who, &id, &filter, &freshness(&q, &h)?).await
@@ -272,7 +308,10 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                         ),
                         None => None,
                     };
-                    let cursor = q.get("cursor").map(String::as_str);
+                    let cursor = cursor(&q);
+                    if let Some(c) = cursor {
+                        fleet_cursor(c)?;
+                    }
                     svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?)
                         .await
                 }
