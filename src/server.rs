@@ -11,6 +11,7 @@
 //!   any route sees the request.
 
 use api::{Authenticator, Principal, Problem, Unauthenticated};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -18,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::{IntCounter, IntGauge, Registry};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,7 +174,20 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
             } else {
                 None
             };
-            tower_service::Service::call(&mut routes, request).await
+            let answer = tower_service::Service::call(&mut routes, request);
+            // A handler that panics is a bug; its client still gets an answer (500) and
+            // the connection stays usable.
+            match AssertUnwindSafe(answer).catch_unwind().await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::error!("a request handler panicked");
+                    Ok(Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the server failed on this request",
+                    )
+                    .into_response())
+                }
+            }
         })
     }
 }

@@ -2,18 +2,12 @@
 //! `Idempotency-Key`, `If-Match`), call the service, render the answer. Every failure is
 //! rendered by `CommandError::problem`.
 
+use crate::bodies::{self, parse_id};
 use crate::completion::ToCompletion;
 use crate::error::CommandError;
-use crate::service::{Accepted, CommandContext, CommandService, Reading, ScheduleDelivery};
+use crate::service::{Accepted, CommandContext, CommandService};
 use api::{BODY_LIMIT_BYTES, Principal, TOKEN_HEADER, limited_body};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use domain::{
-    Confirmation, DeliveryPlan, PackageInfo, RegisterAccount, RegisterDrone, Reschedule, Telemetry,
-};
-use schemas::events::{ConfirmationType, Location, PackageSize};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
@@ -21,193 +15,6 @@ use warp::http::StatusCode;
 use warp::http::header::{CACHE_CONTROL, ETAG, HeaderMap, HeaderValue, LOCATION};
 use warp::reply::Response;
 use warp::{Filter, Reply};
-
-/// Largest telemetry batch accepted in one request.
-pub const MAX_TELEMETRY_BATCH: usize = 1000;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LocationBody {
-    latitude: f64,
-    longitude: f64,
-    #[serde(default)]
-    altitude: f64,
-}
-
-impl LocationBody {
-    fn parse(&self) -> Result<Location, CommandError> {
-        Ok(domain::location(
-            self.latitude,
-            self.longitude,
-            self.altitude,
-        )?)
-    }
-}
-
-fn parse_opt(l: &Option<LocationBody>) -> Result<Option<Location>, CommandError> {
-    l.as_ref().map(LocationBody::parse).transpose()
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterAccountBody {
-    name: String,
-    email: String,
-}
-
-/// Longest reason a client may give (shown to operators, copied into the event).
-const MAX_REASON_CHARS: usize = 500;
-/// Longest contact (email address or phone number) of a notification request.
-const MAX_CONTACT_CHARS: usize = 254;
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReasonBody {
-    reason: Option<String>,
-}
-
-impl ReasonBody {
-    fn parse(&self) -> Result<Option<String>, CommandError> {
-        Ok(domain::optional_text(
-            "reason",
-            self.reason.as_deref(),
-            MAX_REASON_CHARS,
-        )?)
-    }
-}
-
-/// Why a delivery fails, or loses its drone: required, it is shown to operators.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GivenReasonBody {
-    reason: String,
-}
-
-impl GivenReasonBody {
-    fn parse(&self) -> Result<String, CommandError> {
-        Ok(domain::required_text(
-            "reason",
-            &self.reason,
-            MAX_REASON_CHARS,
-        )?)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterDroneBody {
-    model: String,
-    payload_kg: f64,
-    range_km: f64,
-    speed_mps: f64,
-    home: LocationBody,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TelemetryBody {
-    position: LocationBody,
-    battery_pct: f64,
-    at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TelemetryItemBody {
-    drone_id: String,
-    position: LocationBody,
-    battery_pct: f64,
-    at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PackageInfoBody {
-    package_id: Option<String>,
-    size: PackageSize,
-    weight: f64,
-    tag: Option<String>,
-}
-
-fn no_confirmation() -> ConfirmationType {
-    ConfirmationType::None
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScheduleBody {
-    owner_id: String,
-    pickup: LocationBody,
-    dropoff: LocationBody,
-    pickup_time: Option<DateTime<Utc>>,
-    deadline: Option<DateTime<Utc>>,
-    #[serde(default)]
-    expedited: bool,
-    #[serde(default = "no_confirmation")]
-    confirmation_required: ConfirmationType,
-    package_info: PackageInfoBody,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AssignBody {
-    drone_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RescheduleBody {
-    pickup: Option<LocationBody>,
-    dropoff: Option<LocationBody>,
-    pickup_time: Option<DateTime<Utc>>,
-    deadline: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConfirmationBody {
-    confirmation_type: ConfirmationType,
-    location: LocationBody,
-    at: DateTime<Utc>,
-    blob: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NotifyBody {
-    email: Option<String>,
-    sms: Option<String>,
-}
-
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, CommandError> {
-    serde_json::from_slice(body)
-        .map_err(|e| CommandError::Invalid(format!("invalid JSON body: {e}")))
-}
-
-/// Like `json_body`, but an empty body means the default.
-fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, CommandError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        json_body(body)
-    }
-}
-
-/// Ids in paths and bodies: 1 to 64 characters of letters, digits, `-`, `_`, `.`.
-pub fn parse_id(kind: &str, id: &str) -> Result<String, CommandError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(id.to_string())
-    } else {
-        Err(CommandError::Invalid(format!(
-            "{kind} id {id:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
-        )))
-    }
-}
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, CommandError> {
     headers
@@ -407,8 +214,7 @@ async fn register_account(r: Input) -> Response {
     let run = async {
         operator_only(&r.who)?;
         let ctx = r.context("register-account")?;
-        let req: RegisterAccountBody = json_body(&r.body)?;
-        let cmd = RegisterAccount::new(&req.name, &req.email)?;
+        let cmd = bodies::register_account(&r.body)?;
         r.svc.register_account(&ctx, &cmd).await
     };
     match run.await {
@@ -429,8 +235,9 @@ async fn suspend_account(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("suspend-account")?;
         let id = parse_id("account", &id)?;
-        let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.suspend_account(&ctx, &id, req.parse()?).await
+        r.svc
+            .suspend_account(&ctx, &id, bodies::reason(&r.body)?)
+            .await
     };
     render(run.await, answer(StatusCode::OK, "accountId"))
 }
@@ -476,14 +283,7 @@ async fn register_drone(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("register-drone")?;
         let id = parse_id("drone", &id)?;
-        let req: RegisterDroneBody = json_body(&r.body)?;
-        let cmd = RegisterDrone::new(
-            &req.model,
-            req.payload_kg,
-            req.range_km,
-            req.speed_mps,
-            req.home.parse()?,
-        )?;
+        let cmd = bodies::register_drone(&r.body)?;
         r.svc.register_drone(&ctx, &id, &cmd).await
     };
     let result = run.await;
@@ -508,12 +308,7 @@ async fn report_telemetry(id: String, r: Input) -> Response {
     let run = async {
         operator_only(&r.who)?;
         let ctx = r.context("report-telemetry")?;
-        let id = parse_id("drone", &id)?;
-        let req: TelemetryBody = json_body(&r.body)?;
-        let reading = Reading {
-            drone_id: id,
-            telemetry: Telemetry::new(req.position.parse()?, req.battery_pct, req.at)?,
-        };
+        let reading = bodies::telemetry(&id, &r.body)?;
         r.svc
             .report_telemetry(&ctx, std::slice::from_ref(&reading))
             .await
@@ -526,8 +321,9 @@ async fn ground_drone(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("ground-drone")?;
         let id = parse_id("drone", &id)?;
-        let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.ground_drone(&ctx, &id, req.parse()?).await
+        r.svc
+            .ground_drone(&ctx, &id, bodies::reason(&r.body)?)
+            .await
     };
     render(run.await, answer(StatusCode::OK, "droneId"))
 }
@@ -556,21 +352,7 @@ async fn report_telemetry_batch(r: Input) -> Response {
     let run = async {
         operator_only(&r.who)?;
         let ctx = r.context("report-telemetry")?;
-        let items: Vec<TelemetryItemBody> = json_body(&r.body)?;
-        if items.is_empty() || items.len() > MAX_TELEMETRY_BATCH {
-            return Err(CommandError::Invalid(format!(
-                "a telemetry batch holds 1 to {MAX_TELEMETRY_BATCH} readings"
-            )));
-        }
-        let readings = items
-            .into_iter()
-            .map(|item| {
-                Ok(Reading {
-                    drone_id: parse_id("drone", &item.drone_id)?,
-                    telemetry: Telemetry::new(item.position.parse()?, item.battery_pct, item.at)?,
-                })
-            })
-            .collect::<Result<Vec<_>, CommandError>>()?;
+        let readings = bodies::telemetry_batch(&r.body)?;
         let count = readings.len();
         r.svc
             .report_telemetry(&ctx, &readings)
@@ -599,35 +381,13 @@ async fn schedule_delivery(r: Input) -> Response {
     let run = async {
         may_change(&r.who)?;
         let ctx = r.context("schedule-delivery")?;
-        let req: ScheduleBody = json_body(&r.body)?;
-        let owner_id = parse_id("account", &req.owner_id)?;
-        if !r.who.sees(&owner_id) {
+        let cmd = bodies::schedule_delivery(&r.body)?;
+        if !r.who.sees(&cmd.owner_id) {
             return Err(CommandError::Forbidden(format!(
-                "an account key schedules for its own account only, not for {owner_id}"
+                "an account key schedules for its own account only, not for {}",
+                cmd.owner_id
             )));
         }
-        let cmd = ScheduleDelivery {
-            owner_id,
-            plan: DeliveryPlan::new(
-                req.pickup.parse()?,
-                req.dropoff.parse()?,
-                req.pickup_time,
-                req.deadline,
-            )?,
-            expedited: req.expedited,
-            confirmation_required: req.confirmation_required,
-            package_id: req
-                .package_info
-                .package_id
-                .as_deref()
-                .map(|p| parse_id("package", p))
-                .transpose()?,
-            package: PackageInfo::new(
-                req.package_info.size,
-                req.package_info.weight,
-                req.package_info.tag,
-            )?,
-        };
         r.svc.schedule_delivery(&ctx, &cmd).await
     };
     let result = run.await;
@@ -649,8 +409,7 @@ async fn assign_drone(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("assign-drone")?;
         let id = parse_id("delivery", &id)?;
-        let req: AssignBody = json_body(&r.body)?;
-        let drone_id = parse_id("drone", &req.drone_id)?;
+        let drone_id = bodies::assign_drone(&r.body)?;
         r.svc.assign_drone(&ctx, &id, &drone_id).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
@@ -661,8 +420,8 @@ async fn unassign_drone(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("unassign-drone")?;
         let id = parse_id("delivery", &id)?;
-        let req: GivenReasonBody = json_body(&r.body)?;
-        r.svc.unassign_drone(&ctx, &id, &req.parse()?).await
+        let reason = bodies::given_reason(&r.body)?;
+        r.svc.unassign_drone(&ctx, &id, &reason).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }
@@ -672,8 +431,8 @@ async fn fail_delivery(id: String, r: Input) -> Response {
         operator_only(&r.who)?;
         let ctx = r.context("fail-delivery")?;
         let id = parse_id("delivery", &id)?;
-        let req: GivenReasonBody = json_body(&r.body)?;
-        r.svc.fail_delivery(&ctx, &id, &req.parse()?).await
+        let reason = bodies::given_reason(&r.body)?;
+        r.svc.fail_delivery(&ctx, &id, &reason).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }
@@ -693,13 +452,7 @@ async fn complete_delivery(id: String, r: Input) -> Response {
         may_change(&r.who)?;
         let ctx = r.context("complete-delivery")?;
         let id = parse_id("delivery", &id)?;
-        let req: ConfirmationBody = json_body(&r.body)?;
-        let confirmation = Confirmation::new(
-            req.confirmation_type,
-            req.location.parse()?,
-            req.at,
-            req.blob,
-        )?;
+        let confirmation = bodies::confirmation(&r.body)?;
         r.svc.complete(&ctx, &id, &confirmation).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
@@ -710,11 +463,7 @@ async fn notify_me(id: String, r: Input) -> Response {
         may_change(&r.who)?;
         let ctx = r.context("notify-me")?;
         let id = parse_id("delivery", &id)?;
-        let req: NotifyBody = json_body(&r.body)?;
-        let contact = |field, value: &Option<String>| {
-            domain::optional_text(field, value.as_deref(), MAX_CONTACT_CHARS)
-        };
-        let (email, sms) = (contact("email", &req.email)?, contact("sms", &req.sms)?);
+        let (email, sms) = bodies::notify_me(&r.body)?;
         r.svc.request_notifications(&ctx, &id, email, sms).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
@@ -725,13 +474,7 @@ async fn reschedule_delivery(id: String, r: Input) -> Response {
         may_change(&r.who)?;
         let ctx = r.context("reschedule-delivery")?;
         let id = parse_id("delivery", &id)?;
-        let req: RescheduleBody = json_body(&r.body)?;
-        let changes = Reschedule::new(
-            parse_opt(&req.pickup)?,
-            parse_opt(&req.dropoff)?,
-            req.pickup_time,
-            req.deadline,
-        )?;
+        let changes = bodies::reschedule(&r.body)?;
         r.svc.reschedule_delivery(&ctx, &id, &changes).await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
@@ -742,8 +485,9 @@ async fn cancel_delivery(id: String, r: Input) -> Response {
         may_change(&r.who)?;
         let ctx = r.context("cancel-delivery")?;
         let id = parse_id("delivery", &id)?;
-        let req: ReasonBody = optional_body(&r.body)?;
-        r.svc.cancel_delivery(&ctx, &id, req.parse()?).await
+        r.svc
+            .cancel_delivery(&ctx, &id, bodies::reason(&r.body)?)
+            .await
     };
     render(run.await, answer(StatusCode::OK, "deliveryId"))
 }

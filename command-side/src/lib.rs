@@ -2,6 +2,7 @@
 //! aggregates folded from the log, see `state`), turns requests into domain decisions and
 //! appends the resulting events durably before answering.
 
+pub mod bodies;
 mod completion;
 mod error;
 mod fence;

@@ -103,16 +103,30 @@ pub(crate) fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::seconds(1)).unwrap_or(at)
 }
 
+/// The longest time any one estimate (a flight, a charge) is taken to last: a few of them
+/// added to a time stay far inside chrono's range whatever a drone's figures are, so no
+/// ETA sum can overflow (which would panic).
+pub const LONGEST_ESTIMATE: TimeDelta = TimeDelta::days(3650);
+
+/// `millis` as a duration, at most [`LONGEST_ESTIMATE`] (infinity too; zero when not a
+/// number).
+fn bounded_millis(millis: f64) -> TimeDelta {
+    let longest = LONGEST_ESTIMATE.num_milliseconds() as f64;
+    if millis.is_nan() || millis <= 0.0 {
+        return TimeDelta::zero();
+    }
+    // Exact: a whole number of at most LONGEST_ESTIMATE's milliseconds.
+    TimeDelta::try_milliseconds(millis.min(longest) as i64).unwrap_or(LONGEST_ESTIMATE)
+}
+
 impl FlightModel {
-    /// Time to fly `km` at `speed_mps` (zero when the speed is not positive or the time
-    /// does not fit).
+    /// Time to fly `km` at `speed_mps` (zero when the speed is not positive; at most
+    /// [`LONGEST_ESTIMATE`]).
     pub fn flight_time(&self, km: f64, speed_mps: f64) -> TimeDelta {
-        let millis = (km * 1000.0 / speed_mps * 1000.0).round();
-        if !millis.is_finite() || millis < 0.0 || millis >= i64::MAX as f64 {
+        if speed_mps.is_nan() || speed_mps <= 0.0 {
             return TimeDelta::zero();
         }
-        // Exact: a whole number within i64, checked just above.
-        TimeDelta::try_milliseconds(millis as i64).unwrap_or_default()
+        bounded_millis((km * 1000.0 / speed_mps * 1000.0).round())
     }
 
     /// Percent of battery per km this drone uses.
@@ -206,8 +220,7 @@ impl FlightModel {
         if missing <= 0.0 || self.charge_pct_per_minute <= 0.0 {
             return TimeDelta::zero();
         }
-        let millis = (missing / self.charge_pct_per_minute * 60_000.0).round();
-        TimeDelta::try_milliseconds(millis.min(i64::MAX as f64) as i64).unwrap_or_default()
+        bounded_millis((missing / self.charge_pct_per_minute * 60_000.0).round())
     }
 
     /// How long before its pickup time a delivery must leave with this drone: taking
@@ -300,7 +313,6 @@ impl FlightModel {
         if missing <= 0.0 || self.charge_pct_per_minute <= 0.0 {
             return now;
         }
-        let millis = (missing / self.charge_pct_per_minute * 60_000.0).ceil();
-        now + TimeDelta::try_milliseconds(millis.min(i64::MAX as f64) as i64).unwrap_or_default()
+        now + bounded_millis((missing / self.charge_pct_per_minute * 60_000.0).ceil())
     }
 }

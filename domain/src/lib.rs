@@ -58,7 +58,7 @@ pub use delivery::{Delivery, Job};
 pub use dispatch::{Decision, DispatchPolicy, Dispatcher};
 pub use drone::{Drone, DroneStatus, FollowUp};
 pub use error::{DomainError, ErrorKind};
-pub use flight::{Etas, FlightModel, Trip, Unfit};
+pub use flight::{Etas, FlightModel, LONGEST_ESTIMATE, Trip, Unfit};
 pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};
 pub use package::Package;
 pub use stage::Stage;

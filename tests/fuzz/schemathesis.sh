@@ -15,7 +15,7 @@ DRONE_DELIVERY_OPERATOR_KEY=$key RUST_LOG=warn "$bin" serve --data-dir "$dir/dat
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 200); do
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$port/readyz" 2>/dev/null && break
   sleep 0.1
 done
 status=0

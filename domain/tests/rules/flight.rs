@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Aggregate, Delivery, Drone, DroneStatus, Etas, FlightModel, Location, Stage, Trip, Unfit,
-    distance_km,
+    Aggregate, Delivery, Drone, DroneStatus, Etas, FlightModel, LONGEST_ESTIMATE, Location, Stage,
+    Trip, Unfit, distance_km,
 };
 use schemas::events::{DeliveryPickedUp, Event};
 
@@ -130,6 +130,22 @@ fn a_drone_that_does_not_move_has_no_flight_time() {
     let model = FlightModel::default();
     assert_eq!(model.flight_time(1.0, 0.0), TimeDelta::zero());
     assert_eq!(model.flight_time(1.0, -5.0), TimeDelta::zero());
+}
+
+#[test]
+fn a_crawling_drone_s_estimates_are_bounded_and_its_etas_do_not_overflow() {
+    // Found by schemathesis: a drone registered at 5e-324 m/s made the ETA sum overflow
+    // chrono's range, and the status query panicked.
+    let model = FlightModel::default();
+    assert_eq!(model.flight_time(1.0, 5e-324), LONGEST_ESTIMATE);
+    let mut drone = assigned_drone(&[], &[]);
+    drone.speed_mps = 5e-324;
+    let etas = model.etas(&headed_to_pickup(), &drone, assigned_at());
+    let pickup = etas.pickup.expect("an ETA, however far");
+    assert!(pickup > assigned_at() + TimeDelta::days(3000));
+    assert!(etas.delivery.expect("an ETA") >= pickup);
+    let trip = trip_from_home();
+    assert!(model.lead_time(&drone, &trip, assigned_at()) >= LONGEST_ESTIMATE);
 }
 
 // --- ETAs headed to pickup ---------------------------------------------------------------
