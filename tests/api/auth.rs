@@ -105,12 +105,14 @@ async fn an_account_key_schedules_and_reads_its_own_and_a_rotated_key_replaces_i
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let operator = Api::of(&server);
-    let (account, _, key) = operator.register_tenant("Contoso").await;
+    let (account, registered, key) = operator.register_tenant("Contoso").await;
     assert!(key.starts_with("dd_acct_"), "{key}");
     let tenant = operator.with_key(&key);
 
     // Its own deliveries: scheduled, read, cancelled.
-    let (delivery, token) = tenant.schedule(&account, 1.0).await;
+    let (delivery, scheduled) = tenant.schedule(&account, 1.0).await;
+    // The history reads two read models: the account's and its deliveries'.
+    let token = format!("{registered},{scheduled}");
     let (status, body) = tenant
         .get_json(&format!(
             "/api/v1/deliveries/{delivery}?consistencyToken={token}"
@@ -316,14 +318,15 @@ async fn an_analyst_reads_every_tenant_and_changes_nothing() {
         &["--dispatch", "manual", "--analyst-key", ANALYST_KEY],
     );
     let operator = Api::of(&server);
-    let (account, _, key) = operator.register_tenant("Contoso").await;
+    let (account, registered, key) = operator.register_tenant("Contoso").await;
     operator.register_drone("d1", 5.0).await;
-    let (delivery, token) = operator.with_key(&key).schedule(&account, 1.0).await;
+    let (delivery, scheduled) = operator.with_key(&key).schedule(&account, 1.0).await;
+    let token = format!("{registered},{scheduled}");
     let analyst = operator.with_key(ANALYST_KEY);
     for path in [
         format!("/api/v1/deliveries/{delivery}?consistencyToken={token}"),
         format!("/api/v1/deliveries/{delivery}/events"),
-        format!("/api/v1/accounts/{account}/deliveries"),
+        format!("/api/v1/accounts/{account}/deliveries?consistencyToken={token}"),
         "/api/v1/deliveries?stage=Created".into(),
         "/api/v1/drones".into(),
         "/metrics".into(),

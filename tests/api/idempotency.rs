@@ -170,8 +170,9 @@ async fn keys_are_scoped_per_principal_and_route() {
     assert_ne!(of_a["deliveryId"], of_b["deliveryId"]);
     let (status, _) = tenant_b
         .get_json(&format!(
-            "/api/v1/deliveries/{}",
-            of_b["deliveryId"].as_str().expect("id")
+            "/api/v1/deliveries/{}?consistencyToken={}",
+            of_b["deliveryId"].as_str().expect("id"),
+            of_b["consistencyToken"].as_str().expect("token")
         ))
         .await;
     assert_eq!(status, StatusCode::OK);
