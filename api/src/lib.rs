@@ -15,3 +15,19 @@ pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, NotJson, json_content, limited_bo
 pub use problem::Problem;
 pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+/// The routes tried in turn, as one filter (none: nothing matches, a 404).
+pub fn one_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Response,)> {
+    routes
+        .into_iter()
+        .reduce(|all, more| all.or(more).unify().boxed())
+        .unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+                .boxed()
+        })
+}

@@ -614,12 +614,5 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
             .then(|id, r| to_completion(cancel_delivery(id, r)))
             .boxed(),
     ];
-    routes
-        .into_iter()
-        .reduce(|all, more| all.or(more).unify().boxed())
-        .unwrap_or_else(|| {
-            warp::any()
-                .and_then(|| async { Err(warp::reject::not_found()) })
-                .boxed()
-        })
+    api::one_of(routes)
 }

@@ -156,203 +156,199 @@ fn reads_all(who: &Principal) -> Result<(), QueryError> {
     }
 }
 
-/// All query routes under `/api/v1`.
+/// What every query handler gets: the service, the query string, the headers and the
+/// principal the edge authenticated.
+struct Query {
+    svc: Svc,
+    params: Params,
+    headers: HeaderMap,
+    who: Principal,
+}
+
+impl Query {
+    fn freshness(&self) -> Result<Freshness, QueryError> {
+        freshness(&self.params, &self.headers)
+    }
+}
+
+async fn delivery(id: String, q: Query) -> Response {
+    let result = async { q.svc.delivery(&q.who, &id, &q.freshness()?).await }.await;
+    let version = result.as_ref().ok().map(|(v, _)| v.version);
+    render(&q.svc, "delivery", result, version)
+}
+
+async fn delivery_status(id: String, q: Query) -> Response {
+    let result = async { q.svc.delivery_status(&q.who, &id, &q.freshness()?).await }.await;
+    let version = result.as_ref().ok().map(|(v, _)| v.version);
+    render(&q.svc, "delivery-status", result, version)
+}
+
+async fn timeline(id: String, q: Query) -> Response {
+    let result = async {
+        let (events, fresh) = q.svc.timeline(&q.who, &id, &q.freshness()?).await?;
+        Ok((
+            serde_json::json!({"deliveryId": id, "events": events}),
+            fresh,
+        ))
+    }
+    .await;
+    render(&q.svc, "delivery-events", result, None)
+}
+
+/// `GET /deliveries?stage=`: every tenant's deliveries in one stage.
+async fn deliveries_in_stage(q: Query) -> Response {
+    let result = async {
+        reads_all(&q.who)?;
+        let stage = q
+            .params
+            .get("stage")
+            .ok_or_else(|| QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into()))
+            .and_then(|s| stage(s))?;
+        let limit = limit(&q.params)?;
+        q.svc
+            .deliveries_in_stage(stage, cursor(&q.params), limit, &q.freshness()?)
+            .await
+    }
+    .await;
+    render(&q.svc, "deliveries-in-stage", result, None)
+}
+
+async fn history(id: String, q: Query) -> Response {
+    let result = async {
+        let p = &q.params;
+        let filter = HistoryFilter {
+            stage: p.get("stage").map(|s| stage(s)).transpose()?,
+            from: time(p, "from")?,
+            to: time(p, "to")?,
+            cursor: cursor(p).map(str::to_owned),
+            limit: limit(p)?,
+        };
+        q.svc.history(&q.who, &id, &filter, &q.freshness()?).await
+    }
+    .await;
+    render(&q.svc, "account-deliveries", result, None)
+}
+
+async fn invoice(id: String, q: Query) -> Response {
+    let result = async {
+        let year = param::<i32>(&q.params, "year")?
+            .filter(|y| (1970..=9999).contains(y))
+            .ok_or_else(|| QueryError::Invalid("year (1970-9999) is required".into()))?;
+        let month = param::<u32>(&q.params, "month")?
+            .filter(|m| (1..=12).contains(m))
+            .ok_or_else(|| QueryError::Invalid("month (1-12) is required".into()))?;
+        q.svc
+            .invoice(&q.who, &id, year, month, &q.freshness()?)
+            .await
+    }
+    .await;
+    render(&q.svc, "invoice", result, None)
+}
+
+async fn drone(id: String, q: Query) -> Response {
+    let result = async {
+        reads_all(&q.who)?;
+        q.svc.drone(&id, &q.freshness()?).await
+    }
+    .await;
+    let version = result.as_ref().ok().map(|(v, _)| v.version);
+    render(&q.svc, "drone", result, version)
+}
+
+async fn fleet(q: Query) -> Response {
+    let result = async {
+        reads_all(&q.who)?;
+        let status = match q.params.get("status").filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.parse::<DroneStatus>()
+                    .map_err(|e| QueryError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let cursor = cursor(&q.params);
+        if let Some(c) = cursor {
+            fleet_cursor(c)?;
+        }
+        let limit = limit(&q.params)?;
+        q.svc.fleet(status, cursor, limit, &q.freshness()?).await
+    }
+    .await;
+    render(&q.svc, "fleet", result, None)
+}
+
+async fn dead_letters(q: Query) -> Response {
+    let result = async {
+        reads_all(&q.who)?;
+        let items = q.svc.dead_letters(limit(&q.params)?).await?;
+        Ok((serde_json::json!({ "items": items }), true))
+    }
+    .await;
+    render(&q.svc, "dead-letters", result, None)
+}
+
+/// All query routes under `/api/v1`, one handler each (the edge in front authenticated
+/// the caller; each handler checks what it may read).
 pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
     let api = || warp::path("api").and(warp::path("v1"));
-    let common = move || {
+    let query = move || {
         warp::get()
             .and(with(service.clone()))
             .and(warp::query::<Params>())
             .and(warp::header::headers_cloned())
             .and(warp::ext::get::<Principal>())
+            .map(|svc, params, headers, who| Query {
+                svc,
+                params,
+                headers,
+                who,
+            })
     };
-
-    let delivery = api()
-        .and(warp::path!("deliveries" / String))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async { svc.delivery(&who, &id, &freshness(&q, &h)?).await }.await;
-                let version = result.as_ref().ok().map(|(v, _)| v.version);
-                render(&svc, "delivery", result, version)
-            },
-        )
-        .boxed();
-
-    let status = api()
-        .and(warp::path!("deliveries" / String / "status"))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result =
-                    async { svc.delivery_status(&who, &id, &freshness(&q, &h)?).await }.await;
-                let version = result.as_ref().ok().map(|(v, _)| v.version);
-                render(&svc, "delivery-status", result, version)
-            },
-        )
-        .boxed();
-
-    let timeline = api()
-        .and(warp::path!("deliveries" / String / "events"))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    let (events, fresh) = svc.timeline(&who, &id, &freshness(&q, &h)?).await?;
-                    Ok((
-                        serde_json::json!({"deliveryId": id, "events": events}),
-                        fresh,
-                    ))
-                }
-                .await;
-                render(&svc, "delivery-events", result, None)
-            },
-        )
-        .boxed();
-
-    let by_stage = api()
-        .and(warp::path!("deliveries"))
-        .and(common())
-        .then(
-            |svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    reads_all(&who)?;
-                    let stage = q
-                        .get("stage")
-                        .ok_or_else(|| {
-                            QueryError::Invalid("stage is required (e.g. ?stage=Failed)".into())
-                        })
-                        .and_then(|s| stage(s))?;
-                    let cursor = cursor(&q);
-                    svc.deliveries_in_stage(stage, cursor, limit(&q)?, &freshness(&q, &h)?)
-                        .await
-                }
-                .await;
-                render(&svc, "deliveries-in-stage", result, None)
-            },
-        )
-        .boxed();
-
-    let history = api()
-        .and(warp::path!("accounts" / String / "deliveries"))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    let stage = q.get("stage").map(|s| stage(s)).transpose()?;
-                    let filter = HistoryFilter {
-                        stage,
-                        from: time(&q, "from")?,
-                        to: time(&q, "to")?,
-                        cursor: cursor(&q).map(str::to_owned),
-                        limit: limit(&q)?,
-                    };
-                    svc.history(&who, &id, &filter, &freshness(&q, &h)?).await
-                }
-                .await;
-                render(&svc, "account-deliveries", result, None)
-            },
-        )
-        .boxed();
-
-    let invoice = api()
-        .and(warp::path!("accounts" / String / "invoice"))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    let year = param::<i32>(&q, "year")?
-                        .filter(|y| (1970..=9999).contains(y))
-                        .ok_or_else(|| {
-                            QueryError::Invalid("year (1970-9999) is required".into())
-                        })?;
-                    let month = param::<u32>(&q, "month")?
-                        .filter(|m| (1..=12).contains(m))
-                        .ok_or_else(|| QueryError::Invalid("month (1-12) is required".into()))?;
-                    svc.invoice(&who, &id, year, month, &freshness(&q, &h)?)
-                        .await
-                }
-                .await;
-                render(&svc, "invoice", result, None)
-            },
-        )
-        .boxed();
-
-    let drone = api()
-        .and(warp::path!("drones" / String))
-        .and(common())
-        .then(
-            |id: String, svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    reads_all(&who)?;
-                    svc.drone(&id, &freshness(&q, &h)?).await
-                }
-                .await;
-                let version = result.as_ref().ok().map(|(v, _)| v.version);
-                render(&svc, "drone", result, version)
-            },
-        )
-        .boxed();
-
-    let fleet = api()
-        .and(warp::path!("drones"))
-        .and(common())
-        .then(
-            |svc: Svc, q: Params, h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    reads_all(&who)?;
-                    let status = match q.get("status").filter(|s| !s.is_empty()) {
-                        Some(s) => Some(
-                            s.parse::<DroneStatus>()
-                                .map_err(|e| QueryError::Invalid(e.to_string()))?,
-                        ),
-                        None => None,
-                    };
-                    let cursor = cursor(&q);
-                    if let Some(c) = cursor {
-                        fleet_cursor(c)?;
-                    }
-                    svc.fleet(status, cursor, limit(&q)?, &freshness(&q, &h)?)
-                        .await
-                }
-                .await;
-                render(&svc, "fleet", result, None)
-            },
-        )
-        .boxed();
-
-    let dead_letters = api()
-        .and(warp::path!("dead-letters"))
-        .and(common())
-        .then(
-            |svc: Svc, q: Params, _h: HeaderMap, who: Principal| async move {
-                let result = async {
-                    reads_all(&who)?;
-                    let items = svc.dead_letters(limit(&q)?).await?;
-                    Ok((serde_json::json!({ "items": items }), true))
-                }
-                .await;
-                render(&svc, "dead-letters", result, None)
-            },
-        )
-        .boxed();
-
-    by_stage
-        .or(dead_letters)
-        .unify()
-        .or(delivery)
-        .unify()
-        .or(status)
-        .unify()
-        .or(timeline)
-        .unify()
-        .or(history)
-        .unify()
-        .or(invoice)
-        .unify()
-        .or(drone)
-        .unify()
-        .or(fleet)
-        .unify()
-        .boxed()
+    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        api()
+            .and(warp::path!("deliveries"))
+            .and(query())
+            .then(deliveries_in_stage)
+            .boxed(),
+        api()
+            .and(warp::path!("dead-letters"))
+            .and(query())
+            .then(dead_letters)
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String))
+            .and(query())
+            .then(delivery)
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "status"))
+            .and(query())
+            .then(delivery_status)
+            .boxed(),
+        api()
+            .and(warp::path!("deliveries" / String / "events"))
+            .and(query())
+            .then(timeline)
+            .boxed(),
+        api()
+            .and(warp::path!("accounts" / String / "deliveries"))
+            .and(query())
+            .then(history)
+            .boxed(),
+        api()
+            .and(warp::path!("accounts" / String / "invoice"))
+            .and(query())
+            .then(invoice)
+            .boxed(),
+        api()
+            .and(warp::path!("drones" / String))
+            .and(query())
+            .then(drone)
+            .boxed(),
+        api()
+            .and(warp::path!("drones"))
+            .and(query())
+            .then(fleet)
+            .boxed(),
+    ];
+    api::one_of(routes)
 }
