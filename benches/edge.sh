@@ -78,7 +78,7 @@ print(f"| 3,000 connections scheduling, {r['duration_secs']:.0f} s | {sys.argv[2
 PY
 kill $server; wait $server 2>/dev/null || true; kill $sampler 2>/dev/null || true
 
-# 2. 20,000 idle sockets (two client processes: the file-descriptor limit is per process).
+# 2. 20,000 silent sockets (two client processes: the file-descriptor limit is per process).
 start
 : >"$out/rss-idle.txt"
 sample_rss "$out/rss-idle.txt" &
@@ -113,7 +113,9 @@ time.sleep(20)
 PY
 }
 hold 10000 >"$out/idle-a.txt"
+holder_a=$!
 hold 10000 >"$out/idle-b.txt"
+holder_b=$!
 sleep 6
 # While they are held: does a command still get through?
 status=$(python3 - "$url" "$key" <<'PY'
@@ -133,8 +135,8 @@ PY
 sleep 1
 refused=$(metric http_connections_refused_total)
 open_now=$(metric http_connections_open)
-wait
+wait $holder_a $holder_b
 read -r held_a closed_a <"$out/idle-a.txt"
 read -r held_b closed_b <"$out/idle-b.txt"
 kill $server 2>/dev/null; wait $server 2>/dev/null || true; kill $sampler 2>/dev/null || true
-echo "| $((held_a + held_b)) idle sockets ($open_now served, $refused closed at once by the cap); a command meanwhile: $status | $(peak_mib "$out/rss-idle.txt") MiB | | | | | | |"
+echo "| $((held_a + held_b)) silent sockets opened ($((closed_a + closed_b)) of them closed by the server to make room, $open_now open at the end, $refused refused); a command meanwhile: $status | $(peak_mib "$out/rss-idle.txt") MiB | | | | | | |"

@@ -3,8 +3,9 @@
 //! - a header timeout: a client must send a request's headers within it of connecting or
 //!   of its last answer, so slow (slowloris) and idle keep-alive connections are closed
 //!   (hyper has one timer for both; a pooling client must drop idle connections sooner);
-//! - a cap on connections served at once: one more is closed as soon as it is accepted,
-//!   and the sockets of the others are never at risk;
+//! - a cap on connections served at once: at the cap a new connection makes room by
+//!   closing a silent one (connected, never sent a request) or else the oldest idle
+//!   keep-alive one, as nginx does; only when every one is busy is it refused;
 //! - a client that goes away mid-request is a `debug` line, not an error;
 //! - graceful shutdown: the listener closes, connections finish the request in hand;
 //! - the edge in front of every route ([`Edge`]): the caller is authenticated once, before
@@ -15,16 +16,16 @@ use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::{IntCounter, IntGauge, Registry};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use warp::Reply;
 use warp::filters::BoxedFilter;
 use warp::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -277,6 +278,44 @@ impl RateLimits {
 /// How long shutdown waits for connections to finish the request in hand.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// When the cap is reached, how long a new connection waits for the one it evicted.
+const EVICTION_WAIT: Duration = Duration::from_millis(50);
+
+/// The connections being served, oldest first: each one's signal to close once idle, and
+/// whether it has sent a request yet.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: BTreeMap<u64, (Arc<Notify>, Arc<AtomicBool>)>,
+}
+
+impl Connections {
+    fn add(&mut self, close: Arc<Notify>, spoke: Arc<AtomicBool>) -> u64 {
+        self.next += 1;
+        self.open.insert(self.next, (close, spoke));
+        self.next
+    }
+
+    /// Asks one connection to close once idle: the oldest that never sent a request (a
+    /// silent socket), else the oldest (an idle keep-alive one closes at once, a busy one
+    /// after its request) — as nginx reuses idle keep-alive connections when it runs out.
+    fn evict_one(&self) {
+        let silent = self
+            .open
+            .values()
+            .find(|(_, spoke)| !spoke.load(Ordering::Relaxed));
+        if let Some((close, _)) = silent.or_else(|| self.open.values().next()) {
+            close.notify_one();
+        }
+    }
+
+    fn close_all(&self) {
+        for (close, _) in self.open.values() {
+            close.notify_one();
+        }
+    }
+}
+
 /// Serves `service` on `listener` until `stop` turns true.
 pub async fn run(
     listener: TcpListener,
@@ -291,7 +330,8 @@ pub async fn run(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let registry = || connections.lock().unwrap_or_else(|e| e.into_inner());
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -307,30 +347,82 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.refused.inc();
-            drop(stream);
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Full: make room by closing an idle connection, not by refusing this one.
+                registry().evict_one();
+                match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        metrics.refused.inc();
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
+        let close = Arc::new(Notify::new());
+        let spoke = Arc::new(AtomicBool::new(false));
+        let id = registry().add(close.clone(), spoke.clone());
+        let service = Spoken {
+            edge: service.clone(),
+            spoke,
+        };
+        let builder = builder.clone();
+        let connections = connections.clone();
         let open = metrics.open.clone();
         open.inc();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = close.notified() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 // A client that went away, timed out or spoke no HTTP: nothing to fix here.
                 tracing::debug!(%error, "connection ended with an error");
             }
+            connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .open
+                .remove(&id);
             open.dec();
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    // Every connection finishes the request in hand, then closes.
+    registry().close_all();
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the drain time; closing them");
+    }
+}
+
+/// The edge, noting that its connection has sent a request.
+#[derive(Clone)]
+struct Spoken {
+    edge: Edge,
+    spoke: Arc<AtomicBool>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Spoken {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.spoke.store(true, Ordering::Relaxed);
+        self.edge.call(request)
     }
 }
 

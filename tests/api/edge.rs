@@ -75,8 +75,29 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     }
 }
 
+/// Sends a request on `stream` and reads the start of its answer.
+fn ask(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buffer = [0u8; 4096];
+    let read = stream.read(&mut buffer).unwrap_or(0);
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// The head and the first bytes of a command whose body never ends (until `finish`).
+fn half_a_command() -> String {
+    format!(
+        "POST /api/v1/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{{\"name\":"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are_served() {
+async fn at_the_connection_cap_a_new_connection_closes_a_silent_or_idle_one_and_only_busy_ones_refuse_it()
+ {
     let dir = temp_dir();
     let server = Server::start_with(dir.path(), &["--max-connections", "2"]);
     let addr = address(&server);
@@ -84,11 +105,10 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are
     let started = Instant::now();
     loop {
         let mut probe = TcpStream::connect(&addr).expect("connect");
-        probe
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("write");
-        let mut answer = String::new();
-        let _ = probe.read_to_string(&mut answer);
+        let answer = ask(
+            &mut probe,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         if answer.starts_with("HTTP/1.1 200") {
             break;
         }
@@ -97,31 +117,55 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut first = TcpStream::connect(&addr).expect("connect");
-    let mut second = TcpStream::connect(&addr).expect("connect");
-    for held in [&mut first, &mut second] {
-        held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("write");
-        let mut buffer = [0u8; 1024];
-        assert!(held.read(&mut buffer).expect("an answer") > 0);
-    }
+    // Full: one connection that has spoken and idles, one that never says a word.
+    let mut talker = TcpStream::connect(&addr).expect("connect");
+    assert!(ask(&mut talker, HEALTHZ).starts_with("HTTP/1.1 200"));
+    let mut silent = TcpStream::connect(&addr).expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third is served: the silent one makes room, the talker keeps its connection.
     let mut third = TcpStream::connect(&addr).expect("the kernel accepts it");
-    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
-        closed_within(&mut third, Duration::from_secs(5)),
-        "a connection beyond the cap was served"
+        ask(&mut third, HEALTHZ).starts_with("HTTP/1.1 200"),
+        "served"
     );
-    // The two held ones still work.
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)),
+        "the silent one closed"
+    );
+    assert!(
+        ask(&mut talker, HEALTHZ).starts_with("HTTP/1.1 200"),
+        "the talker stays"
+    );
+
+    // Both busy (a command whose body is still coming): a fourth is refused.
+    for busy in [&mut talker, &mut third] {
+        busy.write_all(half_a_command().as_bytes()).expect("write");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = TcpStream::connect(&addr).expect("the kernel accepts it");
+    let _ = fourth.write_all(HEALTHZ.as_bytes());
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(5)),
+        "a connection beyond busy ones was served"
+    );
+    // The busy ones still get their answers; then there is room again, and the refusal
+    // was counted.
+    for busy in [&mut talker, &mut third] {
+        let answer = ask(busy, "\"x\"}          ");
+        assert!(answer.starts_with("HTTP/1.1 "), "answered: {answer}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = TcpStream::connect(&addr).expect("connect");
     let metrics =
         format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_KEY}\r\n\r\n");
-    first.write_all(metrics.as_bytes()).expect("write");
-    first
+    fifth.write_all(metrics.as_bytes()).expect("write");
+    fifth
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let mut answer = Vec::new();
     let mut buffer = [0u8; 65536];
-    while !String::from_utf8_lossy(&answer).contains("http_connections_refused_total") {
-        let read = first.read(&mut buffer).expect("metrics");
+    while !String::from_utf8_lossy(&answer).contains("http_connections_refused_total ") {
+        let read = fifth.read(&mut buffer).expect("metrics");
         assert!(read > 0, "closed");
         answer.extend_from_slice(&buffer[..read]);
     }
@@ -132,19 +176,6 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_and_the_others_are
             .any(|l| l.starts_with("http_connections_refused_total ") && !l.ends_with(" 0")),
         "{text}"
     );
-    // Once one goes, a new one is served.
-    drop(second);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut fourth = TcpStream::connect(&addr).expect("connect");
-    fourth
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let mut buffer = [0u8; 1024];
-    fourth
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let read = fourth.read(&mut buffer).expect("served");
-    assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
 }
 
 /// Starts the server logging at `info` into a file; returns it and the log's path.
