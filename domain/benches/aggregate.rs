@@ -53,7 +53,7 @@ fn inputs() -> Inputs {
         RegisterDrone::new("DJI FlyCart 30", 5.0, 40.0, 15.0, point(47.6062, -122.3321))
             .expect("drone");
     let registered = Account::default()
-        .register(&register_account)
+        .register(&register_account, "")
         .expect("registers");
     let account = Account::replay(&registered, now());
     let plan = DeliveryPlan::new(
@@ -172,7 +172,9 @@ fn delivery(c: &mut Criterion) {
 fn account(c: &mut Criterion) {
     let inputs = inputs();
     let fresh = Account::default();
-    let registered = fresh.register(&inputs.register_account).expect("registers");
+    let registered = fresh
+        .register(&inputs.register_account, "")
+        .expect("registers");
 
     let mut group = c.benchmark_group("aggregate/account");
     group
@@ -180,7 +182,7 @@ fn account(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     group.throughput(Throughput::Elements(1));
     group.bench_function("register", |b| {
-        b.iter(|| black_box(&fresh).register(black_box(&inputs.register_account)))
+        b.iter(|| black_box(&fresh).register(black_box(&inputs.register_account), ""))
     });
     group.throughput(Throughput::Elements(registered.len() as u64));
     group.bench_function("apply/AccountRegistered", |b| {
