@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the running API with schemathesis against its own OpenAPI document, every
 # check on, for a bounded time: any 5xx or conformance failure fails the run.
-#   tests/fuzz/schemathesis.sh [server binary] [seconds]
+#   [SCHEMATHESIS_SEED=n] tests/fuzz/schemathesis.sh [server binary] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/debug/drone-delivery}
@@ -22,7 +22,7 @@ status=0
 schemathesis --config-file tests/fuzz/schemathesis.toml run \
   "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $key" \
-  --checks all --max-time "$seconds" --max-examples 40 --workers 2 --seed 7 \
+  --checks all --max-time "$seconds" --max-examples 40 --workers 2 --seed "${SCHEMATHESIS_SEED:-7}" \
   --request-timeout 10 || status=$?
 if grep -qE "panicked|ERROR" "$dir/server.log"; then
   echo "schemathesis.sh: the server logged errors:" >&2
