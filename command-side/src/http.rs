@@ -98,12 +98,18 @@ impl Input {
                 }
             })
             .transpose()?;
+        // Only a keyed command is ever compared with another (and the fingerprint parses
+        // the body a second time).
+        let fingerprint = match &idempotency_key {
+            Some(_) => CommandContext::fingerprint(&self.path, &self.body),
+            None => String::new(),
+        };
         Ok(CommandContext {
             idempotency_key,
             expected_version,
             correlation_id,
             principal: self.who.clone(),
-            fingerprint: CommandContext::fingerprint(&self.path, &self.body),
+            fingerprint,
         })
     }
 }

@@ -2,7 +2,9 @@
 //! account key acts on its own account only; another tenant's resources do not exist for
 //! it; an analyst reads everything and changes nothing; every event names its principal.
 
-use crate::helpers::{Api, OPERATOR_KEY, Server, drone_spec, location, schedule_body, temp_dir};
+use crate::helpers::{
+    Api, OPERATOR_KEY, Server, drone_spec, location, schedule_body, spawn_app, temp_dir,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -22,9 +24,7 @@ async fn send(api: &Api, method: Method, path: &str, body: Option<Value>) -> req
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_valid_key_every_route_but_the_probes_is_401_and_nothing_is_written() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let operator = Api::of(&server);
+    let (_dir, _server, operator) = spawn_app();
     operator.ready().await;
     let (account, _) = operator.register_account("Contoso").await;
     let before = operator.events_appended().await;
@@ -259,9 +259,7 @@ fn aimed_at(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_tenant_gets_nothing_of_the_first_on_any_route() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let operator = Api::of(&server);
+    let (_dir, _server, operator) = spawn_app();
     let (a, _, a_key) = operator.register_tenant("Contoso-A").await;
     let (_b, _, b_key) = operator.register_tenant("Fabrikam-B").await;
     operator.register_drone("drone-a", 5.0).await;
@@ -364,9 +362,7 @@ async fn an_analyst_reads_every_tenant_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_names_the_principal_that_caused_it() {
-    let dir = temp_dir();
-    let server = Server::start(dir.path());
-    let operator = Api::of(&server);
+    let (_dir, _server, operator) = spawn_app();
     let (account, _, key) = operator.register_tenant("Contoso").await;
     operator.register_drone("d1", 5.0).await;
     let (delivery, _) = operator.with_key(&key).schedule(&account, 1.0).await;
