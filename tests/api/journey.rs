@@ -40,7 +40,12 @@ async fn a_delivery_goes_from_scheduled_to_invoiced() {
         .await;
     assert_eq!(report.status(), StatusCode::ACCEPTED);
     let report: Value = report.json().await.expect("json");
-    let token = report["consistencyToken"].as_str().expect("token");
+    // The status reads the delivery (assigned) and the drone (reported): wait for both.
+    let token = format!(
+        "{},{}",
+        assigned["consistencyToken"].as_str().expect("token"),
+        report["consistencyToken"].as_str().expect("token")
+    );
     let (_, tracking) = api
         .get_json(&format!(
             "/api/v1/deliveries/{delivery}/status?consistencyToken={token}"
