@@ -75,8 +75,9 @@ async fn a_full_disk_stops_writes_and_readiness_and_both_come_back_with_the_spac
     assert_eq!(api.events_appended().await, before + 2.0);
     let (status, _) = api
         .get_json(&format!(
-            "/api/v1/deliveries/{}",
-            first["deliveryId"].as_str().expect("id")
+            "/api/v1/deliveries/{}?consistencyToken={}",
+            first["deliveryId"].as_str().expect("id"),
+            first["consistencyToken"].as_str().expect("token")
         ))
         .await;
     assert_eq!(status, StatusCode::OK);

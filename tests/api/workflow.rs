@@ -52,11 +52,21 @@ async fn report(api: &Api, drone: &str, at: (f64, f64), battery: f64) -> Value {
     response.json().await.expect("json")
 }
 
+/// Schedules a delivery and waits until the read side shows it, so that a later plain
+/// read of its status never races the projection.
 async fn schedule(api: &Api, body: Value) -> String {
     let response = api.post("/api/v1/deliveries", body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let body: Value = response.json().await.expect("json");
-    body["deliveryId"].as_str().expect("id").to_string()
+    let delivery = body["deliveryId"].as_str().expect("id").to_string();
+    let token = body["consistencyToken"].as_str().expect("token");
+    let (status, _) = api
+        .get_json(&format!(
+            "/api/v1/deliveries/{delivery}/status?consistencyToken={token}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{delivery} is visible");
+    delivery
 }
 
 /// Polls `path` until `done` holds (up to 20 s); returns the last answer.
