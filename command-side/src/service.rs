@@ -5,10 +5,10 @@
 //! then folds them into memory.
 
 use crate::error::CommandError;
-use crate::fence::{self, Fence};
+use crate::fence::{self, Fence, PartitionWriter};
 use crate::lease::WriterLease;
 use crate::metrics::CommandMetrics;
-use crate::state::{Kept, KeyIndex, KeyedCommands, Outcome, Shard, Shards, Stream};
+use crate::state::{Guard, Kept, KeyIndex, KeyedCommands, Mark, Outcome, Shard, Shards, Stream};
 use api::{ConsistencyToken, Position, Principal};
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -269,7 +269,7 @@ pub(crate) fn ready<A: Kept>(
     shard: &Shard<A>,
     id: &str,
 ) -> Result<(), CommandError> {
-    if shard.fence.in_doubt {
+    if shard.writer.in_doubt() {
         return Err(CommandError::InDoubt {
             topic: A::TOPIC,
             partition: shards.partition_of(id),
@@ -396,11 +396,12 @@ impl CommandService {
         lease: WriterLease,
         keys: KeySettings,
     ) -> Result<CommandService, CommandError> {
+        let writers = |topic| writers(&log, topic, &lease, &metrics);
         let service = CommandService {
-            accounts: Shards::new(log.partitions(Topic::Accounts.name()).await?),
-            drones: Shards::new(log.partitions(Topic::Drones.name()).await?),
-            packages: Shards::new(log.partitions(Topic::Packages.name()).await?),
-            deliveries: Shards::new(log.partitions(Topic::Deliveries.name()).await?),
+            accounts: Shards::new(writers(Topic::Accounts).await?),
+            drones: Shards::new(writers(Topic::Drones).await?),
+            packages: Shards::new(writers(Topic::Packages).await?),
+            deliveries: Shards::new(writers(Topic::Deliveries).await?),
             telemetry_partitions: log.partitions(Topic::DroneTelemetry.name()).await?,
             log,
             codec,
@@ -444,16 +445,11 @@ impl CommandService {
         for ((topic, partition, writer), at) in partitions.into_iter().zip(appended) {
             self.fold(topic, partition, 0, at.offset, &mut validity, &mut keyed)
                 .await?;
-            self.set_fence(
-                topic,
-                partition,
-                Fence {
-                    writer,
-                    next: at.offset + 1,
-                    in_doubt: false,
-                },
-            )
-            .await;
+            self.writer(topic, partition).set_fence(Fence {
+                writer,
+                next: at.offset + 1,
+                in_doubt: false,
+            });
         }
         self.remember_all(keyed).await;
         Ok(())
@@ -606,28 +602,13 @@ impl CommandService {
         }
     }
 
-    async fn fence_of(&self, topic: Topic, partition: u32) -> Fence {
+    /// This process's writer of a command partition.
+    fn writer(&self, topic: Topic, partition: u32) -> &Arc<PartitionWriter> {
         match topic {
-            Topic::Accounts => self.accounts.lock_partition(partition).await.fence.clone(),
-            Topic::Drones => self.drones.lock_partition(partition).await.fence.clone(),
-            Topic::Packages => self.packages.lock_partition(partition).await.fence.clone(),
-            Topic::Deliveries => self
-                .deliveries
-                .lock_partition(partition)
-                .await
-                .fence
-                .clone(),
-            Topic::DroneTelemetry => Fence::default(),
-        }
-    }
-
-    async fn set_fence(&self, topic: Topic, partition: u32, fence: Fence) {
-        match topic {
-            Topic::Accounts => self.accounts.lock_partition(partition).await.fence = fence,
-            Topic::Drones => self.drones.lock_partition(partition).await.fence = fence,
-            Topic::Packages => self.packages.lock_partition(partition).await.fence = fence,
-            Topic::Deliveries => self.deliveries.lock_partition(partition).await.fence = fence,
-            Topic::DroneTelemetry => {}
+            Topic::Accounts => self.accounts.writer(partition),
+            Topic::Drones => self.drones.writer(partition),
+            Topic::Packages => self.packages.writer(partition),
+            Topic::Deliveries | Topic::DroneTelemetry => self.deliveries.writer(partition),
         }
     }
 
@@ -636,7 +617,9 @@ impl CommandService {
     /// idempotency key, so its retry answers as it would have).
     pub(crate) async fn settle(&self, topic: Topic, partition: u32) -> Result<(), CommandError> {
         let _one_at_a_time = self.settling.lock().await;
-        let fence = self.fence_of(topic, partition).await;
+        let partition_writer = self.writer(topic, partition).clone();
+        partition_writer.quiesce().await;
+        let fence = partition_writer.fence();
         if !fence.in_doubt {
             return Ok(()); // settled while this one waited
         }
@@ -671,16 +654,11 @@ impl CommandService {
             "settled a partition in doubt"
         );
         self.metrics.settled.inc();
-        self.set_fence(
-            topic,
-            partition,
-            Fence {
-                writer,
-                next: at.offset + 1,
-                in_doubt: false,
-            },
-        )
-        .await;
+        partition_writer.set_fence(Fence {
+            writer,
+            next: at.offset + 1,
+            in_doubt: false,
+        });
         Ok(())
     }
 
@@ -704,134 +682,71 @@ impl CommandService {
         ))
     }
 
-    /// Appends the events of one command on one partition of `topic` as one record (a
-    /// commit when there are several, so readers get all or none), routed by `key`,
-    /// while the caller holds that partition's shard (its `fence`). Returns where it
-    /// landed once it is durable and counts.
-    /// One stream's decision, written: `events` as one record of the stream's partition
-    /// (under the shard's fence, which the caller checked before deciding), then folded.
-    /// Gives the stream's new version and where the record landed.
+    /// One stream's decision, written: `events` as one record of the stream's partition,
+    /// then folded. The shard is let go while the record is on its way (only `id`
+    /// waits) and handed back with the stream's new version and where the record landed.
     pub(crate) async fn write<A: Kept>(
         &self,
         command: &str,
-        shard: &mut Shard<A>,
+        shard: Guard<A>,
         id: &str,
         ctx: &CommandContext,
         events: Vec<Event>,
-    ) -> Result<(u64, Position), CommandError> {
+    ) -> Result<(u64, Position, Guard<A>), CommandError> {
         let version = shard.get(id).map_or(0, |s| s.version);
         let mut draft = Draft::new(ctx);
         let version = draft.add(A::TOPIC, id, version, events);
-        let at = self
-            .append(command, &mut shard.fence, A::TOPIC, id, &draft)
-            .await?;
+        let (at, mut shard) = self.append(command, shard, A::TOPIC, id, &draft).await?;
         shard.entry(id).record(draft.of(A::TOPIC, id));
-        Ok((version, at))
+        Ok((version, at, shard))
     }
 
-    pub(crate) async fn append(
+    /// Appends the events of one command as one record of `id`'s partition of `topic`
+    /// (a commit when there are several, so readers get all or none), decided under
+    /// `shard`: hands it to the partition's writer, marks `id` and lets go of the shard
+    /// until the record is durable and counts (or failed). Gives where it landed and the
+    /// shard again, `id` unmarked, for the caller to fold before anyone decides on it.
+    pub(crate) async fn append<A: Kept>(
         &self,
         command: &str,
-        fence: &mut Fence,
+        shard: Guard<A>,
         topic: Topic,
-        key: &str,
+        id: &str,
         draft: &Draft,
-    ) -> Result<Position, CommandError> {
-        let partition = storage::partition_for(key, self.partitions(topic));
-        if !self.lease.holds() {
-            return Err(CommandError::Unavailable(
-                "this command-api is no longer the writer of the command topics (another instance took over)".into(),
-            ));
-        }
-        if fence.in_doubt {
-            return Err(CommandError::InDoubt { topic, partition });
-        }
+    ) -> Result<(Position, Guard<A>), CommandError> {
+        let partition = storage::partition_for(id, self.partitions(topic));
         let value = self
             .codec
             .encode_all(draft.items.iter().map(|(_, e)| e))
             .map_err(|e| CommandError::Internal(e.to_string()))?;
         let record = NewRecord {
             topic: topic.name().to_string(),
-            key: key.to_string(),
+            key: id.to_string(),
             value: Bytes::from(value),
-            headers: storage::written_by(&fence.writer),
+            headers: Vec::new(),
         };
-        let started = Instant::now();
-        let appended = match self.log.append(vec![record]).await {
-            Ok(appended) => appended,
-            Err(e) => {
-                // It may still land: settle before the next decision on this partition.
-                fence.in_doubt = true;
-                tracing::error!(command, topic = topic.name(), partition, error = %e, "append failed; the partition is in doubt");
-                return Err(e.into());
-            }
-        };
-        let at = appended
-            .first()
-            .copied()
-            .ok_or_else(|| CommandError::Internal("the log appended nothing".into()))?;
-        if at.partition != partition {
-            fence.in_doubt = true;
-            return Err(CommandError::Internal(format!(
-                "{command}: the record landed in partition {} of {}, not {partition}",
-                at.partition,
-                topic.name()
-            )));
-        }
-        if at.offset != fence.next {
-            self.check_gap(fence, topic, partition, at.offset).await?;
-        }
-        fence.next = at.offset + 1;
-        self.metrics
-            .append_latency
-            .observe(started.elapsed().as_secs_f64());
+        let landing = shard.writer.submit(record)?;
+        let mark = Mark::set(shard, id);
+        let landed = landing.await.unwrap_or_else(|_| {
+            Err(CommandError::Unavailable(
+                "the partition's writer stopped".into(),
+            ))
+        });
+        let shard = mark.lift().await;
+        let offset = landed.inspect_err(|e| {
+            tracing::debug!(command, topic = topic.name(), partition, error = %e, "not appended");
+        })?;
         for (topic, _) in &draft.items {
             self.metrics.events.with_label_values(&[topic.name()]).inc();
         }
-        Ok(Position {
-            topic,
-            partition,
-            offset: at.offset,
-        })
-    }
-
-    /// Someone wrote between this process's last record and its new one at `landed`: the
-    /// new record counts unless a marker of another writer is among them.
-    async fn check_gap(
-        &self,
-        fence: &mut Fence,
-        topic: Topic,
-        partition: u32,
-        landed: u64,
-    ) -> Result<(), CommandError> {
-        if landed < fence.next {
-            fence.in_doubt = true;
-            return Err(CommandError::Internal(format!(
-                "{}/{partition}: the log gave offset {landed}, before {} already written",
-                topic.name(),
-                fence.next
-            )));
-        }
-        let mut from = fence.next;
-        while from < landed {
-            let records = self.log.read(topic.name(), partition, from, 4096).await?;
-            let Some(last) = records.last() else { break };
-            from = last.offset + 1;
-            for record in records.iter().filter(|r| r.offset < landed) {
-                if let Admitted::Marker { writer } = Validity::default().admit(record)
-                    && writer != fence.writer
-                {
-                    fence.in_doubt = true;
-                    self.lease.give_up();
-                    tracing::error!(topic = topic.name(), partition, %writer, "another writer marked the partition; this command-api stops taking commands");
-                    return Err(CommandError::Unavailable(format!(
-                        "another writer ({writer}) took {}/{partition}",
-                        topic.name()
-                    )));
-                }
-            }
-        }
-        Ok(())
+        Ok((
+            Position {
+                topic,
+                partition,
+                offset,
+            },
+            shard,
+        ))
     }
 
     /// Appends telemetry: one record per partition of the telemetry topic the readings
@@ -948,7 +863,7 @@ impl CommandService {
         must_exist: bool,
         decide: &impl Fn(&A) -> Result<Vec<Event>, CommandError>,
     ) -> Result<Accepted, CommandError> {
-        let mut shard = shards.lock(id).await;
+        let shard = shards.lock(id).await;
         let stream = shard.get(id);
         if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             return Ok(done);
@@ -960,7 +875,7 @@ impl CommandService {
         ready(shards, &shard, id)?;
         let unborn = A::default();
         let events = decide(stream.map_or(&unborn, |s| &s.state))?;
-        let (version, position) = self.write(command, &mut shard, id, ctx, events).await?;
+        let (version, position, mut shard) = self.write(command, shard, id, ctx, events).await?;
         let token = ConsistencyToken::from_positions([position]);
         Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
@@ -993,7 +908,7 @@ impl CommandService {
         id: &str,
     ) -> Result<(Accepted, String), CommandError> {
         let run = async {
-            let mut shard = self.accounts.lock(id).await;
+            let shard = self.accounts.lock(id).await;
             let stream = shard.get(id);
             if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
                 return Ok(done);
@@ -1003,8 +918,8 @@ impl CommandService {
             ready(&self.accounts, &shard, id)?;
             let key_hash = api::key_hash(&self.account_key(id, stream.version + 1));
             let events = stream.state.rotate_key(&key_hash)?;
-            let (version, at) = self
-                .write("rotate-account-key", &mut shard, id, ctx, events)
+            let (version, at, mut shard) = self
+                .write("rotate-account-key", shard, id, ctx, events)
                 .await?;
             let token = ConsistencyToken::from_positions([at]);
             let stream = shard.entry(id);
@@ -1228,6 +1143,9 @@ impl CommandService {
         self.counted("schedule-delivery", run).await
     }
 
+    /// Decides the schedule on the owner's status as it is now, without holding the
+    /// account through the append: a suspension decided earlier is folded first (its
+    /// account is marked until then), one decided later does not undo this schedule.
     async fn schedule_once(
         &self,
         ctx: &CommandContext,
@@ -1235,58 +1153,89 @@ impl CommandService {
         id: &str,
         package_id: &str,
     ) -> Result<Accepted, CommandError> {
-        let accounts = self.accounts.lock(&cmd.owner_id).await;
-        let mut packages = self.packages.lock(package_id).await;
-        let mut deliveries = self.deliveries.lock(id).await;
-        if let Some(done) = replayed(deliveries.get(id), ctx, id, self.key_cutoff())? {
-            return Ok(done);
-        }
-        ready(&self.deliveries, &deliveries, id)?;
-        let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
-        let package = packages.get(package_id);
-        let package_events = package
-            .map_or(&Package::default(), |s| &s.state)
-            .register(&cmd.package)?;
-        let delivery_events = deliveries
-            .get(id)
-            .map_or(&Delivery::default(), |s| &s.state)
-            .schedule(
-                &cmd.owner_id,
-                owner.unwrap_or(&Account::default()),
-                &cmd.plan,
-                cmd.expedited,
-                cmd.confirmation_required,
-                package_id,
-                cmd.package.weight_kg(),
-            )?;
-        let mut draft = Draft::new(ctx);
-        let package_version = package.map_or(0, |s| s.version);
-        draft.add(Topic::Packages, package_id, package_version, package_events);
-        let version = draft.add(Topic::Deliveries, id, 0, delivery_events);
-        let position = self
+        // Scheduling marks two shards, so it waits for a mark holding no lock at all.
+        let (packages, deliveries, draft, version) = loop {
+            let accounts = self.accounts.lock(&cmd.owner_id).await;
+            let packages = self
+                .packages
+                .lock_partition(self.packages.partition_of(package_id))
+                .await;
+            let deliveries = self
+                .deliveries
+                .lock_partition(self.deliveries.partition_of(id))
+                .await;
+            if let Some(unmarked) = packages.busy(package_id).or_else(|| deliveries.busy(id)) {
+                drop((accounts, packages, deliveries));
+                unmarked.await;
+                continue;
+            }
+            if let Some(done) = replayed(deliveries.get(id), ctx, id, self.key_cutoff())? {
+                return Ok(done);
+            }
+            ready(&self.deliveries, &deliveries, id)?;
+            let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
+            let package = packages.get(package_id);
+            let package_events = package
+                .map_or(&Package::default(), |s| &s.state)
+                .register(&cmd.package)?;
+            let delivery_events = deliveries
+                .get(id)
+                .map_or(&Delivery::default(), |s| &s.state)
+                .schedule(
+                    &cmd.owner_id,
+                    owner.unwrap_or(&Account::default()),
+                    &cmd.plan,
+                    cmd.expedited,
+                    cmd.confirmation_required,
+                    package_id,
+                    cmd.package.weight_kg(),
+                )?;
+            let mut draft = Draft::new(ctx);
+            let package_version = package.map_or(0, |s| s.version);
+            draft.add(Topic::Packages, package_id, package_version, package_events);
+            let version = draft.add(Topic::Deliveries, id, 0, delivery_events);
+            break (packages, deliveries, draft, version);
+        };
+        let package_mark = Mark::set(packages, package_id);
+        let appended = self
             .append(
                 "schedule-delivery",
-                &mut deliveries.fence,
+                deliveries,
                 Topic::Deliveries,
                 id,
                 &draft,
             )
-            .await?;
+            .await;
+        // The package's shard comes before the deliveries' in the lock order: it is
+        // taken again only once the delivery's is let go.
+        let (position, mut deliveries) = match appended {
+            Ok(landed) => landed,
+            Err(e) => {
+                drop(package_mark.lift().await);
+                return Err(e);
+            }
+        };
         let token = ConsistencyToken::from_positions([position]);
-        packages
-            .entry(package_id)
-            .record(draft.of(Topic::Packages, package_id));
-        let stream = deliveries.entry(id);
-        stream.record(draft.of(Topic::Deliveries, id));
-        if let Some(key) = &ctx.idempotency_key {
+        let outcome = ctx.idempotency_key.as_ref().map(|key| {
             let outcome = Outcome {
                 version,
                 token: token.clone(),
                 fingerprint: ctx.fingerprint.clone(),
                 at: Utc::now(),
             };
-            stream.remember(key.clone(), outcome.clone());
-            packages.entry(package_id).remember(key.clone(), outcome);
+            (key.clone(), outcome)
+        });
+        let stream = deliveries.entry(id);
+        stream.record(draft.of(Topic::Deliveries, id));
+        if let Some((key, outcome)) = outcome.clone() {
+            stream.remember(key, outcome);
+        }
+        drop(deliveries);
+        let mut packages = package_mark.lift().await;
+        let package = packages.entry(package_id);
+        package.record(draft.of(Topic::Packages, package_id));
+        if let Some((key, outcome)) = outcome {
+            package.remember(key, outcome);
         }
         Ok(Accepted {
             id: id.to_string(),
@@ -1372,4 +1321,25 @@ fn same_spec(drone: &Drone, cmd: &RegisterDrone) -> bool {
         && drone.range_km == cmd.range_km()
         && drone.speed_mps == cmd.speed_mps()
         && drone.home == cmd.home()
+}
+
+/// This process's writers of the partitions of a command topic.
+async fn writers(
+    log: &Arc<dyn EventLog>,
+    topic: Topic,
+    lease: &WriterLease,
+    metrics: &CommandMetrics,
+) -> Result<Vec<Arc<PartitionWriter>>, CommandError> {
+    let partitions = log.partitions(topic.name()).await?.max(1);
+    Ok((0..partitions)
+        .map(|partition| {
+            Arc::new(PartitionWriter::new(
+                topic,
+                partition,
+                log.clone(),
+                lease.clone(),
+                metrics.append_latency.clone(),
+            ))
+        })
+        .collect())
 }

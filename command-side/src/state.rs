@@ -1,18 +1,24 @@
 //! The write side's view of every aggregate: folded from the log at start-up (the
 //! command topics only: telemetry is an observation no command decides on), then kept
 //! current by the commands this process appends. It is sharded exactly like the log's
-//! partitions, and a shard's lock is held from decision to durable append, so this
-//! process is the one writer of each partition (SPEC §4). A package lives with its
-//! delivery: its events are in the delivery's records, on the deliveries topic.
+//! partitions. A shard's lock is held while a command decides; an aggregate whose
+//! record is on its way to the log is *marked*, and a command on it waits until the
+//! record is durable and folded (or failed), so every decision rests on state that
+//! includes every record before it (SPEC §4). A package lives with its delivery: its
+//! events are in the delivery's records, on the deliveries topic.
 
-use crate::fence::Fence;
+use crate::fence::PartitionWriter;
 use api::{ConsistencyToken, Position};
 use chrono::{DateTime, Utc};
 use domain::{Account, Delivery, Drone, Package};
 use schemas::events::{Envelope, Topic};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, futures::OwnedNotified};
+
+/// A locked shard.
+pub type Guard<A> = OwnedMutexGuard<Shard<A>>;
 
 /// An aggregate the command side keeps: where its stream lives and what to call it.
 pub trait Kept: domain::Aggregate + Send + 'static {
@@ -98,13 +104,51 @@ impl<A: Kept> Stream<A> {
     }
 }
 
-/// The aggregates of one log partition, and this process's place as its writer.
+/// The aggregates of one log partition, and this process's writer of it.
 pub struct Shard<A> {
     streams: HashMap<String, Stream<A>>,
-    pub fence: Fence,
+    pub writer: Arc<PartitionWriter>,
+    /// Aggregates whose record is on its way to the log.
+    marked: HashSet<String>,
+    /// Told whenever a mark is lifted.
+    unmarked: Arc<Notify>,
 }
 
+/// Resolves once a mark of the shard has been lifted (created under the shard's lock,
+/// so no lift between the check and the wait is missed).
+type Unmarked = Pin<Box<OwnedNotified>>;
+
 impl<A: Kept> Shard<A> {
+    fn new(writer: Arc<PartitionWriter>) -> Shard<A> {
+        Shard {
+            streams: HashMap::new(),
+            writer,
+            marked: HashSet::new(),
+            unmarked: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Marks `id`: its record is on its way, so commands on it wait.
+    pub fn mark(&mut self, id: &str) {
+        self.marked.insert(id.to_string());
+    }
+
+    pub fn unmark(&mut self, id: &str) {
+        if self.marked.remove(id) {
+            self.unmarked.notify_waiters();
+        }
+    }
+
+    /// When `id` is marked: what to wait on, after letting go of every lock held.
+    pub fn busy(&self, id: &str) -> Option<Unmarked> {
+        if !self.marked.contains(id) {
+            return None;
+        }
+        let mut wait = Box::pin(self.unmarked.clone().notified_owned());
+        wait.as_mut().enable();
+        Some(wait)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Stream<A>> {
         self.streams.get(id)
     }
@@ -127,20 +171,24 @@ impl<A: Kept> Shard<A> {
 /// All shards of one aggregate type: one per partition of its topic.
 pub struct Shards<A> {
     shards: Vec<Arc<Mutex<Shard<A>>>>,
+    writers: Vec<Arc<PartitionWriter>>,
 }
 
 impl<A: Kept> Shards<A> {
-    pub fn new(partitions: u32) -> Shards<A> {
+    /// One shard per writer, in partition order.
+    pub fn new(writers: Vec<Arc<PartitionWriter>>) -> Shards<A> {
         Shards {
-            shards: (0..partitions.max(1))
-                .map(|_| {
-                    Arc::new(Mutex::new(Shard {
-                        streams: HashMap::new(),
-                        fence: Fence::default(),
-                    }))
-                })
+            shards: writers
+                .iter()
+                .map(|writer| Arc::new(Mutex::new(Shard::new(writer.clone()))))
                 .collect(),
+            writers,
         }
+    }
+
+    /// The writer of a partition.
+    pub fn writer(&self, partition: u32) -> &Arc<PartitionWriter> {
+        &self.writers[partition as usize % self.writers.len()]
     }
 
     pub fn partitions(&self) -> u32 {
@@ -151,11 +199,24 @@ impl<A: Kept> Shards<A> {
         storage::partition_for(id, self.shards.len() as u32)
     }
 
-    pub async fn lock(&self, id: &str) -> OwnedMutexGuard<Shard<A>> {
-        self.lock_partition(self.partition_of(id)).await
+    /// The shard of `id`, once `id` is not marked. Holding another shard while waiting
+    /// here is safe only when no one marks both that shard and this one (a command that
+    /// marks two, like scheduling, waits with [`Shard::busy`] holding nothing).
+    pub async fn lock(&self, id: &str) -> Guard<A> {
+        loop {
+            let shard = self.lock_partition(self.partition_of(id)).await;
+            match shard.busy(id) {
+                None => return shard,
+                Some(unmarked) => {
+                    drop(shard);
+                    unmarked.await;
+                }
+            }
+        }
     }
 
-    pub async fn lock_partition(&self, partition: u32) -> OwnedMutexGuard<Shard<A>> {
+    /// The shard of a partition, whatever is marked in it.
+    pub async fn lock_partition(&self, partition: u32) -> Guard<A> {
         let shard = &self.shards[partition as usize % self.shards.len()];
         shard.clone().lock_owned().await
     }
@@ -164,6 +225,47 @@ impl<A: Kept> Shards<A> {
     pub async fn forget_keys_before(&self, since: DateTime<Utc>) {
         for shard in &self.shards {
             shard.lock().await.forget_keys_before(since);
+        }
+    }
+}
+
+/// A mark on an aggregate whose record is on its way, held while its shard is not:
+/// [`Mark::lift`] takes the shard again and lifts it. Dropped unlifted (its command was
+/// dropped half-way), it is lifted by a task of its own, so no command waits for ever.
+pub struct Mark<A: Kept> {
+    shard: Arc<Mutex<Shard<A>>>,
+    id: String,
+    lifted: bool,
+}
+
+impl<A: Kept> Mark<A> {
+    /// Marks `id` in the locked `shard` and lets go of the shard.
+    pub fn set(mut shard: Guard<A>, id: &str) -> Mark<A> {
+        shard.mark(id);
+        Mark {
+            shard: OwnedMutexGuard::mutex(&shard).clone(),
+            id: id.to_string(),
+            lifted: false,
+        }
+    }
+
+    /// The shard again, with the mark lifted (waiters go on once it is let go).
+    pub async fn lift(mut self) -> Guard<A> {
+        let mut shard = self.shard.clone().lock_owned().await;
+        shard.unmark(&self.id);
+        self.lifted = true;
+        shard
+    }
+}
+
+impl<A: Kept> Drop for Mark<A> {
+    fn drop(&mut self) {
+        if self.lifted {
+            return;
+        }
+        let (shard, id) = (self.shard.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { shard.lock().await.unmark(&id) });
         }
     }
 }

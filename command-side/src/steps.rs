@@ -150,7 +150,7 @@ impl CommandService {
         job: &Job,
         attempt: &str,
     ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
-        let mut shard = self.drones.lock(drone_id).await;
+        let shard = self.drones.lock(drone_id).await;
         ready(&self.drones, &shard, drone_id)?;
         let unknown = Drone::default();
         let stream = shard.get(drone_id);
@@ -165,8 +165,8 @@ impl CommandService {
         if events.is_empty() {
             return Ok((reservation, None)); // reserved by an earlier try of this command
         }
-        let (_, at) = self
-            .write("assign-drone", &mut shard, drone_id, ctx, events)
+        let (_, at, _) = self
+            .write("assign-drone", shard, drone_id, ctx, events)
             .await?;
         Ok((reservation, Some(at)))
     }
@@ -178,7 +178,7 @@ impl CommandService {
         id: &str,
         reservation: &DroneAssigned,
     ) -> Result<Accepted, CommandError> {
-        let mut shard = self.deliveries.lock(id).await;
+        let shard = self.deliveries.lock(id).await;
         if let Some(done) = replayed(shard.get(id), ctx, id, self.key_cutoff())? {
             return Ok(done);
         }
@@ -197,9 +197,7 @@ impl CommandService {
                 replayed: true,
             });
         }
-        let (version, at) = self
-            .write("assign-drone", &mut shard, id, ctx, events)
-            .await?;
+        let (version, at, mut shard) = self.write("assign-drone", shard, id, ctx, events).await?;
         let token = ConsistencyToken::from_positions([at]);
         Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
@@ -213,7 +211,7 @@ impl CommandService {
         attempt: &str,
         reason: &str,
     ) -> Result<Option<Position>, CommandError> {
-        let mut shard = self.drones.lock(drone_id).await;
+        let shard = self.drones.lock(drone_id).await;
         ready(&self.drones, &shard, drone_id)?;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(None);
@@ -222,8 +220,8 @@ impl CommandService {
         if events.is_empty() {
             return Ok(None);
         }
-        let (_, at) = self
-            .write("release-drone", &mut shard, drone_id, ctx, events)
+        let (_, at, _) = self
+            .write("release-drone", shard, drone_id, ctx, events)
             .await?;
         Ok(Some(at))
     }
@@ -270,7 +268,7 @@ impl CommandService {
         command: &'static str,
         decide: &impl Fn(&Delivery) -> Result<Vec<Event>, DomainError>,
     ) -> Result<(Accepted, Option<String>), CommandError> {
-        let mut shard = self.deliveries.lock(id).await;
+        let shard = self.deliveries.lock(id).await;
         let stream = shard.get(id);
         if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             let drone = stream.and_then(|s| s.state.drone_id.clone());
@@ -282,7 +280,7 @@ impl CommandService {
         ready(&self.deliveries, &shard, id)?;
         let before = stream.state.drone_id.clone();
         let events = decide(&stream.state)?;
-        let (version, at) = self.write(command, &mut shard, id, ctx, events).await?;
+        let (version, at, mut shard) = self.write(command, shard, id, ctx, events).await?;
         let token = ConsistencyToken::from_positions([at]);
         let stream = shard.entry(id);
         let drone = before.or_else(|| stream.state.drone_id.clone());
@@ -292,7 +290,7 @@ impl CommandService {
     /// Brings the drone's stream in line with the delivery it carries.
     async fn follow(&self, ctx: &CommandContext, drone_id: &str) -> Result<Followed, CommandError> {
         // Drones come before deliveries in the lock order.
-        let mut shard = self.drones.lock(drone_id).await;
+        let shard = self.drones.lock(drone_id).await;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(Followed::Done { at: None });
         };
@@ -320,8 +318,8 @@ impl CommandService {
             FollowUp::Append(events) => events,
         };
         ready(&self.drones, &shard, drone_id)?;
-        let (_, at) = self
-            .write("follow-delivery", &mut shard, drone_id, ctx, events)
+        let (_, at, _) = self
+            .write("follow-delivery", shard, drone_id, ctx, events)
             .await?;
         Ok(Followed::Done { at: Some(at) })
     }
@@ -333,7 +331,7 @@ impl CommandService {
         drone_id: &str,
         attempt: &str,
     ) -> Result<(), CommandError> {
-        let mut shard = self.deliveries.lock(delivery_id).await;
+        let shard = self.deliveries.lock(delivery_id).await;
         ready(&self.deliveries, &shard, delivery_id)?;
         let Some(stream) = shard.get(delivery_id) else {
             return Ok(());
@@ -343,7 +341,7 @@ impl CommandService {
             return Ok(());
         }
         let ctx = CommandContext::default();
-        self.write("abandon-assignment", &mut shard, delivery_id, &ctx, events)
+        self.write("abandon-assignment", shard, delivery_id, &ctx, events)
             .await?;
         Ok(())
     }
