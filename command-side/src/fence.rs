@@ -99,6 +99,10 @@ impl PartitionWriter {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
     pub fn fence(&self) -> Fence {
         self.state().fence.clone()
     }
@@ -123,11 +127,7 @@ impl PartitionWriter {
     /// Hands a record to the next flush, stamped with this writer's id; refused while
     /// the partition is in doubt or this process is no longer the writer.
     pub fn submit(self: &Arc<Self>, mut record: NewRecord) -> Result<Landing, CommandError> {
-        if !self.lease.holds() {
-            return Err(CommandError::Unavailable(
-                "this command-api is no longer the writer of the command topics (another instance took over)".into(),
-            ));
-        }
+        self.lease.still_held()?;
         let mut state = self.state();
         if state.fence.in_doubt {
             return Err(self.doubt());
@@ -142,7 +142,9 @@ impl PartitionWriter {
         Ok(landing)
     }
 
-    fn doubt(&self) -> CommandError {
+    /// The error of a decision taken while the partition is in doubt (the command side
+    /// settles it and decides again).
+    pub fn doubt(&self) -> CommandError {
         CommandError::InDoubt {
             topic: self.topic,
             partition: self.partition,

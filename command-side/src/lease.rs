@@ -69,6 +69,16 @@ impl WriterLease {
         self.held.load(Ordering::Acquire)
     }
 
+    /// Refuses a write once another instance took over.
+    pub fn still_held(&self) -> Result<(), crate::error::CommandError> {
+        if self.holds() {
+            return Ok(());
+        }
+        Err(crate::error::CommandError::Unavailable(
+            "this command-api is no longer the writer of the command topics (another instance took over)".into(),
+        ))
+    }
+
     /// Stops taking commands for good (another writer marked a partition).
     pub fn give_up(&self) {
         self.held.store(false, Ordering::Release);

@@ -264,16 +264,9 @@ impl Draft {
 }
 
 /// A decision on a partition in doubt waits until it is settled.
-pub(crate) fn ready<A: Kept>(
-    shards: &Shards<A>,
-    shard: &Shard<A>,
-    id: &str,
-) -> Result<(), CommandError> {
+pub(crate) fn ready<A: Kept>(shard: &Shard<A>) -> Result<(), CommandError> {
     if shard.writer.in_doubt() {
-        return Err(CommandError::InDoubt {
-            topic: A::TOPIC,
-            partition: shards.partition_of(id),
-        });
+        return Err(shard.writer.doubt());
     }
     Ok(())
 }
@@ -445,11 +438,13 @@ impl CommandService {
         for ((topic, partition, writer), at) in partitions.into_iter().zip(appended) {
             self.fold(topic, partition, 0, at.offset, &mut validity, &mut keyed)
                 .await?;
-            self.writer(topic, partition).set_fence(Fence {
-                writer,
-                next: at.offset + 1,
-                in_doubt: false,
-            });
+            if let Some(partition_writer) = self.writer(topic, partition) {
+                partition_writer.set_fence(Fence {
+                    writer,
+                    next: at.offset + 1,
+                    in_doubt: false,
+                });
+            }
         }
         self.remember_all(keyed).await;
         Ok(())
@@ -602,13 +597,15 @@ impl CommandService {
         }
     }
 
-    /// This process's writer of a command partition.
-    fn writer(&self, topic: Topic, partition: u32) -> &Arc<PartitionWriter> {
+    /// This process's writer of a command partition (telemetry has none: no command
+    /// decides on it).
+    fn writer(&self, topic: Topic, partition: u32) -> Option<&Arc<PartitionWriter>> {
         match topic {
-            Topic::Accounts => self.accounts.writer(partition),
-            Topic::Drones => self.drones.writer(partition),
-            Topic::Packages => self.packages.writer(partition),
-            Topic::Deliveries | Topic::DroneTelemetry => self.deliveries.writer(partition),
+            Topic::Accounts => Some(self.accounts.writer(partition)),
+            Topic::Drones => Some(self.drones.writer(partition)),
+            Topic::Packages => Some(self.packages.writer(partition)),
+            Topic::Deliveries => Some(self.deliveries.writer(partition)),
+            Topic::DroneTelemetry => None,
         }
     }
 
@@ -617,7 +614,9 @@ impl CommandService {
     /// idempotency key, so its retry answers as it would have).
     pub(crate) async fn settle(&self, topic: Topic, partition: u32) -> Result<(), CommandError> {
         let _one_at_a_time = self.settling.lock().await;
-        let partition_writer = self.writer(topic, partition).clone();
+        let Some(partition_writer) = self.writer(topic, partition).cloned() else {
+            return Ok(()); // telemetry is never in doubt
+        };
         partition_writer.quiesce().await;
         let fence = partition_writer.fence();
         if !fence.in_doubt {
@@ -696,25 +695,25 @@ impl CommandService {
         let version = shard.get(id).map_or(0, |s| s.version);
         let mut draft = Draft::new(ctx);
         let version = draft.add(A::TOPIC, id, version, events);
-        let (at, mut shard) = self.append(command, shard, A::TOPIC, id, &draft).await?;
+        let (at, mut shard) = self.append(command, shard, id, &draft).await?;
         shard.entry(id).record(draft.of(A::TOPIC, id));
         Ok((version, at, shard))
     }
 
-    /// Appends the events of one command as one record of `id`'s partition of `topic`
-    /// (a commit when there are several, so readers get all or none), decided under
-    /// `shard`: hands it to the partition's writer, marks `id` and lets go of the shard
-    /// until the record is durable and counts (or failed). Gives where it landed and the
-    /// shard again, `id` unmarked, for the caller to fold before anyone decides on it.
+    /// Appends the events of one command as one record of `id`'s partition of its
+    /// topic (a commit when there are several, so readers get all or none), decided
+    /// under `shard`: hands it to the partition's writer, marks `id` and lets go of the
+    /// shard until the record is durable and counts (or failed). Gives where it landed
+    /// and the shard again, `id` unmarked, for the caller to fold before anyone decides
+    /// on it.
     pub(crate) async fn append<A: Kept>(
         &self,
         command: &str,
         shard: Guard<A>,
-        topic: Topic,
         id: &str,
         draft: &Draft,
     ) -> Result<(Position, Guard<A>), CommandError> {
-        let partition = storage::partition_for(id, self.partitions(topic));
+        let (topic, partition) = (A::TOPIC, shard.writer.partition());
         let value = self
             .codec
             .encode_all(draft.items.iter().map(|(_, e)| e))
@@ -753,11 +752,7 @@ impl CommandService {
     /// fall in. Telemetry is no part of the write model (nothing decides on it), so it
     /// needs no fence.
     async fn append_telemetry(&self, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
-        if !self.lease.holds() {
-            return Err(CommandError::Unavailable(
-                "this command-api is no longer the writer of the command topics (another instance took over)".into(),
-            ));
-        }
+        self.lease.still_held()?;
         let mut groups: Vec<(u32, Vec<&Envelope>)> = Vec::new();
         for (_, envelope) in &draft.items {
             let partition =
@@ -872,7 +867,7 @@ impl CommandService {
             visible(existing(&shard, id)?, ctx, id)?;
         }
         check_expected(stream, ctx, A::KIND, id)?;
-        ready(shards, &shard, id)?;
+        ready(&shard)?;
         let unborn = A::default();
         let events = decide(stream.map_or(&unborn, |s| &s.state))?;
         let (version, position, mut shard) = self.write(command, shard, id, ctx, events).await?;
@@ -915,7 +910,7 @@ impl CommandService {
             }
             let stream = existing(&shard, id)?;
             check_expected(Some(stream), ctx, "account", id)?;
-            ready(&self.accounts, &shard, id)?;
+            ready(&shard)?;
             let key_hash = api::key_hash(&self.account_key(id, stream.version + 1));
             let events = stream.state.rotate_key(&key_hash)?;
             let (version, at, mut shard) = self
@@ -1172,7 +1167,7 @@ impl CommandService {
             if let Some(done) = replayed(deliveries.get(id), ctx, id, self.key_cutoff())? {
                 return Ok(done);
             }
-            ready(&self.deliveries, &deliveries, id)?;
+            ready(&deliveries)?;
             let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
             let package = packages.get(package_id);
             let package_events = package
@@ -1198,13 +1193,7 @@ impl CommandService {
         };
         let package_mark = Mark::set(packages, package_id);
         let appended = self
-            .append(
-                "schedule-delivery",
-                deliveries,
-                Topic::Deliveries,
-                id,
-                &draft,
-            )
+            .append("schedule-delivery", deliveries, id, &draft)
             .await;
         // The package's shard comes before the deliveries' in the lock order: it is
         // taken again only once the delivery's is let go.

@@ -151,7 +151,7 @@ impl CommandService {
         attempt: &str,
     ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
         let shard = self.drones.lock(drone_id).await;
-        ready(&self.drones, &shard, drone_id)?;
+        ready(&shard)?;
         let unknown = Drone::default();
         let stream = shard.get(drone_id);
         let drone = stream.map_or(&unknown, |s| &s.state);
@@ -185,7 +185,7 @@ impl CommandService {
         let stream = existing(&shard, id)?;
         visible(stream, ctx, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
-        ready(&self.deliveries, &shard, id)?;
+        ready(&shard)?;
         let events = stream.state.assign_drone(reservation)?;
         let version = stream.version;
         if events.is_empty() {
@@ -212,7 +212,7 @@ impl CommandService {
         reason: &str,
     ) -> Result<Option<Position>, CommandError> {
         let shard = self.drones.lock(drone_id).await;
-        ready(&self.drones, &shard, drone_id)?;
+        ready(&shard)?;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(None);
         };
@@ -277,7 +277,7 @@ impl CommandService {
         let stream = existing(&shard, id)?;
         visible(stream, ctx, id)?;
         check_expected(Some(stream), ctx, "delivery", id)?;
-        ready(&self.deliveries, &shard, id)?;
+        ready(&shard)?;
         let before = stream.state.drone_id.clone();
         let events = decide(&stream.state)?;
         let (version, at, mut shard) = self.write(command, shard, id, ctx, events).await?;
@@ -317,7 +317,7 @@ impl CommandService {
             }
             FollowUp::Append(events) => events,
         };
-        ready(&self.drones, &shard, drone_id)?;
+        ready(&shard)?;
         let (_, at, _) = self
             .write("follow-delivery", shard, drone_id, ctx, events)
             .await?;
@@ -332,7 +332,7 @@ impl CommandService {
         attempt: &str,
     ) -> Result<(), CommandError> {
         let shard = self.deliveries.lock(delivery_id).await;
-        ready(&self.deliveries, &shard, delivery_id)?;
+        ready(&shard)?;
         let Some(stream) = shard.get(delivery_id) else {
             return Ok(());
         };
