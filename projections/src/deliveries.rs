@@ -50,7 +50,6 @@ impl Projection for DeliveriesProjection {
             updated_at: meta.occurred_at,
         };
         let version = view.version;
-        staged.put(DELIVERIES, id, SINGLE_ROW, &view, version);
         // The event as JSON is `{"type": .., "data": {..}}`; the entry keeps the data.
         let data = serde_json::to_value(&envelope.event)
             .ok()
@@ -89,6 +88,8 @@ impl Projection for DeliveriesProjection {
             staged.delete(DELIVERIES_BY_STAGE, old.as_str(), &key, version);
         }
         staged.put(DELIVERIES_BY_STAGE, stage.as_str(), &key, &summary, version);
+        // The guard row last: once it says `version`, every row above is in the store.
+        staged.put(DELIVERIES, id, SINGLE_ROW, &view, version);
         Ok(())
     }
 }

@@ -56,7 +56,6 @@ impl Projection for DronesProjection {
             version,
             updated_at: meta.occurred_at,
         };
-        staged.put(DRONES, id, SINGLE_ROW, &view, version);
         match before.map(|b| b.status()) {
             Some(old) if old == status => {}
             old => {
@@ -70,6 +69,8 @@ impl Projection for DronesProjection {
                 staged.put(FLEET, status.as_str(), id, &entry, version);
             }
         }
+        // The guard row last: once it says `version`, the fleet rows are in the store.
+        staged.put(DRONES, id, SINGLE_ROW, &view, version);
         Ok(())
     }
 }

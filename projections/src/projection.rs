@@ -61,7 +61,10 @@ pub trait Projection: Send + Sync + 'static {
         self.model().topics
     }
 
-    /// Stages the writes one event causes.
+    /// Stages the writes one event causes. The row whose version says the event was
+    /// applied (the guard a replay reads to skip it) is staged last: on a store without
+    /// atomic batches a crash leaves a prefix of an apply, and a replay from the last
+    /// checkpoint then redoes every event whose guard had not landed.
     async fn project(
         &self,
         envelope: &Envelope,

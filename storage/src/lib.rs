@@ -270,9 +270,12 @@ pub struct Scan {
 
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
-    /// Applies the writes and the checkpoints together. The embedded adapter does it
-    /// atomically; others rely on the version guard (re-applying is harmless) and write
-    /// checkpoints last.
+    /// Applies the writes, then the checkpoints. The embedded adapter does it atomically.
+    /// An adapter without atomic batches keeps the order, so that a crash leaves a
+    /// prefix: no write lands before the ones ahead of it in `writes`, and the
+    /// checkpoints land after all of them. Projections stage each event's guard row
+    /// after the rows it vouches for, and re-applying is harmless (the version guard), so
+    /// a replay from the last checkpoint completes whatever prefix had landed.
     async fn apply(
         &self,
         writes: Vec<Write>,
