@@ -238,7 +238,7 @@ impl ServeArgs {
 
 /// The name of a read model (`--only`).
 fn read_model(name: &str) -> Result<String, String> {
-    let known: Vec<&str> = projections::models::ALL.iter().map(|m| m.name).collect();
+    let known: Vec<&str> = read_model::models::ALL.iter().map(|m| m.name).collect();
     if known.contains(&name) {
         Ok(name.to_owned())
     } else {

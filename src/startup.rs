@@ -14,6 +14,7 @@ use domain::Dispatcher;
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
 use query_side::{QueryMetrics, QueryService};
+use read_model::Progress;
 use schemas::Codec;
 use schemas::events::Topic;
 use std::net::SocketAddr;
@@ -223,25 +224,38 @@ impl App {
             }));
             add(command_side::http::routes(commands));
         }
+        // The embedded store is held by one process: when every projection runs here
+        // too, no other projector builds it, and reads wait on these projectors' progress.
+        let progress = (settings.runs(Role::QueryApi)
+            && settings.runs(Role::Projector)
+            && settings.only.is_empty()
+            && matches!(settings.store_location(), StoreLocation::Embedded(_)))
+        .then(Progress::new);
         if let (true, Some(store)) = (settings.runs(Role::QueryApi), &store) {
-            let queries = QueryService::new(
+            let mut queries = QueryService::new(
                 store.clone(),
                 settings.max_consistency_wait,
                 settings.flight.clone(),
                 QueryMetrics::new(&registry)?,
             );
+            if let Some(progress) = &progress {
+                queries = queries.notified_by(progress.clone());
+            }
             let queries = Arc::new(queries);
             account_keys.get_or_insert_with(|| queries.clone());
             add(query_side::http::routes(queries));
         }
         if let (true, Some(store)) = (settings.runs(Role::Projector), &store) {
-            let projector = Projector::new(
+            let mut projector = Projector::new(
                 log.clone(),
                 store.clone(),
                 codec.clone(),
                 ProjectorMetrics::new(&registry)?,
                 settings.projector_pace,
             );
+            if let Some(progress) = &progress {
+                projector = projector.notifying(progress.clone());
+            }
             let chosen: Vec<_> = projections::all()
                 .into_iter()
                 .filter(|p| settings.only.is_empty() || settings.only.iter().any(|n| n == p.name()))

@@ -15,9 +15,9 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use projections::tables::{DELIVERIES, SINGLE_ROW};
 use projections::{DeliveriesProjection, Projection, Projector, ProjectorMetrics};
 use prometheus::Registry;
+use read_model::tables::{DELIVERIES, SINGLE_ROW};
 use schemas::Codec;
 use schemas::events::{
     ConfirmationType, DeliveryCompleted, DeliveryCreated, DeliveryPickedUp, DroneAssigned,

@@ -1,8 +1,9 @@
 use crate::error::ProjectionError;
-use crate::projection::{Model, Projection, Source, Staged, models};
-use crate::tables::{ACCOUNT_KEYS, ACCOUNTS, SINGLE_ROW};
-use crate::views::{AccountKey, AccountView};
+use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
+use read_model::tables::{ACCOUNT_KEYS, ACCOUNTS, SINGLE_ROW};
+use read_model::views::{AccountKey, AccountView};
+use read_model::{Model, models};
 use schemas::events::{Envelope, Event};
 
 /// Accounts and their status (the query side uses it to tell unknown accounts), and

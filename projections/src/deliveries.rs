@@ -1,12 +1,13 @@
 use crate::error::ProjectionError;
-use crate::projection::{Model, Projection, Source, Staged, models};
-use crate::tables::{
+use crate::projection::{Projection, Source, Staged};
+use async_trait::async_trait;
+use domain::Delivery;
+use read_model::tables::{
     ACCOUNT_DELIVERIES, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE, SINGLE_ROW,
     history_key, timeline_key,
 };
-use crate::views::{DeliverySummary, DeliveryView, TimelineEntry};
-use async_trait::async_trait;
-use domain::Delivery;
+use read_model::views::{DeliverySummary, DeliveryView, TimelineEntry};
+use read_model::{Model, models};
 use schemas::events::Envelope;
 
 /// A delivery, its timeline, its line in the owner's history and in the list of its stage.

@@ -1,8 +1,9 @@
 use crate::error::ProjectionError;
-use crate::projection::{Model, Projection, Source, Staged, models};
-use crate::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW};
-use crate::views::{DronePosition, DroneView, FleetEntry};
+use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
+use read_model::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW};
+use read_model::views::{DronePosition, DroneView, FleetEntry};
+use read_model::{Model, models};
 use schemas::events::{Envelope, Event};
 
 /// Drones, the fleet by status, and each drone's latest telemetry.

@@ -1,9 +1,10 @@
 use crate::error::ProjectionError;
-use crate::projection::{Model, Projection, Source, Staged, models};
-use crate::tables::{INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, invoice_partition};
-use crate::views::{InvoiceLine, InvoiceTrip};
+use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
 use chrono::Datelike;
+use read_model::tables::{INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, invoice_partition};
+use read_model::views::{InvoiceLine, InvoiceTrip};
+use read_model::{Model, models};
 use schemas::events::{Envelope, Event};
 
 /// Completed deliveries per account and month, with what they cost the fleet.

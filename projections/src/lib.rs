@@ -1,6 +1,6 @@
 //! The read side's builders: projections that fold events from the log into the read
 //! models of SPEC §5, and the projector worker that runs them. Each projection owns its
-//! tables (see [`tables`]) and writes rows with the version of the event that produced
+//! tables (see [`read_model::tables`]) and writes rows with the version of the event that produced
 //! them, so a batch applied twice changes nothing; the projector writes each batch with
 //! its checkpoint in one `ReadStore::apply`.
 
@@ -12,8 +12,6 @@ mod invoices;
 mod metrics;
 mod projection;
 mod projector;
-pub mod tables;
-pub mod views;
 
 pub use accounts::AccountsProjection;
 pub use deliveries::DeliveriesProjection;
@@ -21,8 +19,8 @@ pub use drones::DronesProjection;
 pub use error::ProjectionError;
 pub use invoices::InvoicesProjection;
 pub use metrics::ProjectorMetrics;
-pub use projection::{Model, Projection, Source, Staged, models};
-pub use projector::{CaughtUp, Projector, caught_up};
+pub use projection::{Projection, Source, Staged};
+pub use projector::{CaughtUp, Projector};
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 use crate::error::ProjectionError;
 use async_trait::async_trait;
 use bytes::Bytes;
+use read_model::Model;
 use schemas::events::{Envelope, Topic};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,39 +14,6 @@ pub struct Source {
     pub topic: Topic,
     pub partition: u32,
     pub offset: u64,
-}
-
-/// A read model's name and the topics it is built from: what a query needs to know to
-/// wait for it, without the code that builds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Model {
-    /// Stable name: checkpoints and `projector --only` use it.
-    pub name: &'static str,
-    pub topics: &'static [Topic],
-}
-
-/// The read models.
-pub mod models {
-    use super::Model;
-    use schemas::events::Topic;
-
-    pub const ACCOUNTS: Model = Model {
-        name: "accounts",
-        topics: &[Topic::Accounts],
-    };
-    pub const DELIVERIES: Model = Model {
-        name: "deliveries",
-        topics: &[Topic::Deliveries],
-    };
-    pub const INVOICES: Model = Model {
-        name: "invoices",
-        topics: &[Topic::Deliveries],
-    };
-    pub const DRONES: Model = Model {
-        name: "drones",
-        topics: &[Topic::Drones, Topic::DroneTelemetry],
-    };
-    pub const ALL: [Model; 4] = [ACCOUNTS, DELIVERIES, INVOICES, DRONES];
 }
 
 /// A read model builder: folds the events of its topics into its tables.

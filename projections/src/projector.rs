@@ -8,12 +8,12 @@
 
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
-use crate::projection::{Model, Projection, Source, Staged};
-use crate::tables::{DEAD_LETTERS, PROJECTOR_GROUP, SINGLE_ROW, dead_letter_key};
-use crate::views::DeadLetter;
-use api::ConsistencyToken;
+use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
 use bytes::Bytes;
+use read_model::Progress;
+use read_model::tables::{DEAD_LETTERS, PROJECTOR_GROUP, SINGLE_ROW, dead_letter_key};
+use read_model::views::DeadLetter;
 use schemas::Codec;
 use schemas::events::Topic;
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +45,7 @@ pub struct Projector {
     codec: Codec,
     metrics: ProjectorMetrics,
     pace: Duration,
+    progress: Progress,
 }
 
 impl Projector {
@@ -67,7 +68,14 @@ impl Projector {
             codec,
             metrics,
             pace,
+            progress: Progress::new(),
         }
+    }
+
+    /// Tells `progress` after every apply (a query side in this process waits on it).
+    pub fn notifying(mut self, progress: Progress) -> Projector {
+        self.progress = progress;
+        self
     }
 
     /// Starts the projections, one task per (projection, topic); the tasks end when
@@ -181,27 +189,6 @@ impl CaughtUp {
     pub fn all(&self) -> bool {
         self.done.load(Ordering::Acquire) >= self.workers
     }
-}
-
-/// True when the read model has applied every position of `token` in its topics.
-pub async fn caught_up(
-    store: &dyn ReadStore,
-    model: Model,
-    token: &ConsistencyToken,
-) -> Result<bool, StorageError> {
-    for position in &token.positions {
-        if !model.topics.contains(&position.topic) {
-            continue;
-        }
-        let next = store
-            .checkpoint(model.name, position.topic.name(), position.partition)
-            .await?
-            .unwrap_or(0);
-        if next <= position.offset {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Consumes one topic for one projection as a member of its consumer group: what it
@@ -532,6 +519,7 @@ impl TopicWorker {
             })
             .collect();
         p.store.apply(staged.into_writes(), checkpoints).await?;
+        p.progress.advanced();
         at.next.extend(after.iter().map(|(&p, &n)| (p, n)));
         at.validity = validity;
         p.metrics

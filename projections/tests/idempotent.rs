@@ -3,11 +3,11 @@
 //! leaves every row as applying them once did.
 
 use chrono::{TimeZone, Utc};
-use projections::tables::{
+use projections::{Source, Staged};
+use read_model::tables::{
     ACCOUNT_DELIVERIES, DELIVERIES, DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET,
     INVOICE_LINES, SINGLE_ROW, invoice_partition,
 };
-use projections::{Source, Staged};
 use schemas::events::*;
 use std::ops::Bound;
 use storage::{Order, ReadStore, Row, Scan};

@@ -8,10 +8,10 @@ use domain::{
     Account, Aggregate, Confirmation, Delivery, DeliveryPlan, DomainError, Drone, FollowUp,
     RegisterAccount, RegisterDrone, Reschedule, Telemetry, location,
 };
-use projections::tables::{DELIVERIES, DRONE_POSITIONS, DRONES, SINGLE_ROW};
-use projections::views::{DeliveryView, DronePosition, DroneView};
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
+use read_model::tables::{DELIVERIES, DRONE_POSITIONS, DRONES, SINGLE_ROW};
+use read_model::views::{DeliveryView, DronePosition, DroneView};
 use schemas::Codec;
 use schemas::events::{
     ConfirmationType, DronePositionReported, Envelope, Event, EventMetadata, Topic,

@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
-use projections::tables::{ACCOUNTS, SINGLE_ROW};
 use projections::{AccountsProjection, Projection, Projector, ProjectorMetrics};
 use prometheus::Registry;
+use read_model::tables::{ACCOUNTS, SINGLE_ROW};
 use schemas::Codec;
 use schemas::events::{AccountRegistered, Envelope, Event, EventMetadata, Topic};
 use std::collections::BTreeSet;

@@ -11,15 +11,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use domain::{DroneStatus, Stage};
-use projections::tables::{
-    ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DELIVERIES, DELIVERIES_BY_STAGE,
-    DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW,
-    invoice_partition,
-};
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use read_model::tables::{
+    ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
+    DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, invoice_partition,
+};
 use schemas::Codec;
 use schemas::events::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,8 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::{
-    Checkpoint, EventLog, NewRecord, Offset, Order, ReadStore, Row, Scan, StorageError,
-    TopicSpec, Write,
+    Checkpoint, EventLog, NewRecord, Offset, Order, ReadStore, Row, Scan, StorageError, TopicSpec,
+    Write,
 };
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use uuid::Uuid;
@@ -439,8 +438,7 @@ impl Workload {
                 if let Some(drone) = self.drones.iter().position(|d| d.returning) {
                     self.drones[drone].returning = false;
                     self.drone_event(drone, Event::DroneDocked(DroneDocked {}));
-                } else if let Some(at) = delivery.filter(|&d| self.deliveries[d].leg == Leg::Open)
-                {
+                } else if let Some(at) = delivery.filter(|&d| self.deliveries[d].leg == Leg::Open) {
                     let event = Event::DeliveryRescheduled(DeliveryRescheduled {
                         pickup: place(step.value),
                         dropoff: place(step.value / 7),
@@ -570,7 +568,11 @@ fn torn_applies_complete_on_replay(fresh: &dyn Fn() -> (tempfile::TempDir, Arc<d
         failure_persistence: None,
         ..Config::default()
     };
-    let cases = (steps(), prop::collection::vec(1usize..25, 1..8), any::<u64>());
+    let cases = (
+        steps(),
+        prop::collection::vec(1usize..25, 1..8),
+        any::<u64>(),
+    );
     let mut runner = TestRunner::new(config);
     runner
         .run(&cases, |(steps, chunks, seed)| {

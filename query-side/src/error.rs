@@ -1,5 +1,4 @@
 use api::Problem;
-use projections::ProjectionError;
 use storage::StorageError;
 use warp::http::StatusCode;
 
@@ -18,12 +17,6 @@ pub enum QueryError {
 
 impl From<StorageError> for QueryError {
     fn from(e: StorageError) -> Self {
-        QueryError::Unavailable(e.to_string())
-    }
-}
-
-impl From<ProjectionError> for QueryError {
-    fn from(e: ProjectionError) -> Self {
         QueryError::Unavailable(e.to_string())
     }
 }

@@ -5,16 +5,16 @@ use crate::metrics::QueryMetrics;
 use api::{ConsistencyToken, Principal};
 use chrono::{DateTime, Duration as Span, Utc};
 use domain::{DroneStatus, FlightModel, Stage};
-use projections::tables::{
+use read_model::tables::{
     ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE,
     DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW,
     invoice_partition, time_key,
 };
-use projections::views::{
+use read_model::views::{
     AccountKey, AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView,
     FleetEntry, InvoiceLine, TimelineEntry,
 };
-use projections::{Model, models};
+use read_model::{Model, Progress, models};
 use schemas::events::Location;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,7 +101,12 @@ pub struct QueryService {
     /// The ETAs of a status are the domain's, computed with this.
     flight: FlightModel,
     pub metrics: QueryMetrics,
+    /// The projectors' progress when they run in this process; else reads poll.
+    progress: Option<Progress>,
 }
+
+/// The longest pause between two checks of a read that waits without notifications.
+const POLL_CAP: Duration = Duration::from_millis(10);
 
 fn decode<T: DeserializeOwned>(table: &str, row: &Row) -> Result<T, QueryError> {
     serde_json::from_slice(&row.value)
@@ -120,11 +125,21 @@ impl QueryService {
             max_wait,
             flight,
             metrics,
+            progress: None,
         }
     }
 
+    /// Waits for read-your-writes on `progress` (every projector of the store runs in
+    /// this process and tells it) instead of polling the store.
+    pub fn notified_by(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Waits (up to `max_wait`) until `projection` reached the token and the row at
-    /// (`table`, `partition`) reached `min_version`; false when it gave up waiting.
+    /// (`table`, `partition`) reached `min_version`; false when it gave up waiting. With
+    /// the projectors' progress at hand it checks again after each apply; without (they
+    /// run in other processes) it polls with a backoff capped at `POLL_CAP`.
     async fn wait(
         &self,
         model: Model,
@@ -135,10 +150,12 @@ impl QueryService {
             return Ok(true);
         }
         let started = Instant::now();
+        // Subscribed before the first check, so an apply right after it is not missed.
+        let mut applied = self.progress.as_ref().map(Progress::watch);
         let mut pause = Duration::from_micros(200);
         loop {
             let token_ok = match &freshness.token {
-                Some(token) => projections::caught_up(self.store.as_ref(), model, token).await?,
+                Some(token) => read_model::caught_up(self.store.as_ref(), model, token).await?,
                 None => true,
             };
             let version_ok = match (freshness.min_version, row) {
@@ -155,11 +172,17 @@ impl QueryService {
                     .observe(started.elapsed().as_secs_f64());
                 return Ok(true);
             }
-            if started.elapsed() >= self.max_wait {
+            let left = self.max_wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 return Ok(false);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(10));
+            match &mut applied {
+                Some(applied) => applied.next(left).await,
+                None => {
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(POLL_CAP);
+                }
+            }
         }
     }
 
@@ -383,7 +406,7 @@ impl QueryService {
         for row in rows {
             if items.len() == limit {
                 next_cursor = items.last().map(|s: &DeliverySummary| {
-                    projections::tables::history_key(s.created_at, &s.delivery_id)
+                    read_model::tables::history_key(s.created_at, &s.delivery_id)
                 });
                 break;
             }

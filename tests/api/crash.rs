@@ -32,7 +32,7 @@ async fn settled(api: &Api) {
             .filter(|l| l.starts_with("projector_lag_events"))
             .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
             .collect();
-        if lags.len() == projections::models::ALL.len() && lags.iter().all(|l| *l == 0.0) {
+        if lags.len() == read_model::models::ALL.len() && lags.iter().all(|l| *l == 0.0) {
             return;
         }
         assert!(
