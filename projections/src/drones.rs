@@ -1,8 +1,8 @@
 use crate::error::ProjectionError;
 use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
-use read_model::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW};
-use read_model::views::{DronePosition, DroneView, FleetEntry};
+use read_model::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW, WHOLE_FLEET};
+use read_model::views::{DronePosition, DroneView};
 use read_model::{Model, models};
 use schemas::events::{Envelope, Event};
 
@@ -33,7 +33,7 @@ impl Projection for DronesProjection {
             // older than the one shown changes nothing (clients may send out of order) and
             // no read is needed; of two of the same time the later in the log wins.
             let version = u64::try_from(e.at.timestamp_micros()).unwrap_or(0);
-            staged.put(DRONE_POSITIONS, id, SINGLE_ROW, &position, version);
+            staged.put(DRONE_POSITIONS, WHOLE_FLEET, id, &position, version);
             return Ok(());
         }
         let current: Option<(DroneView, u64)> = staged.view(DRONES, id, SINGLE_ROW).await?;
@@ -57,19 +57,11 @@ impl Projection for DronesProjection {
             version,
             updated_at: meta.occurred_at,
         };
-        match before.map(|b| b.status()) {
-            Some(old) if old == status => {}
-            old => {
-                if let Some(old) = old {
-                    staged.delete(FLEET, old.as_str(), id, version);
-                }
-                let entry = FleetEntry {
-                    drone_id: id.clone(),
-                    version,
-                };
-                staged.put(FLEET, status.as_str(), id, &entry, version);
-            }
+        // The fleet row is the whole view (a page is one scan); it moves with the status.
+        if let Some(old) = before.map(|b| b.status()).filter(|old| *old != status) {
+            staged.delete(FLEET, old.as_str(), id, version);
         }
+        staged.put(FLEET, status.as_str(), id, &view, version);
         // The guard row last: once it says `version`, the fleet rows are in the store.
         staged.put(DRONES, id, SINGLE_ROW, &view, version);
         Ok(())

@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use projections::{Source, Staged};
 use read_model::tables::{
     ACCOUNT_DELIVERIES, DELIVERIES, DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET,
-    INVOICE_LINES, SINGLE_ROW, invoice_partition,
+    INVOICE_LINES, SINGLE_ROW, WHOLE_FLEET, invoice_partition,
 };
 use schemas::events::*;
 use std::ops::Bound;
@@ -200,7 +200,7 @@ async fn everything(store: &EmbeddedReadStore) -> Vec<Vec<(String, u64, String)>
         (ACCOUNT_DELIVERIES, "acct-1".to_string()),
         (INVOICE_LINES, invoice_partition("acct-1", 2026, 11)),
         (DRONES, "drone-1".to_string()),
-        (DRONE_POSITIONS, "drone-1".to_string()),
+        (DRONE_POSITIONS, WHOLE_FLEET.to_string()),
         (FLEET, "idle".to_string()),
         (FLEET, "assigned".to_string()),
         (FLEET, "returning".to_string()),

@@ -10,7 +10,7 @@ use domain::{
 };
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
-use read_model::tables::{DELIVERIES, DRONE_POSITIONS, DRONES, SINGLE_ROW};
+use read_model::tables::{DELIVERIES, DRONE_POSITIONS, DRONES, SINGLE_ROW, WHOLE_FLEET};
 use read_model::views::{DeliveryView, DronePosition, DroneView};
 use schemas::Codec;
 use schemas::events::{
@@ -343,7 +343,7 @@ async fn read_models_fold_to_the_command_sides_state_field_for_field() {
                 }
             }
             let shown: Option<DronePosition> = store
-                .get(DRONE_POSITIONS, id, SINGLE_ROW)
+                .get(DRONE_POSITIONS, WHOLE_FLEET, id)
                 .await
                 .expect("get")
                 .map(|r| serde_json::from_slice(&r.value).expect("position"));

@@ -17,7 +17,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use read_model::tables::{
     ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DELIVERIES, DELIVERIES_BY_STAGE, DELIVERY_TIMELINE,
-    DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, invoice_partition,
+    DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, INVOICE_TRIPS, SINGLE_ROW, WHOLE_FLEET,
+    invoice_partition,
 };
 use schemas::Codec;
 use schemas::events::*;
@@ -492,8 +493,8 @@ async fn read_models(store: &dyn ReadStore, workload: &Workload) -> BTreeMap<Str
     }
     for d in &workload.drones {
         partitions.push((DRONES, d.id.clone()));
-        partitions.push((DRONE_POSITIONS, d.id.clone()));
     }
+    partitions.push((DRONE_POSITIONS, WHOLE_FLEET.into()));
     for stage in Stage::ALL {
         partitions.push((DELIVERIES_BY_STAGE, stage.as_str().into()));
     }

@@ -7,17 +7,18 @@ use chrono::{DateTime, Duration as Span, Utc};
 use domain::{DroneStatus, FlightModel, Stage};
 use read_model::tables::{
     ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE,
-    DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW,
+    DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW, WHOLE_FLEET,
     invoice_partition, time_key,
 };
 use read_model::views::{
     AccountKey, AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView,
-    FleetEntry, InvoiceLine, TimelineEntry,
+    InvoiceLine, TimelineEntry,
 };
 use read_model::{Model, Progress, models};
 use schemas::events::Location;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,7 +251,7 @@ impl QueryService {
         if let (true, Some(drone_id)) = (active, &delivery.drone_id)
             && let Some(drone) = self.optional::<DroneView>(DRONES, drone_id).await?
         {
-            let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, drone_id).await?;
+            let position = self.position(drone_id).await?;
             let drone = drone.with_position(position.as_ref());
             status.last_known_location = Some(drone.current_location());
             let etas = self.flight.etas(delivery, &drone, Utc::now());
@@ -267,6 +268,18 @@ impl QueryService {
     ) -> Result<Option<T>, QueryError> {
         match self.store.get(table, id, SINGLE_ROW).await? {
             Some(row) => Ok(Some(decode(table, &row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A drone's latest reported position.
+    async fn position(&self, drone_id: &str) -> Result<Option<DronePosition>, QueryError> {
+        match self
+            .store
+            .get(DRONE_POSITIONS, WHOLE_FLEET, drone_id)
+            .await?
+        {
+            Some(row) => Ok(Some(decode(DRONE_POSITIONS, &row)?)),
             None => Ok(None),
         }
     }
@@ -491,7 +504,7 @@ impl QueryService {
             .wait(models::DRONES, freshness, Some((DRONES, id)))
             .await?;
         let view: DroneView = self.one(DRONES, "drone", id).await?;
-        let position: Option<DronePosition> = self.optional(DRONE_POSITIONS, id).await?;
+        let position = self.position(id).await?;
         Ok((details(view, position), fresh))
     }
 
@@ -518,7 +531,7 @@ impl QueryService {
             None => (None, None),
         };
         // One item more than asked tells whether another page follows.
-        let mut items: Vec<DroneDetails> = Vec::new();
+        let mut views: Vec<DroneView> = Vec::new();
         let mut skipping = after_status.is_some();
         for s in statuses {
             let from = if skipping {
@@ -539,21 +552,25 @@ impl QueryService {
                         from,
                         to: Bound::Unbounded,
                         order: Order::Ascending,
-                        limit: limit + 1 - items.len(),
+                        limit: limit + 1 - views.len(),
                     },
                 )
                 .await?;
             for row in rows {
-                let entry: FleetEntry = decode(FLEET, &row)?;
-                if let Some(view) = self.optional::<DroneView>(DRONES, &entry.drone_id).await? {
-                    let position = self.optional(DRONE_POSITIONS, &entry.drone_id).await?;
-                    items.push(details(view, position));
-                }
+                views.push(decode(FLEET, &row)?);
             }
-            if items.len() > limit {
+            if views.len() > limit {
                 break;
             }
         }
+        let mut positions = self.positions(&views).await?;
+        let mut items: Vec<DroneDetails> = views
+            .into_iter()
+            .map(|view| {
+                let position = positions.remove(&view.drone_id);
+                details(view, position)
+            })
+            .collect();
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items
@@ -563,6 +580,34 @@ impl QueryService {
             None
         };
         Ok((Page { items, next_cursor }, fresh))
+    }
+}
+
+impl QueryService {
+    /// The latest positions of `views`' drones: one scan of their id range.
+    async fn positions(
+        &self,
+        views: &[DroneView],
+    ) -> Result<HashMap<String, DronePosition>, QueryError> {
+        let ids = || views.iter().map(|v| v.drone_id.as_str());
+        let (Some(first), Some(last)) = (ids().min(), ids().max()) else {
+            return Ok(HashMap::new());
+        };
+        let wanted: HashSet<&str> = ids().collect();
+        let scan = Scan {
+            from: Bound::Included(first.to_owned()),
+            to: Bound::Included(last.to_owned()),
+            order: Order::Ascending,
+            limit: usize::MAX,
+        };
+        let mut positions = HashMap::new();
+        for row in self.store.scan(DRONE_POSITIONS, WHOLE_FLEET, scan).await? {
+            if wanted.contains(row.clustering.as_str()) {
+                let position = decode(DRONE_POSITIONS, &row)?;
+                positions.insert(row.clustering, position);
+            }
+        }
+        Ok(positions)
     }
 }
 

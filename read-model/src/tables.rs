@@ -21,9 +21,14 @@ pub const INVOICE_TRIPS: &str = "invoice_trips";
 pub const INVOICE_LINES: &str = "invoice_lines";
 /// `drones`: partition = drone id, one row → [`crate::views::DroneView`].
 pub const DRONES: &str = "drones";
-/// `drone_positions`: partition = drone id, one row, version = the report's time (µs).
+/// `drone_positions`: partition = [`WHOLE_FLEET`], clustering = drone id →
+/// [`crate::views::DronePosition`], version = the report's time (µs). One partition, so
+/// a fleet page reads its drones' positions with one scan of their id range.
 pub const DRONE_POSITIONS: &str = "drone_positions";
-/// `fleet`: partition = drone status, clustering = drone id.
+/// The one partition of `drone_positions`.
+pub const WHOLE_FLEET: &str = "fleet";
+/// `fleet`: partition = drone status, clustering = drone id → the drone's
+/// [`crate::views::DroneView`], so a page of one status is one scan.
 pub const FLEET: &str = "fleet";
 
 /// `projector_group` (the projector's own): one row, the id that names the consumer

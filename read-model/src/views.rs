@@ -140,14 +140,6 @@ pub struct DronePosition {
     pub at: DateTime<Utc>,
 }
 
-/// A row of the fleet table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetEntry {
-    pub drone_id: String,
-    pub version: u64,
-}
-
 /// A record a projection could not decode: it is set aside, counted, and the projection
 /// goes on (`GET /api/v1/dead-letters`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -150,7 +150,11 @@ async fn main() -> anyhow::Result<()> {
         Workload::set_up(
             &target,
             args.accounts.max(1),
-            if mix.has("telemetry") { args.drones } else { 0 },
+            if mix.has("telemetry") || mix.has("fleet") {
+                args.drones
+            } else {
+                0
+            },
             if needs_deliveries { args.deliveries } else { 0 },
             mix,
         )

@@ -17,7 +17,10 @@ pub struct Mix {
     total: u64,
 }
 
-const KINDS: [&str; 4] = ["schedule", "register", "telemetry", "status"];
+const KINDS: [&str; 5] = ["schedule", "register", "telemetry", "status", "fleet"];
+
+/// Drones on one page of `fleet` queries (the API's largest page).
+const FLEET_PAGE: usize = 500;
 
 impl Mix {
     pub fn only(kind: &'static str) -> Mix {
@@ -186,6 +189,15 @@ impl Workload {
                 &[StatusCode::CREATED],
             )
             .await?;
+            // A position to show, as a flying fleet has.
+            expect(
+                &mut connection,
+                Method::POST,
+                &format!("/api/v1/drones/{id}/telemetry"),
+                Some(telemetry_body()),
+                &[StatusCode::ACCEPTED],
+            )
+            .await?;
             drone_ids.push(id);
         }
         let mut tasks = Vec::new();
@@ -261,6 +273,12 @@ impl Workload {
                 Method::POST,
                 "/api/v1/accounts".to_owned(),
                 Some(account_body(&format!("Load {random:x}"))),
+            ),
+            "fleet" => (
+                kind,
+                Method::GET,
+                format!("/api/v1/drones?limit={FLEET_PAGE}"),
+                None,
             ),
             "status" if !self.deliveries.is_empty() => (
                 kind,
@@ -356,7 +374,13 @@ impl Workload {
             let Ok(id) = field(&body, "deliveryId") else {
                 continue;
             };
-            let path = format!("/api/v1/deliveries/{id}");
+            // Read your write: the query waits on the server for the schedule's token
+            // (one request when that works), so this measures the projection's lag plus
+            // how soon a waiting read notices it.
+            let path = match field(&body, "consistencyToken") {
+                Ok(token) => format!("/api/v1/deliveries/{id}?consistencyToken={token}"),
+                Err(_) => format!("/api/v1/deliveries/{id}"),
+            };
             while acknowledged.elapsed() < Duration::from_secs(10) {
                 if let Outcome::Status(StatusCode::OK, _) =
                     queries.send(Method::GET, &path, None).await
