@@ -74,7 +74,7 @@ impl ReadStore for TornStore {
         mut writes: Vec<Write>,
         mut checkpoints: Vec<Checkpoint>,
     ) -> Result<(), StorageError> {
-        let tear = self.faults_left.load(Ordering::SeqCst) > 0 && self.next() % 2 == 0;
+        let tear = self.faults_left.load(Ordering::SeqCst) > 0 && self.next().is_multiple_of(2);
         if !tear {
             return self.inner.apply(writes, checkpoints).await;
         }
@@ -302,7 +302,7 @@ impl Workload {
                 self.accounts[at].suspended = suspend;
                 let event = if suspend {
                     Event::AccountSuspended(AccountSuspended {
-                        reason: (step.value % 2 == 0).then(|| "unpaid".into()),
+                        reason: step.value.is_multiple_of(2).then(|| "unpaid".into()),
                     })
                 } else {
                     Event::AccountReactivated(AccountReactivated {})
@@ -358,14 +358,17 @@ impl Workload {
                     attempts: 0,
                 });
                 let at = self.deliveries.len() - 1;
-                let deadline = (step.value % 3 == 0).then(|| self.now() + TimeDelta::hours(2));
+                let deadline = step
+                    .value
+                    .is_multiple_of(3)
+                    .then(|| self.now() + TimeDelta::hours(2));
                 let event = Event::DeliveryCreated(DeliveryCreated {
                     owner_id: self.accounts[owner].id.clone(),
                     pickup: place(step.value),
                     dropoff: place(step.value / 3),
                     pickup_time: None,
                     deadline,
-                    expedited: step.value % 5 == 0,
+                    expedited: step.value.is_multiple_of(5),
                     confirmation_required: ConfirmationType::None,
                     package_id: format!("pkg-{at}"),
                     package_weight_kg: 1.0 + f64::from(step.value % 4),
@@ -455,7 +458,7 @@ impl Workload {
                     return;
                 }
                 self.deliveries[at].leg = Leg::Closed;
-                let event = if step.value % 2 == 0 {
+                let event = if step.value.is_multiple_of(2) {
                     Event::DeliveryCancelled(DeliveryCancelled {
                         reason: Some("changed my mind".into()),
                     })
