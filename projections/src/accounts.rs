@@ -84,7 +84,7 @@ impl Projection for AccountsProjection {
         }
         view.version = meta.aggregate_version;
         view.updated_at = meta.occurred_at;
-        staged.put(
+        staged.guard(
             ACCOUNTS,
             &meta.aggregate_id,
             SINGLE_ROW,

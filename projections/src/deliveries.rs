@@ -89,8 +89,7 @@ impl Projection for DeliveriesProjection {
             staged.delete(DELIVERIES_BY_STAGE, old.as_str(), &key, version);
         }
         staged.put(DELIVERIES_BY_STAGE, stage.as_str(), &key, &summary, version);
-        // The guard row last: once it says `version`, every row above is in the store.
-        staged.put(DELIVERIES, id, SINGLE_ROW, &view, version);
+        staged.guard(DELIVERIES, id, SINGLE_ROW, &view, version);
         Ok(())
     }
 }

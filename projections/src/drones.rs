@@ -62,8 +62,7 @@ impl Projection for DronesProjection {
             staged.delete(FLEET, old.as_str(), id, version);
         }
         staged.put(FLEET, status.as_str(), id, &view, version);
-        // The guard row last: once it says `version`, the fleet rows are in the store.
-        staged.put(DRONES, id, SINGLE_ROW, &view, version);
+        staged.guard(DRONES, id, SINGLE_ROW, &view, version);
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Projection for InvoicesProjection {
                 route_km: None,
                 assigned_at: None,
             };
-            staged.put(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
+            staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
             return Ok(());
         }
         let Some((mut trip, trip_version)) = staged
@@ -70,7 +70,7 @@ impl Projection for InvoicesProjection {
             }
             _ => {}
         }
-        staged.put(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
+        staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ pub use drones::DronesProjection;
 pub use error::ProjectionError;
 pub use invoices::InvoicesProjection;
 pub use metrics::ProjectorMetrics;
-pub use projection::{Projection, Source, Staged};
+pub use projection::{Projection, Source, Staged, Writes};
 pub use projector::{CaughtUp, Projector};
 
 use std::sync::Arc;

@@ -30,9 +30,10 @@ pub trait Projection: Send + Sync + 'static {
     }
 
     /// Stages the writes one event causes. The row whose version says the event was
-    /// applied (the guard a replay reads to skip it) is staged last: on a store without
-    /// atomic batches a crash leaves a prefix of an apply, and a replay from the last
-    /// checkpoint then redoes every event whose guard had not landed.
+    /// applied (the one a replay reads to skip it) is staged with [`Staged::guard`], the
+    /// others with [`Staged::put`] and [`Staged::delete`]: on a store without atomic
+    /// batches the projector lands the guards only after every other row of the batch,
+    /// so a replay from the last checkpoint redoes every event whose guard is missing.
     async fn project(
         &self,
         envelope: &Envelope,
@@ -41,11 +42,20 @@ pub trait Projection: Send + Sync + 'static {
     ) -> Result<(), ProjectionError>;
 }
 
+/// A batch's writes in the two phases a store without atomic batches lands them in.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub rows: Vec<Write>,
+    /// The rows that say an event was applied; they land after every row of `rows`.
+    pub guards: Vec<Write>,
+}
+
 /// The writes of one batch, and the rows as they will be once it is applied: a
 /// projection that reads a row it wrote earlier in the batch sees its own write.
 pub struct Staged<'a> {
     store: &'a dyn ReadStore,
     writes: Vec<Write>,
+    guards: Vec<Write>,
     rows: HashMap<(&'static str, String, String), Option<Row>>,
 }
 
@@ -54,12 +64,17 @@ impl<'a> Staged<'a> {
         Staged {
             store,
             writes: Vec::new(),
+            guards: Vec::new(),
             rows: HashMap::new(),
         }
     }
 
-    pub fn into_writes(self) -> Vec<Write> {
-        self.writes
+    /// The batch's writes: the rows, then the guards that vouch for them.
+    pub fn into_writes(self) -> Writes {
+        Writes {
+            rows: self.writes,
+            guards: self.guards,
+        }
     }
 
     pub async fn get(
@@ -103,6 +118,31 @@ impl<'a> Staged<'a> {
         value: &impl Serialize,
         version: u64,
     ) {
+        let write = self.staged_put(table, partition, clustering, value, version);
+        self.writes.push(write);
+    }
+
+    /// Puts the event's guard row: the one a replay reads to tell the event was applied.
+    pub fn guard(
+        &mut self,
+        table: &'static str,
+        partition: &str,
+        clustering: &str,
+        value: &impl Serialize,
+        version: u64,
+    ) {
+        let write = self.staged_put(table, partition, clustering, value, version);
+        self.guards.push(write);
+    }
+
+    fn staged_put(
+        &mut self,
+        table: &'static str,
+        partition: &str,
+        clustering: &str,
+        value: &impl Serialize,
+        version: u64,
+    ) -> Write {
         // Views are plain data; serializing them cannot fail.
         let value = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
         self.rows.insert(
@@ -113,13 +153,13 @@ impl<'a> Staged<'a> {
                 version,
             }),
         );
-        self.writes.push(Write::Put {
+        Write::Put {
             table: table.to_string(),
             partition: partition.to_string(),
             clustering: clustering.to_string(),
             value,
             version,
-        });
+        }
     }
 
     pub fn delete(&mut self, table: &'static str, partition: &str, clustering: &str, version: u64) {

@@ -8,7 +8,7 @@
 
 use crate::error::ProjectionError;
 use crate::metrics::ProjectorMetrics;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Projection, Source, Staged, Writes};
 use async_trait::async_trait;
 use bytes::Bytes;
 use read_model::Progress;
@@ -518,7 +518,18 @@ impl TopicWorker {
                 writer: validity.writer(topic, partition).map(str::to_owned),
             })
             .collect();
-        p.store.apply(staged.into_writes(), checkpoints).await?;
+        let Writes { mut rows, guards } = staged.into_writes();
+        if p.store.atomic() {
+            rows.extend(guards);
+            p.store.apply(rows, checkpoints).await?;
+        } else {
+            // The guards only once every row they vouch for is in: a crash between the
+            // two leaves rows whose events the replay from the checkpoint redoes.
+            if !rows.is_empty() {
+                p.store.apply(rows, Vec::new()).await?;
+            }
+            p.store.apply(guards, checkpoints).await?;
+        }
         p.progress.advanced();
         at.next.extend(after.iter().map(|(&p, &n)| (p, n)));
         at.validity = validity;

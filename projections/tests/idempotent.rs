@@ -162,10 +162,9 @@ async fn project(
                     .project(envelope, source, &mut staged)
                     .await
                     .expect("projects");
-                store
-                    .apply(staged.into_writes(), Vec::new())
-                    .await
-                    .expect("applies");
+                let writes = staged.into_writes();
+                let all = writes.rows.into_iter().chain(writes.guards).collect();
+                store.apply(all, Vec::new()).await.expect("applies");
             }
         }
     }

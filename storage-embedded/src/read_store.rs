@@ -229,6 +229,11 @@ fn clustering_of(key: &[u8], prefix: &[u8]) -> Result<String, StorageError> {
 
 #[async_trait]
 impl ReadStore for EmbeddedReadStore {
+    /// Each apply is one fjall batch.
+    fn atomic(&self) -> bool {
+        true
+    }
+
     async fn apply(
         &self,
         writes: Vec<Write>,

@@ -270,17 +270,22 @@ pub struct Scan {
 
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
-    /// Applies the writes, then the checkpoints. The embedded adapter does it atomically.
-    /// An adapter without atomic batches keeps the order, so that a crash leaves a
-    /// prefix: no write lands before the ones ahead of it in `writes`, and the
-    /// checkpoints land after all of them. Projections stage each event's guard row
-    /// after the rows it vouches for, and re-applying is harmless (the version guard), so
-    /// a replay from the last checkpoint completes whatever prefix had landed.
+    /// Applies the writes, then the checkpoints. The writes may land in any order (each
+    /// is version guarded, so the order does not change the result), but no checkpoint
+    /// lands before every write: a crash leaves some of the writes, or all of them and
+    /// some of the checkpoints. Callers that need one set of rows in before another
+    /// (the projector: rows, then the guards that say their events were applied) make
+    /// two applies, unless [`ReadStore::atomic`].
     async fn apply(
         &self,
         writes: Vec<Write>,
         checkpoints: Vec<Checkpoint>,
     ) -> Result<(), StorageError>;
+
+    /// True when an apply lands all or nothing (the embedded adapter).
+    fn atomic(&self) -> bool {
+        false
+    }
 
     /// One row, if it exists and is not deleted.
     async fn get(
