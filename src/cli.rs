@@ -39,6 +39,10 @@ pub enum Subcommands {
     /// The workflow alone (`serve --roles workflow`): it follows the log and sends its
     /// commands to the command API at `--command-url`.
     Workflow(ServeArgs),
+    /// Brings the read store's schema to this build's (`--store scylla://…`: creates the
+    /// keyspace and runs the migrations not yet recorded there) and exits. Roles that
+    /// use the store do the same at start-up.
+    Migrate(ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -174,6 +178,11 @@ impl Cli {
         Ok(Cli::from_arg_matches(&matches)?)
     }
 
+    /// True for `migrate`, which runs no role.
+    pub fn migrates(&self) -> bool {
+        matches!(self.role, Some(Subcommands::Migrate(_)))
+    }
+
     /// The role named (`None`: `serve`) and its options.
     pub fn into_role(self) -> (ServeArgs, Option<Role>) {
         match self.role {
@@ -182,6 +191,7 @@ impl Cli {
             Some(Subcommands::Projector(args)) => (args, Some(Role::Projector)),
             Some(Subcommands::QueryApi(args)) => (args, Some(Role::QueryApi)),
             Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
+            Some(Subcommands::Migrate(args)) => (args, None),
             None => (self.serve, None),
         }
     }

@@ -20,9 +20,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    let migrates = cli.migrates();
     let (args, role) = cli.into_role();
     telemetry::init_logging(args.log_format);
     let settings = args.settings(role).map_err(anyhow::Error::msg)?;
+    if migrates {
+        println!("{}", drone_delivery::migrate(&settings).await?);
+        return Ok(());
+    }
     let app = App::start(settings).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
     println!("drone-delivery listening on http://{}", app.addr);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+use storage_scylla::Consistency;
 
 /// Where the event log lives: `embedded:DIR` or `kafka://HOST:PORT[,HOST:PORT…]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,12 +245,27 @@ impl fmt::Debug for KafkaOptions {
     }
 }
 
-/// How to log in to ScyllaDB (the adapter comes with a later issue; the settings are
-/// carried already).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// How to reach ScyllaDB with `--store scylla://…`: the login, the consistency level of
+/// every request, the replication factor a new keyspace gets, the local datacenter.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScyllaOptions {
     pub username: Option<String>,
     pub password: Option<Secret>,
+    pub consistency: Consistency,
+    pub replication_factor: u32,
+    pub datacenter: Option<String>,
+}
+
+impl Default for ScyllaOptions {
+    fn default() -> Self {
+        ScyllaOptions {
+            username: None,
+            password: None,
+            consistency: Consistency::LocalQuorum,
+            replication_factor: 1,
+            datacenter: None,
+        }
+    }
 }
 
 /// A Confluent-compatible schema registry: where it is and how to log in (HTTP basic).
@@ -623,6 +639,19 @@ pub struct StorageArgs {
     /// The ScyllaDB password.
     #[arg(long, env = "DRONE_DELIVERY_SCYLLA_PASSWORD", hide_env_values = true)]
     pub scylla_password: Option<Secret>,
+    /// The consistency level of every ScyllaDB read and write (`local_quorum`, `quorum`,
+    /// `one`, `local_one`, `each_quorum`, `all`).
+    #[arg(long, env = "DRONE_DELIVERY_SCYLLA_CONSISTENCY", default_value = "local_quorum",
+          value_parser = storage_scylla::parse_consistency)]
+    pub scylla_consistency: Consistency,
+    /// The replication factor of the keyspace when the migrations create it (3 in
+    /// production; 1 suits a single-node cluster).
+    #[arg(long, env = "DRONE_DELIVERY_SCYLLA_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub scylla_replication_factor: u32,
+    /// The datacenter whose ScyllaDB nodes take this process's requests first.
+    #[arg(long, env = "DRONE_DELIVERY_SCYLLA_DATACENTER")]
+    pub scylla_datacenter: Option<String>,
     /// A Confluent-compatible schema registry, `http://HOST:PORT`: the schemas are
     /// registered there at start-up and records carry its ids (default: the checked-in
     /// manifest's ids).
@@ -710,6 +739,9 @@ impl StorageArgs {
         settings.scylla = ScyllaOptions {
             username: self.scylla_username.clone(),
             password: self.scylla_password.clone(),
+            consistency: self.scylla_consistency,
+            replication_factor: self.scylla_replication_factor,
+            datacenter: self.scylla_datacenter.clone(),
         };
         settings.schema_registry = self.schema_registry()?;
         Ok(())

@@ -24,6 +24,7 @@ use std::time::Duration;
 use storage::{EventLog, ReadStore, TopicSpec};
 use storage_embedded::{DataDirLock, EmbeddedLog, EmbeddedReadStore};
 use storage_kafka::{KafkaLog, KafkaSettings};
+use storage_scylla::{Migration, ScyllaReadStore, ScyllaSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -74,28 +75,67 @@ fn kafka_settings(settings: &Settings, brokers: &str) -> KafkaSettings {
 }
 
 /// Opens the read store at its location.
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
     match settings.store_location() {
         StoreLocation::Embedded(dir) => Ok(Arc::new(
             EmbeddedReadStore::open(&dir).context("cannot open the read store")?,
         )),
-        StoreLocation::Scylla { nodes, keyspace } => {
-            open_scylla(&nodes, &keyspace, &settings.scylla)
-        }
+        StoreLocation::Scylla { nodes, keyspace } => Ok(Arc::new(
+            open_scylla(&nodes, &keyspace, &settings.scylla).await?,
+        )),
     }
 }
 
-/// The ScyllaDB read store, logged in with `login` (its adapter comes with a later issue:
-/// this is where it is opened, with the credentials it needs).
-fn open_scylla(
+/// The schema of the read models on ScyllaDB, one version per change: a build that adds
+/// a table adds a migration (ADR 13).
+pub const SCYLLA_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "the read-model tables of issue 9",
+    tables: &read_model::tables::ALL,
+}];
+
+/// Connects to ScyllaDB and brings the keyspace to this build's schema (the migrations
+/// not yet recorded there run; the others are skipped).
+pub async fn open_scylla(
     nodes: &str,
     keyspace: &str,
-    login: &ScyllaOptions,
-) -> anyhow::Result<Arc<dyn ReadStore>> {
-    let _ = login;
-    anyhow::bail!(
-        "scylla://{nodes}/{keyspace}: this build has no ScyllaDB adapter yet; use --store embedded:DIR (the read side then runs in one process: serve --roles projector,query-api)"
-    )
+    options: &ScyllaOptions,
+) -> anyhow::Result<ScyllaReadStore> {
+    let mut settings = ScyllaSettings::new(nodes, keyspace);
+    settings.login = options.username.clone().map(|user| {
+        (
+            user,
+            options
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        )
+    });
+    settings.consistency = options.consistency;
+    settings.replication_factor = options.replication_factor;
+    settings.datacenter = options.datacenter.clone();
+    ScyllaReadStore::connect(&settings, SCYLLA_MIGRATIONS)
+        .await
+        .with_context(|| format!("cannot open the read store at scylla://{nodes}/{keyspace}"))
+}
+
+/// `drone-delivery migrate`: the read store's schema brought to this build's; what it did.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
+    match settings.store_location() {
+        StoreLocation::Embedded(dir) => Ok(format!(
+            "the embedded read store ({}) keeps no schema: nothing to migrate",
+            dir.display()
+        )),
+        StoreLocation::Scylla { nodes, keyspace } => {
+            let store = open_scylla(&nodes, &keyspace, &settings.scylla).await?;
+            let versions = store.applied_migrations().await?;
+            Ok(format!(
+                "scylla://{nodes}/{keyspace}: schema at migrations {versions:?} (this build has {})",
+                SCYLLA_MIGRATIONS.len()
+            ))
+        }
+    }
 }
 
 /// The codec: with a schema registry, every schema registered and framed with the ids it
@@ -131,7 +171,11 @@ impl App {
             .then(|| DataDirLock::acquire(&settings.data_dir))
             .transpose()?;
         let log = open_log(&settings)?;
-        let store = uses_store.then(|| open_store(&settings)).transpose()?;
+        let store = if uses_store {
+            Some(open_store(&settings).await?)
+        } else {
+            None
+        };
         let mut app = App::start_with(settings, log, store).await?;
         app._lock = lock;
         Ok(app)

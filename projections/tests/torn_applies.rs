@@ -4,8 +4,8 @@
 //! row for row, over random workloads.
 //!
 //! Each read-store adapter runs [`torn_applies_complete_on_replay`] with a factory of
-//! fresh stores; the embedded adapter's is below (its own applies are atomic, so the
-//! tearing is all the wrapper's).
+//! fresh stores: the embedded one (its own applies are atomic, so the tearing is all the
+//! wrapper's) and ScyllaDB's when `SCYLLA_URI` is set (a keyspace per store).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,19 +23,30 @@ use read_model::tables::{
 use schemas::Codec;
 use schemas::events::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::ops::Bound;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use storage::conformance::unique_name;
 use storage::{
     Checkpoint, EventLog, NewRecord, Offset, Order, ReadStore, Row, Scan, StorageError, TopicSpec,
     Write,
 };
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
+use storage_scylla::{Migration, ScyllaReadStore, ScyllaSettings};
 use uuid::Uuid;
 
 const PARTITIONS: u32 = 3;
+/// Random workloads per adapter.
 const CASES: u32 = 24;
+/// Fewer on ScyllaDB, where each store is a keyspace created with its tables.
+const SCYLLA_CASES: u32 = 6;
+
+/// A fresh, empty store, and what must live as long as it does.
+type Fresh =
+    dyn Fn() -> Pin<Box<dyn Future<Output = (Option<tempfile::TempDir>, Arc<dyn ReadStore>)>>>;
 
 /// A read store that, now and then, lands part of an apply (any subset of the writes;
 /// checkpoints only after all of them) and reports a failure, as a store without
@@ -562,25 +573,25 @@ async fn catch_up(log: &Arc<EmbeddedLog>, store: &Arc<dyn ReadStore>, codec: &Co
 
 /// Runs random workloads, appended in random chunks with a catch-up after each, into a
 /// clean store and a tearing one, and compares their read models after every chunk.
-fn torn_applies_complete_on_replay(fresh: &dyn Fn() -> (tempfile::TempDir, Arc<dyn ReadStore>)) {
+fn torn_applies_complete_on_replay(fresh: &Fresh, cases: u32) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let torn_total = AtomicUsize::new(0);
     let config = Config {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         ..Config::default()
     };
-    let cases = (
+    let inputs = (
         steps(),
         prop::collection::vec(1usize..25, 1..8),
         any::<u64>(),
     );
     let mut runner = TestRunner::new(config);
     runner
-        .run(&cases, |(steps, chunks, seed)| {
+        .run(&inputs, |(steps, chunks, seed)| {
             runtime.block_on(async {
                 let codec = Codec::new().expect("codec");
                 let dir = tempfile::tempdir().expect("dir");
@@ -593,8 +604,8 @@ fn torn_applies_complete_on_replay(fresh: &dyn Fn() -> (tempfile::TempDir, Arc<d
                     })
                     .collect();
                 log.create_topics(&specs).await.expect("topics");
-                let (_clean_dir, clean) = fresh();
-                let (_torn_dir, inner) = fresh();
+                let (_clean_dir, clean) = fresh().await;
+                let (_torn_dir, inner) = fresh().await;
                 let faults = 1 + (seed % 6) as usize;
                 let torn = Arc::new(TornStore::new(inner, seed, faults));
                 let tearing: Arc<dyn ReadStore> = torn.clone();
@@ -636,16 +647,47 @@ fn torn_applies_complete_on_replay(fresh: &dyn Fn() -> (tempfile::TempDir, Arc<d
         })
         .expect("the torn store's read models equal the clean store's");
     assert!(
-        torn_total.load(Ordering::SeqCst) >= CASES as usize,
+        torn_total.load(Ordering::SeqCst) >= cases as usize,
         "the store tore too few applies to test anything"
     );
 }
 
 #[test]
 fn embedded_read_store_completes_torn_applies_on_replay() {
-    torn_applies_complete_on_replay(&|| {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = EmbeddedReadStore::open(dir.path()).expect("store");
-        (dir, Arc::new(store))
-    });
+    let fresh = || -> Pin<Box<dyn Future<Output = _>>> {
+        Box::pin(async {
+            let dir = tempfile::tempdir().expect("dir");
+            let store: Arc<dyn ReadStore> =
+                Arc::new(EmbeddedReadStore::open(dir.path()).expect("store"));
+            (Some(dir), store)
+        })
+    };
+    torn_applies_complete_on_replay(&fresh, CASES);
+}
+
+#[test]
+fn scylla_read_store_completes_torn_applies_on_replay() {
+    let Ok(uri) = std::env::var("SCYLLA_URI") else {
+        eprintln!("skipped: SCYLLA_URI is not set, so the torn-apply test did not run on ScyllaDB");
+        return;
+    };
+    let nodes = uri.strip_prefix("scylla://").unwrap_or(&uri);
+    let nodes = nodes.split('/').next().unwrap_or(nodes).to_owned();
+    let fresh = move || -> Pin<Box<dyn Future<Output = _>>> {
+        let settings = ScyllaSettings::new(&nodes, &unique_name("torn"));
+        Box::pin(async move {
+            let migrations = [Migration {
+                version: 1,
+                description: "the read models",
+                tables: &read_model::tables::ALL,
+            }];
+            let store: Arc<dyn ReadStore> = Arc::new(
+                ScyllaReadStore::connect(&settings, &migrations)
+                    .await
+                    .expect("ScyllaDB"),
+            );
+            (None, store)
+        })
+    };
+    torn_applies_complete_on_replay(&fresh, SCYLLA_CASES);
 }

@@ -39,6 +39,23 @@ pub const PROJECTOR_GROUP: &str = "projector_group";
 /// per record the projection could not decode → [`crate::views::DeadLetter`].
 pub const DEAD_LETTERS: &str = "dead_letters";
 
+/// Every table above: what a store with a schema creates ahead of time.
+pub const ALL: [&str; 13] = [
+    DELIVERIES,
+    DELIVERY_TIMELINE,
+    ACCOUNT_DELIVERIES,
+    DELIVERIES_BY_STAGE,
+    ACCOUNTS,
+    ACCOUNT_KEYS,
+    INVOICE_TRIPS,
+    INVOICE_LINES,
+    DRONES,
+    DRONE_POSITIONS,
+    FLEET,
+    PROJECTOR_GROUP,
+    DEAD_LETTERS,
+];
+
 /// Clustering key of tables with one row per partition.
 pub const SINGLE_ROW: &str = "";
 
