@@ -997,4 +997,46 @@ mod tests {
         assert!(settings.kafka.client.is_empty());
         assert_eq!(settings.schema_registry, None);
     }
+
+    #[test]
+    fn the_scylla_options_reach_the_settings_and_a_bad_level_is_refused() {
+        let (serve, role) = Cli::parse_layered([
+            "drone-delivery",
+            "--store",
+            "scylla://a:9042,b:9042/drones",
+            "--scylla-consistency",
+            "QUORUM",
+            "--scylla-replication-factor",
+            "3",
+            "--scylla-datacenter",
+            "eu-west",
+        ])
+        .expect("parsed")
+        .into_role();
+        let settings = serve.settings(role).expect("settings");
+        assert_eq!(
+            settings.store_location(),
+            StoreLocation::Scylla {
+                nodes: "a:9042,b:9042".into(),
+                keyspace: "drones".into()
+            }
+        );
+        assert_eq!(settings.scylla.consistency, Consistency::Quorum);
+        assert_eq!(settings.scylla.replication_factor, 3);
+        assert_eq!(settings.scylla.datacenter.as_deref(), Some("eu-west"));
+
+        let defaults = Cli::parse_layered(["drone-delivery"]).expect("parsed");
+        let (serve, role) = defaults.into_role();
+        let settings = serve.settings(role).expect("settings");
+        assert_eq!(settings.scylla.consistency, Consistency::LocalQuorum);
+        assert_eq!(settings.scylla.replication_factor, 1);
+
+        for bad in [
+            &["drone-delivery", "--scylla-consistency", "mostly"][..],
+            &["drone-delivery", "--scylla-replication-factor", "0"],
+        ] {
+            let error = Cli::parse_layered(bad).expect_err("refused").to_string();
+            assert!(error.contains(bad[1]), "{error}");
+        }
+    }
 }

@@ -185,3 +185,30 @@ fn a_schema_registry_that_cannot_be_reached_stops_start_up_without_showing_the_p
     assert!(stderr.contains("Connection refused"), "the cause: {stderr}");
     assert!(!stderr.contains("from-the-"), "{stderr}");
 }
+
+#[test]
+fn migrate_has_nothing_to_do_on_the_embedded_store_and_stops_on_an_unreachable_scylla() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = binary(dir.path(), &["migrate"], &[])
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("nothing to migrate"), "{stdout}");
+
+    let output = refused(
+        dir.path(),
+        &["migrate", "--store", "scylla://127.0.0.1:1/drones"],
+        &[
+            ("DRONE_DELIVERY_SCYLLA_PASSWORD", "never-shown"),
+            ("DRONE_DELIVERY_SCYLLA_USERNAME", "ops"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open the read store at scylla://127.0.0.1:1/drones"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never-shown"), "{stderr}");
+}
