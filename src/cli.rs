@@ -100,8 +100,9 @@ pub struct ServeArgs {
         default_value_t = 500.0
     )]
     pub rate_limit_per_key: f64,
-    /// Free space (MiB) the embedded log keeps on its disk: with less, appends answer 503
-    /// and `/readyz` says why until space returns (no restart needed).
+    /// Free space (MiB) the embedded log and read store keep on their disk: with less,
+    /// appends answer 503 and `/readyz` says why, and the projectors wait, until space
+    /// returns (no restart needed).
     #[arg(long, env = "DRONE_DELIVERY_LOG_DISK_RESERVE_MB", default_value_t = 64)]
     pub log_disk_reserve_mb: u64,
     /// Commands served at once; more wait for a slot.

@@ -346,8 +346,9 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Free bytes the embedded log keeps on its disk: below them appends wait (503) and
-    /// `/readyz` says why, instead of a journal write failing on a full disk.
+    /// Free bytes the embedded log and read store keep on their disk: below them appends
+    /// wait (503) and `/readyz` says why, and the projectors' applies wait, instead of a
+    /// journal write failing on a full disk.
     pub log_disk_reserve: u64,
     /// Requests per second per account or analyst key (`None`: no limit).
     pub rate_limit_per_key: Option<f64>,

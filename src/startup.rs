@@ -78,7 +78,8 @@ fn kafka_settings(settings: &Settings, brokers: &str) -> KafkaSettings {
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
     match settings.store_location() {
         StoreLocation::Embedded(dir) => Ok(Arc::new(
-            EmbeddedReadStore::open(&dir).context("cannot open the read store")?,
+            EmbeddedReadStore::open_with_reserve(&dir, settings.log_disk_reserve, None)
+                .context("cannot open the read store")?,
         )),
         StoreLocation::Scylla { nodes, keyspace } => Ok(Arc::new(
             open_scylla(&nodes, &keyspace, &settings.scylla).await?,

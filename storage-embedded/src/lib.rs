@@ -15,14 +15,16 @@
 //! memtable or block-cache hit, at worst one small read) and go through
 //! `spawn_blocking` when they scan or write more than `INLINE_ITEMS` keys.
 
+mod disk;
 mod group;
 mod keys;
 mod lock;
 mod log;
 mod read_store;
 
+pub use disk::{DEFAULT_DISK_RESERVE_BYTES, FreeSpace};
 pub use lock::DataDirLock;
-pub use log::{DEFAULT_DISK_RESERVE_BYTES, EmbeddedLog, FreeSpace};
+pub use log::EmbeddedLog;
 pub use read_store::EmbeddedReadStore;
 
 // The port's types, under the names the adapter's modules use.

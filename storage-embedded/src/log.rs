@@ -20,6 +20,7 @@
 //! (the batch reaches the memtable after the fsync, and reads stop at the published end
 //! offset, Kafka's high watermark).
 
+use crate::disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard, FreeSpace};
 use crate::group::Memberships;
 use crate::{
     Appended, Consumer, EventLog, GroupConsumer, NewRecord, Offset, Record, StartAt, StorageError,
@@ -56,49 +57,6 @@ const MAX_BATCH_RECORDS: usize = 32_768;
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
     writer: Writer,
-}
-
-/// How the log learns the free space below it: `statvfs` of its directory, or a test's
-/// own figure (a disk filling up and emptying without one).
-pub type FreeSpace = Box<dyn Fn() -> std::io::Result<u64> + Send + Sync>;
-
-/// The default free space the log keeps on its disk ([`EmbeddedLog::open_with_reserve`]).
-pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Appends are refused, and the log says it cannot write, while the disk below it has
-/// less than `reserve` bytes free: a full disk would fail a journal write, and fjall then
-/// refuses every write until the database is reopened. Refused here, nothing was
-/// written, so writes go on as soon as space returns.
-struct DiskGuard {
-    free: FreeSpace,
-    reserve: u64,
-    /// Set while the last look found too little space.
-    low: std::sync::atomic::AtomicBool,
-}
-
-impl DiskGuard {
-    /// `Err` (and low) when the disk has less than the reserve free; looks again every time.
-    fn check(&self) -> Result<(), String> {
-        let free = (self.free)().unwrap_or(u64::MAX);
-        if free < self.reserve {
-            if !self.low.swap(true, Ordering::AcqRel) {
-                tracing::error!(
-                    free,
-                    reserve = self.reserve,
-                    "the disk below the event log is nearly full; appends wait for space"
-                );
-            }
-            Err(format!(
-                "the disk below the event log has {free} bytes free, less than the {} it keeps in reserve; writes resume when space returns",
-                self.reserve
-            ))
-        } else {
-            if self.low.swap(false, Ordering::AcqRel) {
-                tracing::info!(free, "space returned below the event log; appends resume");
-            }
-            Ok(())
-        }
-    }
 }
 
 struct Shared {
@@ -233,13 +191,6 @@ impl EmbeddedLog {
         free: Option<FreeSpace>,
     ) -> Result<EmbeddedLog, StorageError> {
         let db = open_database(dir)?;
-        let free = free.unwrap_or_else(|| {
-            let dir = dir.to_path_buf();
-            Box::new(move || {
-                let stat = rustix::fs::statvfs(&dir)?;
-                Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
-            })
-        });
         let topic_specs = db
             .keyspace(TOPICS, KeyspaceCreateOptions::default)
             .map_err(engine)?;
@@ -264,11 +215,7 @@ impl EmbeddedLog {
             groups,
             topics: RwLock::new(topics),
             failure: OnceLock::new(),
-            disk: DiskGuard {
-                free,
-                reserve,
-                low: std::sync::atomic::AtomicBool::new(false),
-            },
+            disk: DiskGuard::new(dir, reserve, free, "the event log"),
             fsyncs: AtomicU64::new(0),
             engine: Mutex::new(()),
             queued: AtomicUsize::new(0),

@@ -8,6 +8,7 @@
 //! * `checkpoints`: `len projection | len topic | partition (u32 BE)` → next (u64 BE),
 //!   then the UTF-8 writer id when the checkpoint kept one.
 
+use crate::disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard, FreeSpace};
 use crate::keys::{self, RowMeta};
 use crate::{Checkpoint, Offset, Order, ReadStore, Row, Scan, StorageError, Write};
 use crate::{blocking, engine, open_database};
@@ -36,15 +37,29 @@ struct Inner {
     /// holds the versions of rows written lately: busy rows (a drone's position) are
     /// compared without a read. Exact, since every write goes through `apply`.
     apply_lock: Mutex<HashMap<Vec<u8>, RowMeta>>,
+    disk: DiskGuard,
 }
 
 /// Row versions kept in memory at most; past it the cache starts over.
 const VERSION_CACHE_ROWS: usize = 1 << 18;
 
 impl EmbeddedReadStore {
-    /// Opens the store in `dir` (created if missing).
+    /// Opens the store in `dir` (created if missing), keeping
+    /// [`DEFAULT_DISK_RESERVE_BYTES`] free on its disk.
     pub fn open(dir: &Path) -> Result<EmbeddedReadStore, StorageError> {
+        EmbeddedReadStore::open_with_reserve(dir, DEFAULT_DISK_RESERVE_BYTES, None)
+    }
+
+    /// Opens the store keeping `reserve` bytes free on its disk, as `free` reports them
+    /// (`None`: `statvfs` of `dir`): below them an apply is refused (`Unavailable`, and
+    /// the projector retries) before the engine's journal could fail on a full disk.
+    pub fn open_with_reserve(
+        dir: &Path,
+        reserve: u64,
+        free: Option<FreeSpace>,
+    ) -> Result<EmbeddedReadStore, StorageError> {
         let db = open_database(dir)?;
+        let disk = DiskGuard::new(dir, reserve, free, "the read store");
         let rows = db
             .keyspace(ROWS, KeyspaceCreateOptions::default)
             .map_err(engine)?;
@@ -57,6 +72,7 @@ impl EmbeddedReadStore {
                 rows,
                 checkpoints,
                 apply_lock: Mutex::new(HashMap::new()),
+                disk,
             }),
         })
     }
@@ -71,6 +87,7 @@ fn wins(new: RowMeta, current: RowMeta) -> bool {
 
 impl Inner {
     fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>) -> Result<(), StorageError> {
+        self.disk.check().map_err(StorageError::Unavailable)?;
         // Encode the checkpoints first so bad input fails before anything is read.
         let mut positions: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {

@@ -351,3 +351,60 @@ async fn a_log_larger_than_its_memtables_reads_back_after_a_reopen() {
         .expect("append");
     assert_eq!(appended[0].offset, total);
 }
+
+#[tokio::test]
+async fn the_read_store_refuses_applies_while_its_disk_is_low_and_takes_them_when_space_returns() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = temp_dir();
+    let free = Arc::new(AtomicU64::new(u64::MAX));
+    let reported = free.clone();
+    let store = EmbeddedReadStore::open_with_reserve(
+        dir.path(),
+        1_000_000,
+        Some(Box::new(move || Ok(reported.load(Ordering::Acquire)))),
+    )
+    .expect("open");
+    let put = |value: &str, version| Write::Put {
+        table: "t".into(),
+        partition: "p".into(),
+        clustering: "c".into(),
+        value: Bytes::from(value.to_owned()),
+        version,
+    };
+    let checkpoint = |next| Checkpoint {
+        projection: "proj".into(),
+        topic: "topic".into(),
+        partition: 0,
+        next,
+        writer: None,
+    };
+    store
+        .apply(vec![put("one", 1)], vec![checkpoint(1)])
+        .await
+        .expect("apply");
+
+    free.store(10, Ordering::Release);
+    let refused = store.apply(vec![put("two", 2)], vec![checkpoint(2)]).await;
+    assert!(
+        matches!(&refused, Err(StorageError::Unavailable(why)) if why.contains("read store")),
+        "{refused:?}"
+    );
+    let row = store.get("t", "p", "c").await.expect("get").expect("row");
+    assert_eq!((row.value, row.version), (Bytes::from_static(b"one"), 1));
+    assert_eq!(
+        store.checkpoint("proj", "topic", 0).await.expect("cp"),
+        Some(1)
+    );
+
+    free.store(u64::MAX, Ordering::Release);
+    store
+        .apply(vec![put("two", 2)], vec![checkpoint(2)])
+        .await
+        .expect("space returned");
+    let row = store.get("t", "p", "c").await.expect("get").expect("row");
+    assert_eq!(row.version, 2);
+    assert_eq!(
+        store.checkpoint("proj", "topic", 0).await.expect("cp"),
+        Some(2)
+    );
+}

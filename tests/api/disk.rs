@@ -83,3 +83,56 @@ async fn a_full_disk_stops_writes_and_readiness_and_both_come_back_with_the_spac
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_the_read_store_holds_the_projectors_back_until_space_returns() {
+    let dir = temp_dir();
+    let free = Arc::new(AtomicU64::new(u64::MAX));
+    let reported = free.clone();
+    let log = EmbeddedLog::open(&dir.path().join("log")).expect("log");
+    let store = EmbeddedReadStore::open_with_reserve(
+        &dir.path().join("views"),
+        RESERVE,
+        Some(Box::new(move || Ok(reported.load(Ordering::Acquire)))),
+    )
+    .expect("store");
+    let mut settings = Settings::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
+    settings.roles = vec![Role::CommandApi, Role::Projector, Role::QueryApi];
+    settings.operator_key = Some(OPERATOR_KEY.into());
+    settings.max_consistency_wait = std::time::Duration::from_millis(300);
+    let app = App::start_with(settings, Arc::new(log), Some(Arc::new(store)))
+        .await
+        .expect("app");
+    let api = Api {
+        base: format!("http://{}", app.addr),
+        client: crate::helpers::client(),
+    };
+    api.ready().await;
+    let (owner, _) = api.register_account("Contoso").await;
+
+    // The read store's disk fills up: commands still land in the log, the read model
+    // waits.
+    free.store(RESERVE / 2, Ordering::Release);
+    let (status, scheduled) = schedule_keyed(&api, &owner, "order-7").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{scheduled}");
+    let path = format!(
+        "/api/v1/deliveries/{}?consistencyToken={}",
+        scheduled["deliveryId"].as_str().expect("id"),
+        scheduled["consistencyToken"].as_str().expect("token")
+    );
+    // Not there after the read's whole wait (the answer is a 404, as for any delivery
+    // the read model does not hold yet).
+    assert_eq!(api.get(&path).await.status(), StatusCode::NOT_FOUND);
+
+    // Space returns: the projectors catch up by themselves, no restart.
+    free.store(u64::MAX, Ordering::Release);
+    let mut visible = false;
+    for _ in 0..50 {
+        if api.get(&path).await.status() == StatusCode::OK {
+            visible = true;
+            break;
+        }
+    }
+    assert!(visible, "the delivery became visible once space returned");
+    app.stop().await;
+}
