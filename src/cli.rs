@@ -86,7 +86,8 @@ pub struct ServeArgs {
     pub projector_pace_ms: u64,
     /// A client must send a request's headers within this many seconds of opening the
     /// connection or of its last answer, or the connection is closed (slow or idle
-    /// clients cannot hold sockets for ever).
+    /// clients cannot hold sockets for ever); a command's body must follow its headers
+    /// within as long again, or it is answered 408.
     #[arg(long, env = "DRONE_DELIVERY_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
     /// Connections served at once; beyond it a new connection is closed at once.

@@ -9,10 +9,16 @@
 //! - a client that goes away mid-request is a `debug` line, not an error;
 //! - graceful shutdown: the listener closes, connections finish the request in hand;
 //! - the edge in front of every route ([`Edge`]): the caller is authenticated once, before
-//!   any route sees the request.
+//!   any route sees the request; a command's body is read whole (within the body
+//!   timeout) before it takes a slot on the write path, so a client that sends its body
+//!   slowly holds only its own connection.
 
-use api::{Authenticator, Principal, Problem, Unauthenticated};
+use api::{
+    Authenticator, BODY_LIMIT_BYTES, DRAIN_LIMIT_BYTES, Principal, Problem, Unauthenticated,
+};
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use warp::Reply;
 use warp::filters::BoxedFilter;
-use warp::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use warp::http::header::{AUTHORIZATION, CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use warp::http::{Method, Request, StatusCode};
 use warp::reply::Response;
 
@@ -51,6 +57,8 @@ pub struct Limits {
     pub writes_in_flight: usize,
     /// How long a command may wait for a slot before it is shed (503 + `Retry-After`).
     pub shed_after: Duration,
+    /// A command's body must arrive within this of its headers, else 408.
+    pub body_timeout: Duration,
 }
 
 /// What the edge counts on `/metrics`, with the connection counts.
@@ -105,6 +113,7 @@ struct Guard {
     rate: Option<RateLimits>,
     writes: Arc<Semaphore>,
     shed_after: Duration,
+    body_timeout: Duration,
     metrics: ServerMetrics,
 }
 
@@ -119,6 +128,7 @@ impl Edge {
             rate: limits.rate_per_key.map(RateLimits::new),
             writes: Arc::new(Semaphore::new(limits.writes_in_flight.max(1))),
             shed_after: limits.shed_after,
+            body_timeout: limits.body_timeout,
             metrics,
         };
         Edge {
@@ -159,10 +169,16 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
                 request.extensions_mut().insert(principal);
             }
             let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
-            let _slot = if writes {
+            let answer = if writes {
+                // The body first, holding no slot; then a slot for the work itself.
+                let (parts, body) = request.into_parts();
+                let body = match read_body(body, guard.body_timeout).await {
+                    Ok(body) => body,
+                    Err(refused) => return Ok(refused),
+                };
                 let slot = guard.writes.clone().acquire_owned();
-                match tokio::time::timeout(guard.shed_after, slot).await {
-                    Ok(Ok(slot)) => Some(slot),
+                let _slot = match tokio::time::timeout(guard.shed_after, slot).await {
+                    Ok(Ok(slot)) => slot,
                     _ => {
                         guard.metrics.shed.inc();
                         return Ok(retry_later(
@@ -171,25 +187,84 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
                             Duration::from_secs(1),
                         ));
                     }
-                }
+                };
+                let request = Request::from_parts(parts, Full::new(body));
+                answered(tower_service::Service::call(&mut routes, request)).await
             } else {
-                None
+                answered(tower_service::Service::call(&mut routes, request)).await
             };
-            let answer = tower_service::Service::call(&mut routes, request);
-            // A handler that panics is a bug; its client still gets an answer (500) and
-            // the connection stays usable.
-            match AssertUnwindSafe(answer).catch_unwind().await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    tracing::error!("a request handler panicked");
-                    Ok(Problem::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the server failed on this request",
-                    )
-                    .into_response())
-                }
-            }
+            Ok(answer)
         })
+    }
+}
+
+/// The route's answer; a handler that panics is a bug, and its client still gets an
+/// answer (500) and the connection stays usable.
+async fn answered(answer: impl Future<Output = Result<Response, Infallible>>) -> Response {
+    match AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            tracing::error!("a request handler panicked");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the server failed on this request",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// A command's whole body, within `timeout`. Past [`BODY_LIMIT_BYTES`] the rest is read
+/// and dropped (up to [`DRAIN_LIMIT_BYTES`], so the client sees the 413 rather than a
+/// broken pipe) and the answer is 413; past the drain limit the connection closes.
+async fn read_body(mut body: Incoming, timeout: Duration) -> Result<Bytes, Response> {
+    let read = async {
+        let mut kept = BytesMut::new();
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                ));
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            seen += data.len() as u64;
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+            if seen <= BODY_LIMIT_BYTES as u64 {
+                kept.extend_from_slice(&data);
+            }
+        }
+        if seen > BODY_LIMIT_BYTES as u64 {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {BODY_LIMIT_BYTES} bytes"),
+            ));
+        }
+        Ok(kept.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(problem)) => Err(problem.into_response()),
+        Err(_) => {
+            let mut response = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s of its headers",
+                    timeout.as_secs()
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
     }
 }
 

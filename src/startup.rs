@@ -345,6 +345,8 @@ impl App {
             rate_per_key: settings.rate_limit_per_key,
             writes_in_flight: settings.max_writes_in_flight,
             shed_after: settings.shed_after,
+            body_timeout: settings.header_timeout,
+
         };
         let auth = Authenticator::new(
             &operator_key,

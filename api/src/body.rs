@@ -8,7 +8,7 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// A body over the limit but under this much is read and thrown away before the 413 is
 /// sent: a client still sending when the server hangs up gets a broken pipe instead of
 /// the answer. Past it the connection is dropped at once.
-const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+pub const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Rejection for a body that is not JSON by its `Content-Type`; recover maps it to 415.
 #[derive(Debug)]

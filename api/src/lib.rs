@@ -11,7 +11,9 @@ pub use auth::{
     AccountKeys, Authenticator, NoAccounts, Principal, Unauthenticated, hex, key_hash, new_key,
     workflow_key,
 };
-pub use body::{BODY_LIMIT_BYTES, BodyTooLarge, NotJson, json_content, limited_body};
+pub use body::{
+    BODY_LIMIT_BYTES, BodyTooLarge, DRAIN_LIMIT_BYTES, NotJson, json_content, limited_body,
+};
 pub use problem::Problem;
 pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};

@@ -373,3 +373,44 @@ async fn commands_that_wait_too_long_for_the_write_path_are_shed_at_once_with_no
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_whose_body_trickles_in_holds_no_write_slot_and_gets_408() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        &["--max-writes-in-flight", "1", "--header-timeout-secs", "2"],
+    );
+    let api = Api::of(&server);
+    api.ready().await;
+    let before = api.events_appended().await;
+
+    // A command whose body stops half-way, on the one slot's path.
+    let mut slow = TcpStream::connect(address(&server)).expect("connect");
+    slow.write_all(half_a_command().as_bytes()).expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Other commands go through meanwhile: the slow body holds no slot.
+    let started = Instant::now();
+    let (account, _) = api.register_account("Contoso").await;
+    assert!(!account.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a command waited {:?} behind a slow body",
+        started.elapsed()
+    );
+
+    // The slow one is answered 408 once its body is late, and nothing of it is written.
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert_eq!(
+        api.events_appended().await,
+        before + 1.0,
+        "only the one account"
+    );
+}
