@@ -113,7 +113,15 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub max_writes_in_flight: usize,
-    /// How long a command may wait for a slot (ms) before it is shed: 503 with
+    /// Queries served at once; more wait for a slot (the probes `/healthz` and `/readyz`
+    /// never do).
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_MAX_READS_IN_FLIGHT",
+        default_value_t = 4096
+    )]
+    pub max_reads_in_flight: usize,
+    /// How long a command or query may wait for a slot (ms) before it is shed: 503 with
     /// `Retry-After` at once, nothing done, instead of work its client has given up on.
     #[arg(long, env = "DRONE_DELIVERY_SHED_AFTER_MS", default_value_t = 1000)]
     pub shed_after_ms: u64,
@@ -237,6 +245,7 @@ impl ServeArgs {
         settings.rate_limit_per_key =
             (self.rate_limit_per_key > 0.0).then_some(self.rate_limit_per_key);
         settings.max_writes_in_flight = self.max_writes_in_flight.max(1);
+        settings.max_reads_in_flight = self.max_reads_in_flight.max(1);
         settings.log_disk_reserve = self.log_disk_reserve_mb.saturating_mul(1024 * 1024);
         settings.shed_after = std::time::Duration::from_millis(self.shed_after_ms.max(1));
         settings.operator_key = self.operator_key;

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use warp::Reply;
 use warp::filters::BoxedFilter;
 use warp::http::header::{AUTHORIZATION, CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -55,7 +55,9 @@ pub struct Limits {
     pub rate_per_key: Option<f64>,
     /// Commands (non-GET requests) under way at once; more wait for a slot.
     pub writes_in_flight: usize,
-    /// How long a command may wait for a slot before it is shed (503 + `Retry-After`).
+    /// Queries (GET and HEAD, the probes aside) under way at once; more wait for a slot.
+    pub reads_in_flight: usize,
+    /// How long a request may wait for a slot before it is shed (503 + `Retry-After`).
     pub shed_after: Duration,
     /// A command's body must arrive within this of its headers, else 408.
     pub body_timeout: Duration,
@@ -112,6 +114,7 @@ pub struct Edge {
 struct Guard {
     rate: Option<RateLimits>,
     writes: Arc<Semaphore>,
+    reads: Arc<Semaphore>,
     shed_after: Duration,
     body_timeout: Duration,
     metrics: ServerMetrics,
@@ -127,6 +130,7 @@ impl Edge {
         let guard = Guard {
             rate: limits.rate_per_key.map(RateLimits::new),
             writes: Arc::new(Semaphore::new(limits.writes_in_flight.max(1))),
+            reads: Arc::new(Semaphore::new(limits.reads_in_flight.max(1))),
             shed_after: limits.shed_after,
             body_timeout: limits.body_timeout,
             metrics,
@@ -176,26 +180,45 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
                     Ok(body) => body,
                     Err(refused) => return Ok(refused),
                 };
-                let slot = guard.writes.clone().acquire_owned();
-                let _slot = match tokio::time::timeout(guard.shed_after, slot).await {
-                    Ok(Ok(slot)) => slot,
-                    _ => {
-                        guard.metrics.shed.inc();
-                        return Ok(retry_later(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the write path is full; nothing was done, retry after a moment",
-                            Duration::from_secs(1),
-                        ));
-                    }
+                let Some(_slot) = guard.slot(&guard.writes, "write").await else {
+                    return Ok(shed("the write path is full; nothing was done"));
                 };
                 let request = Request::from_parts(parts, Full::new(body));
                 answered(tower_service::Service::call(&mut routes, request)).await
+            } else if OPEN_PATHS.contains(&request.uri().path()) {
+                answered(tower_service::Service::call(&mut routes, request)).await
             } else {
+                let Some(_slot) = guard.slot(&guard.reads, "read").await else {
+                    return Ok(shed("the read path is full"));
+                };
                 answered(tower_service::Service::call(&mut routes, request)).await
             };
             Ok(answer)
         })
     }
+}
+
+impl Guard {
+    /// A slot of `slots`, or `None` (counted as shed) when none came within `shed_after`.
+    async fn slot(&self, slots: &Arc<Semaphore>, path: &str) -> Option<OwnedSemaphorePermit> {
+        match tokio::time::timeout(self.shed_after, slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Some(slot),
+            _ => {
+                self.metrics.shed.inc();
+                tracing::debug!(path, "request shed");
+                None
+            }
+        }
+    }
+}
+
+/// 503 with `Retry-After`, for a request shed before any work.
+fn shed(why: &str) -> Response {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("{why}; retry after a moment"),
+        Duration::from_secs(1),
+    )
 }
 
 /// The route's answer; a handler that panics is a bug, and its client still gets an

@@ -352,8 +352,10 @@ pub struct Settings {
     pub log_disk_reserve: u64,
     /// Requests per second per account or analyst key (`None`: no limit).
     pub rate_limit_per_key: Option<f64>,
-    /// Commands served at once, and how long one waits for a slot before it is shed.
+    /// Commands and queries served at once, and how long one waits for a slot before it
+    /// is shed.
     pub max_writes_in_flight: usize,
+    pub max_reads_in_flight: usize,
     pub shed_after: Duration,
     /// How far ahead of the server's clock a telemetry report may be stamped.
     pub max_clock_skew: TimeDelta,
@@ -401,6 +403,7 @@ impl Settings {
             log_disk_reserve: storage_embedded::DEFAULT_DISK_RESERVE_BYTES,
             rate_limit_per_key: Some(500.0),
             max_writes_in_flight: 1024,
+            max_reads_in_flight: 4096,
             shed_after: Duration::from_secs(1),
             max_clock_skew: TimeDelta::seconds(30),
             dispatch: DispatchMode::Auto,

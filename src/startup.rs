@@ -344,9 +344,9 @@ impl App {
             max_connections: settings.max_connections,
             rate_per_key: settings.rate_limit_per_key,
             writes_in_flight: settings.max_writes_in_flight,
+            reads_in_flight: settings.max_reads_in_flight,
             shed_after: settings.shed_after,
             body_timeout: settings.header_timeout,
-
         };
         let auth = Authenticator::new(
             &operator_key,

@@ -414,3 +414,43 @@ async fn a_command_whose_body_trickles_in_holds_no_write_slot_and_gets_408() {
         "only the one account"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_that_wait_too_long_for_the_read_path_are_shed_and_the_probes_never_are() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        &["--max-reads-in-flight", "1", "--shed-after-ms", "1"],
+    );
+    let api = Api::of(&server);
+    api.ready().await;
+    let (account, _) = api.register_account("Contoso").await;
+    let history = format!("/api/v1/accounts/{account}/deliveries");
+
+    // The one read slot is taken by a query that waits (up to 2 s) for a position the
+    // log never reaches.
+    let waiting = {
+        let api = api.clone();
+        let path = format!("{history}?consistencyToken=deliveries:0:999999");
+        tokio::spawn(async move { api.get(&path).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let response = api.get(&history).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        // The probes take no slot.
+        assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+        assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+    }
+    assert_eq!(waiting.await.expect("task"), StatusCode::OK);
+    // The slot is free again.
+    assert_eq!(api.get(&history).await.status(), StatusCode::OK);
+    let metrics = api.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_shed_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
