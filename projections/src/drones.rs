@@ -2,7 +2,7 @@ use crate::error::ProjectionError;
 use crate::projection::{Projection, Source, Staged};
 use async_trait::async_trait;
 use read_model::tables::{DRONE_POSITIONS, DRONES, FLEET, SINGLE_ROW, WHOLE_FLEET};
-use read_model::views::{DronePosition, DroneView};
+use read_model::views::{DroneDetails, DronePosition, DroneView};
 use read_model::{Model, models};
 use schemas::events::{Envelope, Event};
 
@@ -57,11 +57,17 @@ impl Projection for DronesProjection {
             version,
             updated_at: meta.occurred_at,
         };
-        // The fleet row is the whole view (a page is one scan); it moves with the status.
+        // The fleet row is what a page shows (a page is one scan); it moves with the status.
         if let Some(old) = before.map(|b| b.status()).filter(|old| *old != status) {
             staged.delete(FLEET, old.as_str(), id, version);
         }
-        staged.put(FLEET, status.as_str(), id, &view, version);
+        staged.put(
+            FLEET,
+            status.as_str(),
+            id,
+            &DroneDetails::of(&view),
+            version,
+        );
         staged.guard(DRONES, id, SINGLE_ROW, &view, version);
         Ok(())
     }

@@ -9,6 +9,4 @@ mod service;
 
 pub use error::QueryError;
 pub use metrics::QueryMetrics;
-pub use service::{
-    DeliveryStatus, DroneDetails, Freshness, HistoryFilter, Invoice, Page, QueryService,
-};
+pub use service::{DeliveryStatus, Freshness, HistoryFilter, Invoice, Page, QueryService};

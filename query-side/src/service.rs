@@ -11,8 +11,8 @@ use read_model::tables::{
     invoice_partition, time_key,
 };
 use read_model::views::{
-    AccountKey, AccountView, DeadLetter, DeliverySummary, DeliveryView, DronePosition, DroneView,
-    InvoiceLine, TimelineEntry,
+    AccountKey, AccountView, DeadLetter, DeliverySummary, DeliveryView, DroneDetails,
+    DronePosition, DroneView, InvoiceLine, TimelineEntry,
 };
 use read_model::{Model, Progress, models};
 use schemas::events::Location;
@@ -42,25 +42,6 @@ pub struct DeliveryStatus {
     pub last_known_location: Option<Location>,
     pub pickup_eta: Option<DateTime<Utc>>,
     pub delivery_eta: Option<DateTime<Utc>>,
-    pub version: u64,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// `GET /drones/{id}` and the items of `GET /drones`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DroneDetails {
-    pub drone_id: String,
-    pub status: DroneStatus,
-    pub position: Option<Location>,
-    pub battery_pct: Option<f64>,
-    pub position_at: Option<DateTime<Utc>>,
-    pub delivery_id: Option<String>,
-    pub model: String,
-    pub payload_kg: f64,
-    pub range_km: f64,
-    pub speed_mps: f64,
-    pub home: Location,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
 }
@@ -505,7 +486,7 @@ impl QueryService {
             .await?;
         let view: DroneView = self.one(DRONES, "drone", id).await?;
         let position = self.position(id).await?;
-        Ok((details(view, position), fresh))
+        Ok((DroneDetails::of(&view).at(position.as_ref()), fresh))
     }
 
     /// `GET /drones?status=`: the fleet, by status (all statuses when none is given),
@@ -531,7 +512,7 @@ impl QueryService {
             None => (None, None),
         };
         // One item more than asked tells whether another page follows.
-        let mut views: Vec<DroneView> = Vec::new();
+        let mut items: Vec<DroneDetails> = Vec::new();
         let mut skipping = after_status.is_some();
         for s in statuses {
             let from = if skipping {
@@ -552,23 +533,23 @@ impl QueryService {
                         from,
                         to: Bound::Unbounded,
                         order: Order::Ascending,
-                        limit: limit + 1 - views.len(),
+                        limit: limit + 1 - items.len(),
                     },
                 )
                 .await?;
             for row in rows {
-                views.push(decode(FLEET, &row)?);
+                items.push(decode(FLEET, &row)?);
             }
-            if views.len() > limit {
+            if items.len() > limit {
                 break;
             }
         }
-        let mut positions = self.positions(&views).await?;
-        let mut items: Vec<DroneDetails> = views
+        let mut positions = self.positions(&items).await?;
+        let mut items: Vec<DroneDetails> = items
             .into_iter()
-            .map(|view| {
-                let position = positions.remove(&view.drone_id);
-                details(view, position)
+            .map(|item| {
+                let position = positions.remove(&item.drone_id);
+                item.at(position.as_ref())
             })
             .collect();
         let next_cursor = if items.len() > limit {
@@ -584,12 +565,12 @@ impl QueryService {
 }
 
 impl QueryService {
-    /// The latest positions of `views`' drones: one scan of their id range.
+    /// The latest positions of `items`' drones: one scan of their id range.
     async fn positions(
         &self,
-        views: &[DroneView],
+        items: &[DroneDetails],
     ) -> Result<HashMap<String, DronePosition>, QueryError> {
-        let ids = || views.iter().map(|v| v.drone_id.as_str());
+        let ids = || items.iter().map(|v| v.drone_id.as_str());
         let (Some(first), Some(last)) = (ids().min(), ids().max()) else {
             return Ok(HashMap::new());
         };
@@ -608,26 +589,6 @@ impl QueryService {
             }
         }
         Ok(positions)
-    }
-}
-
-fn details(view: DroneView, position: Option<DronePosition>) -> DroneDetails {
-    let status = view.status();
-    let drone = view.drone;
-    DroneDetails {
-        drone_id: view.drone_id,
-        status,
-        position: position.as_ref().map(|p| p.position),
-        battery_pct: position.as_ref().map(|p| p.battery_pct),
-        position_at: position.as_ref().map(|p| p.at),
-        delivery_id: drone.delivery_id,
-        model: drone.model,
-        payload_kg: drone.payload_kg,
-        range_km: drone.range_km,
-        speed_mps: drone.speed_mps,
-        home: drone.home,
-        version: view.version,
-        updated_at: view.updated_at,
     }
 }
 

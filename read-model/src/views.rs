@@ -140,6 +140,56 @@ pub struct DronePosition {
     pub at: DateTime<Utc>,
 }
 
+/// What `GET /drones/{id}` and a fleet page show of a drone; the rows of `fleet` hold it
+/// without the position (which telemetry keeps in `drone_positions`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DroneDetails {
+    pub drone_id: String,
+    pub status: DroneStatus,
+    pub position: Option<Location>,
+    pub battery_pct: Option<f64>,
+    pub position_at: Option<DateTime<Utc>>,
+    pub delivery_id: Option<String>,
+    pub model: String,
+    pub payload_kg: f64,
+    pub range_km: f64,
+    pub speed_mps: f64,
+    pub home: Location,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DroneDetails {
+    /// The drone as its view has it, without a position.
+    pub fn of(view: &DroneView) -> DroneDetails {
+        let drone = &view.drone;
+        DroneDetails {
+            drone_id: view.drone_id.clone(),
+            status: view.status(),
+            position: None,
+            battery_pct: None,
+            position_at: None,
+            delivery_id: drone.delivery_id.clone(),
+            model: drone.model.clone(),
+            payload_kg: drone.payload_kg,
+            range_km: drone.range_km,
+            speed_mps: drone.speed_mps,
+            home: drone.home,
+            version: view.version,
+            updated_at: view.updated_at,
+        }
+    }
+
+    /// With the drone's latest report.
+    pub fn at(mut self, position: Option<&DronePosition>) -> DroneDetails {
+        self.position = position.map(|p| p.position);
+        self.battery_pct = position.map(|p| p.battery_pct);
+        self.position_at = position.map(|p| p.at);
+        self
+    }
+}
+
 /// A record a projection could not decode: it is set aside, counted, and the projection
 /// goes on (`GET /api/v1/dead-letters`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
