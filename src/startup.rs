@@ -77,14 +77,44 @@ fn kafka_settings(settings: &Settings, brokers: &str) -> KafkaSettings {
 /// Opens the read store at its location.
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
     match settings.store_location() {
-        StoreLocation::Embedded(dir) => Ok(Arc::new(
-            EmbeddedReadStore::open_with_reserve(&dir, settings.log_disk_reserve, None)
-                .context("cannot open the read store")?,
-        )),
+        StoreLocation::Embedded(dir) => {
+            rebuild_if_outdated(&dir, read_model::tables::LAYOUT)
+                .with_context(|| format!("cannot prepare the read store in {}", dir.display()))?;
+            Ok(Arc::new(
+                EmbeddedReadStore::open_with_reserve(&dir, settings.log_disk_reserve, None)
+                    .context("cannot open the read store")?,
+            ))
+        }
         StoreLocation::Scylla { nodes, keyspace } => Ok(Arc::new(
             open_scylla(&nodes, &keyspace, &settings.scylla).await?,
         )),
     }
+}
+
+/// The file in an embedded read store's directory that names the layout it was written in.
+const LAYOUT_FILE: &str = "read-model-layout";
+
+/// An embedded read store written in another layout (or by a build from before layouts
+/// were named) is emptied: it is a cache of the log, and the projectors rebuild it from
+/// offset zero. Then the directory is marked with `layout`.
+fn rebuild_if_outdated(dir: &std::path::Path, layout: u32) -> std::io::Result<()> {
+    let marker = dir.join(LAYOUT_FILE);
+    let written = std::fs::read_to_string(&marker).ok();
+    if written.as_deref().map(str::trim) == Some(layout.to_string().as_str()) {
+        return Ok(());
+    }
+    let holds_data = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_data {
+        tracing::warn!(
+            dir = %dir.display(),
+            found = written.as_deref().map_or("none", str::trim),
+            layout,
+            "the read models were written in another layout; rebuilding them from the log"
+        );
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(marker, layout.to_string())
 }
 
 /// The schema of the read models on ScyllaDB, one version per change: a build that adds
@@ -443,6 +473,29 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_read_store_of_another_layout_is_emptied_and_one_of_this_layout_is_kept() {
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("views");
+        // A new directory: created and marked.
+        super::rebuild_if_outdated(&dir, 7).expect("prepared");
+        let marker = dir.join(super::LAYOUT_FILE);
+        assert_eq!(std::fs::read_to_string(&marker).expect("marker"), "7");
+        // Data of this layout stays.
+        std::fs::write(dir.join("rows"), "kept").expect("write");
+        super::rebuild_if_outdated(&dir, 7).expect("prepared");
+        assert!(dir.join("rows").exists());
+        // Another layout: emptied and marked anew.
+        super::rebuild_if_outdated(&dir, 8).expect("prepared");
+        assert!(!dir.join("rows").exists());
+        assert_eq!(std::fs::read_to_string(&marker).expect("marker"), "8");
+        // A directory from before the marker, holding data: emptied too.
+        std::fs::remove_file(&marker).expect("remove");
+        std::fs::write(dir.join("rows"), "old").expect("write");
+        super::rebuild_if_outdated(&dir, 8).expect("prepared");
+        assert!(!dir.join("rows").exists());
+    }
+
     use super::*;
     use crate::cli::Cli;
 

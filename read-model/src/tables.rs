@@ -39,6 +39,11 @@ pub const PROJECTOR_GROUP: &str = "projector_group";
 /// per record the projection could not decode → [`crate::views::DeadLetter`].
 pub const DEAD_LETTERS: &str = "dead_letters";
 
+/// The layout of the rows above; a build that changes a key or a row's shape raises it,
+/// and an embedded read store written in another layout is rebuilt from the log
+/// (2: `fleet` rows hold `DroneDetails`, `drone_positions` is one partition).
+pub const LAYOUT: u32 = 2;
+
 /// Every table above: what a store with a schema creates ahead of time.
 pub const ALL: [&str; 13] = [
     DELIVERIES,
