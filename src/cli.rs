@@ -90,6 +90,13 @@ pub struct ServeArgs {
     /// within as long again, or it is answered 408.
     #[arg(long, env = "DRONE_DELIVERY_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
+    /// A live stream sends a heartbeat comment after this many seconds without an event.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_STREAM_HEARTBEAT_SECS",
+        default_value_t = 15
+    )]
+    pub stream_heartbeat_secs: u64,
     /// Connections served at once; beyond it a new connection is closed at once.
     #[arg(long, env = "DRONE_DELIVERY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -223,6 +230,8 @@ impl ServeArgs {
         settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
         settings.header_timeout = std::time::Duration::from_secs(self.header_timeout_secs.max(1));
         settings.max_connections = self.max_connections.max(1);
+        settings.stream_heartbeat =
+            std::time::Duration::from_secs(self.stream_heartbeat_secs.max(1));
         for (name, key) in [
             ("operator", &self.operator_key),
             ("analyst", &self.analyst_key),

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod keys;
 mod ops;
+mod page;
 mod server;
 pub mod settings;
 pub mod startup;

@@ -40,6 +40,28 @@ use warp::reply::Response;
 
 /// Paths served without a key: the probes of an orchestrator.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Served without a key: the probes, and the tracking page's files (its data are not).
+fn open_path(path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || crate::page::is_page(path)
+}
+
+/// Reads that take a tracking token (`?t=`) in place of a key: what a browser's
+/// `EventSource` opens (it cannot send `Authorization`), and the status a page shows.
+fn takes_tracking_token(path: &str) -> bool {
+    let delivery = path
+        .strip_prefix("/api/v1/deliveries/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(id, tail)| !id.is_empty() && matches!(tail, "status" | "status/stream"));
+    delivery || path == "/api/v1/drones/stream"
+}
+
+/// The `t` parameter of a query string.
+fn tracking_token(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "t")
+        .map(|(_, value)| value.into_owned())
+}
 /// The longest request target (path and query) answered as more than a 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header bytes (names and values) a request may carry; beyond it, 431.
@@ -156,9 +178,21 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
             if let Some(refused) = oversized(&request) {
                 return Ok(refused);
             }
-            if !OPEN_PATHS.contains(&request.uri().path()) {
+            if !open_path(request.uri().path()) {
                 let header = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-                let principal = match auth.principal(header).await {
+                let token = match (header, request.method()) {
+                    (None, &Method::GET | &Method::HEAD)
+                        if takes_tracking_token(request.uri().path()) =>
+                    {
+                        tracking_token(request.uri().query())
+                    }
+                    _ => None,
+                };
+                let principal = match token {
+                    Some(token) => auth.viewer(&token),
+                    None => auth.principal(header).await,
+                };
+                let principal = match principal {
                     Ok(principal) => principal,
                     Err(why) => return Ok(unauthenticated(&why)),
                 };
@@ -185,7 +219,7 @@ impl hyper::service::Service<Request<Incoming>> for Edge {
                 };
                 let request = Request::from_parts(parts, Full::new(body));
                 answered(tower_service::Service::call(&mut routes, request)).await
-            } else if OPEN_PATHS.contains(&request.uri().path()) {
+            } else if open_path(request.uri().path()) {
                 answered(tower_service::Service::call(&mut routes, request)).await
             } else {
                 let Some(_slot) = guard.slot(&guard.reads, "read").await else {

@@ -346,6 +346,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// How long a live stream stays silent before it sends a heartbeat.
+    pub stream_heartbeat: Duration,
     /// Free bytes the embedded log and read store keep on their disk: below them appends
     /// wait (503) and `/readyz` says why, and the projectors' applies wait, instead of a
     /// journal write failing on a full disk.
@@ -400,6 +402,7 @@ impl Settings {
             projector_pace: Duration::from_millis(1),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            stream_heartbeat: Duration::from_secs(15),
             log_disk_reserve: storage_embedded::DEFAULT_DISK_RESERVE_BYTES,
             rate_limit_per_key: Some(500.0),
             max_writes_in_flight: 1024,

@@ -13,7 +13,7 @@ use command_side::{CommandMetrics, CommandService, KeySettings, WriterLease};
 use domain::Dispatcher;
 use projections::{Projector, ProjectorMetrics};
 use prometheus::Registry;
-use query_side::{QueryMetrics, QueryService};
+use query_side::{Live, QueryMetrics, QueryService, Streams};
 use read_model::Progress;
 use schemas::Codec;
 use schemas::events::Topic;
@@ -312,13 +312,22 @@ impl App {
                 settings.max_consistency_wait,
                 settings.flight.clone(),
                 QueryMetrics::new(&registry)?,
+                api::TrackingTokens::new(&operator_key),
             );
             if let Some(progress) = &progress {
                 queries = queries.notified_by(progress.clone());
             }
             let queries = Arc::new(queries);
             account_keys.get_or_insert_with(|| queries.clone());
-            add(query_side::http::routes(queries));
+            let live = Arc::new(Live::new());
+            tasks.extend(live.start(log.clone(), codec.clone(), store.clone(), stop.clone()));
+            let streams = Streams::new(
+                queries.clone(),
+                live,
+                settings.stream_heartbeat,
+                stop.clone(),
+            );
+            add(query_side::http::routes(queries, Arc::new(streams)));
         }
         if let (true, Some(store)) = (settings.runs(Role::Projector), &store) {
             let mut projector = Projector::new(
@@ -362,6 +371,9 @@ impl App {
         }
         let server_metrics = server::ServerMetrics::new(&registry)?;
         add(ops::routes(log.clone(), store, registry, checks));
+        if settings.runs(Role::QueryApi) {
+            add(crate::page::routes());
+        }
         let routes = routes
             .context("no routes")?
             .or(ops::method_not_allowed())

@@ -3,7 +3,9 @@
 //! the operator's and the analyst's in the settings, each account's in its events on the
 //! accounts topic (so every process that folds or projects them knows it).
 
+use crate::tracking::{TrackingTokens, Watch};
 use async_trait::async_trait;
+use chrono::Utc;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ pub enum Principal {
     Analyst,
     /// A business: its own account and deliveries only.
     Account(String),
+    /// A browser with a tracking token: watches one thing, reads nothing else.
+    Viewer(Watch),
     /// The command side's own follow-ups and compensations.
     #[default]
     System,
@@ -46,6 +50,12 @@ impl Principal {
         }
     }
 
+    /// Whether this caller may watch delivery `id`'s status (an account: only if it
+    /// owns it, which the caller checks with [`Principal::sees`]).
+    pub fn watches(&self, watch: &Watch) -> bool {
+        matches!(self, Principal::Viewer(w) if w == watch)
+    }
+
     /// Whether this caller may see or act on what `owner_id` owns.
     pub fn sees(&self, owner_id: &str) -> bool {
         match self {
@@ -63,6 +73,7 @@ impl fmt::Display for Principal {
             Principal::Workflow => f.write_str("workflow"),
             Principal::Analyst => f.write_str("analyst"),
             Principal::Account(id) => write!(f, "account:{id}"),
+            Principal::Viewer(watch) => write!(f, "viewer:{watch}"),
             Principal::System => f.write_str("system"),
         }
     }
@@ -126,6 +137,8 @@ pub enum Unauthenticated {
     Missing,
     Malformed,
     Unknown,
+    /// A tracking token that is forged, expired or for another route.
+    BadToken,
 }
 
 impl fmt::Display for Unauthenticated {
@@ -134,6 +147,9 @@ impl fmt::Display for Unauthenticated {
             Unauthenticated::Missing => "this request needs an API key: Authorization: Bearer KEY",
             Unauthenticated::Malformed => "the Authorization header must be \"Bearer KEY\"",
             Unauthenticated::Unknown => "the API key is not valid",
+            Unauthenticated::BadToken => {
+                "the tracking token is not valid here or has expired; ask for a new one"
+            }
         })
     }
 }
@@ -144,6 +160,7 @@ pub struct Authenticator {
     workflow: String,
     analyst: Option<String>,
     accounts: Arc<dyn AccountKeys>,
+    tracking: TrackingTokens,
 }
 
 impl Authenticator {
@@ -157,7 +174,16 @@ impl Authenticator {
             workflow: key_hash(&workflow_key(operator_key)),
             analyst: analyst_key.map(key_hash),
             accounts,
+            tracking: TrackingTokens::new(operator_key),
         }
+    }
+
+    /// The principal of a tracking token (`?t=`), for the routes that take one.
+    pub fn viewer(&self, token: &str) -> Result<Principal, Unauthenticated> {
+        self.tracking
+            .check(token, Utc::now())
+            .map(Principal::Viewer)
+            .ok_or(Unauthenticated::BadToken)
     }
 
     /// The principal of an `Authorization` header's value.

@@ -6,6 +6,7 @@ mod body;
 mod problem;
 mod recover;
 mod token;
+mod tracking;
 
 pub use auth::{
     AccountKeys, Authenticator, NoAccounts, Principal, Unauthenticated, hex, key_hash, new_key,
@@ -17,6 +18,7 @@ pub use body::{
 pub use problem::Problem;
 pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};
+pub use tracking::{STREAM_TOKEN_TTL, TRACKING_TTL, TrackingTokens, Watch};
 
 use warp::Filter;
 use warp::filters::BoxedFilter;

@@ -121,6 +121,8 @@ struct Shape {
     location: Option<String>,
     /// A new account key, shown this once.
     api_key: Option<String>,
+    /// A new delivery's tracking link, for its customer.
+    tracking_url: Option<String>,
 }
 
 fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
@@ -134,6 +136,9 @@ fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
             });
             if let Some(key) = shape.api_key {
                 body["apiKey"] = json!(key);
+            }
+            if let Some(url) = shape.tracking_url {
+                body["trackingUrl"] = json!(url);
             }
             // A replayed creation answers as the first request did.
             let mut response =
@@ -172,6 +177,7 @@ fn answer(status: StatusCode, id_field: &'static str) -> Shape {
         id_field,
         location: None,
         api_key: None,
+        tracking_url: None,
     }
 }
 
@@ -401,10 +407,12 @@ async fn schedule_delivery(r: Input) -> Response {
         .as_ref()
         .ok()
         .map(|a| format!("/api/v1/deliveries/{}", a.id));
+    let tracking_url = result.as_ref().ok().map(|a| r.svc.tracking_url(&a.id));
     render(
         result,
         Shape {
             location,
+            tracking_url,
             ..answer(StatusCode::ACCEPTED, "deliveryId")
         },
     )

@@ -144,6 +144,8 @@ pub struct CommandService {
     id_namespace: Uuid,
     /// Account keys derive from it (so a retried registration shows the same key).
     key_secret: String,
+    /// Signs the tracking links that schedule-delivery answers with.
+    tracking: api::TrackingTokens,
     key_retention: TimeDelta,
     account_keys: std::sync::RwLock<KeyIndex>,
     /// Telemetry changes no aggregate, so its keys are kept here, not on a stream (and,
@@ -378,6 +380,14 @@ pub(crate) fn existing<'a, A: Kept>(
 }
 
 impl CommandService {
+    /// The customer's link to follow a delivery: the tracking page with a read-only
+    /// token for this one delivery, valid for [`api::TRACKING_TTL`].
+    pub fn tracking_url(&self, delivery_id: &str) -> String {
+        let watch = api::Watch::Delivery(delivery_id.to_owned());
+        let token = self.tracking.mint(&watch, Utc::now() + api::TRACKING_TTL);
+        format!("/track/{delivery_id}?t={token}")
+    }
+
     /// Marks every partition of the command topics as this process's and folds each up
     /// to its marker (the topics must exist); then brings every drone's stream in line
     /// with its delivery's (a follow-up or compensation a crash cut short).
@@ -408,6 +418,7 @@ impl CommandService {
                 &ID_NAMESPACE,
                 &Sha256::digest(keys.operator_key.as_bytes()),
             ),
+            tracking: api::TrackingTokens::new(&keys.operator_key),
             key_secret: keys.operator_key,
             key_retention: keys.retention,
             account_keys: std::sync::RwLock::new(KeyIndex::default()),

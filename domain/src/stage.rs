@@ -47,6 +47,11 @@ impl Stage {
         matches!(self, Stage::Completed | Stage::Cancelled | Stage::Failed)
     }
 
+    /// A drone is flying it: to the pickup or to the drop-off.
+    pub fn is_active(self) -> bool {
+        matches!(self, Stage::HeadedToPickup | Stage::HeadedToDropoff)
+    }
+
     /// The package is not on board yet: the delivery may still be cancelled or rescheduled.
     pub fn is_before_pickup(self) -> bool {
         matches!(

@@ -36,36 +36,11 @@ impl Projection for DeliveriesProjection {
             return Ok(()); // applied already
         }
         let before = current.map(|(view, _)| view);
-        let mut delivery = before
-            .as_ref()
-            .map(|v| v.delivery.clone())
-            .unwrap_or_default();
-        delivery.apply(&envelope.event, meta.occurred_at);
-        if !delivery.exists() {
+        let Some(view) = DeliveryView::folded(before.as_ref(), envelope) else {
             return Ok(()); // an event before its creation: nothing to show
-        }
-        let view = DeliveryView {
-            delivery_id: id.clone(),
-            delivery,
-            version: meta.aggregate_version,
-            updated_at: meta.occurred_at,
         };
         let version = view.version;
-        // The event as JSON is `{"type": .., "data": {..}}`; the entry keeps the data.
-        let data = serde_json::to_value(&envelope.event)
-            .ok()
-            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
-            .unwrap_or_default();
-        let entry = TimelineEntry {
-            version,
-            kind: envelope.event.type_name().to_string(),
-            event_id: meta.event_id.to_string(),
-            occurred_at: meta.occurred_at,
-            causation_id: meta.causation_id.clone(),
-            correlation_id: meta.correlation_id.clone(),
-            principal: meta.principal.clone(),
-            data,
-        };
+        let entry = TimelineEntry::of(envelope);
         staged.put(
             DELIVERY_TIMELINE,
             id,

@@ -45,18 +45,10 @@ impl Projection for DronesProjection {
         }
         let before = current.map(|(view, _)| view);
         // The status machine is the domain's: fold the event into the domain's drone.
-        let mut drone = before.as_ref().map(|v| v.drone.clone()).unwrap_or_default();
-        drone.apply(&envelope.event, meta.occurred_at);
-        let Some(status) = drone.status else {
+        let Some(view) = DroneView::folded(before.as_ref(), envelope) else {
             return Ok(());
         };
-        let version = meta.aggregate_version;
-        let view = DroneView {
-            drone_id: id.clone(),
-            drone,
-            version,
-            updated_at: meta.occurred_at,
-        };
+        let (status, version) = (view.status(), view.version);
         // The fleet row is what a page shows (a page is one scan); it moves with the status.
         if let Some(old) = before.map(|b| b.status()).filter(|old| *old != status) {
             staged.delete(FLEET, old.as_str(), id, version);

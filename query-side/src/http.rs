@@ -3,6 +3,7 @@
 
 use crate::error::QueryError;
 use crate::service::{Freshness, HistoryFilter, QueryService};
+use crate::streams::{Events, Refused, Streams};
 use api::{ConsistencyToken, Principal, TOKEN_HEADER};
 use chrono::{DateTime, Utc};
 use domain::{DroneStatus, Stage};
@@ -10,9 +11,10 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use warp::filters::BoxedFilter;
-use warp::http::HeaderMap;
 use warp::http::header::{ETAG, HeaderValue};
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -276,6 +278,102 @@ async fn fleet(q: Query) -> Response {
     render(&q.svc, "fleet", result, None)
 }
 
+/// An event stream's answer: the events with a heartbeat comment when nothing else is
+/// sent, so proxies keep the connection and clients notice a dead one.
+fn sse(events: Events, heartbeat: Duration) -> Response {
+    let events = futures_util::stream::unfold(events, |mut events| async move {
+        events.recv().await.map(|event| (event, events))
+    });
+    let events = warp::sse::keep_alive()
+        .interval(heartbeat)
+        .text("heartbeat")
+        .stream(events);
+    let mut response = warp::sse::reply(events).into_response();
+    // Tell nginx and its kind not to buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn streamed(
+    svc: &QueryService,
+    kind: &str,
+    result: Result<Events, Refused>,
+    heartbeat: Duration,
+) -> Response {
+    let response = match result {
+        Ok(events) => sse(events, heartbeat),
+        // A stream that has ended: 204 tells an EventSource not to reconnect.
+        Err(Refused::Ended) => StatusCode::NO_CONTENT.into_response(),
+        Err(Refused::Problem(e)) => e.problem().into_response(),
+    };
+    svc.metrics
+        .queries
+        .with_label_values(&[kind, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn delivery_stream(id: String, q: Query, streams: Arc<Streams>) -> Response {
+    let last = q
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let result = streams.delivery(&q.who, &id, last.as_deref()).await;
+    streamed(
+        &q.svc,
+        "delivery-status-stream",
+        result,
+        streams.heartbeat(),
+    )
+}
+
+async fn fleet_stream(q: Query, streams: Arc<Streams>) -> Response {
+    let result = streams.fleet(&q.who).await;
+    streamed(&q.svc, "fleet-stream", result, streams.heartbeat())
+}
+
+/// The body of `POST /stream-tokens`: empty (the fleet) or `{"deliveryId": ".."}`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenRequest {
+    delivery_id: Option<String>,
+}
+
+async fn stream_token(svc: Svc, who: Principal, body: bytes::Bytes) -> Response {
+    let result = async {
+        let request = if body.iter().all(u8::is_ascii_whitespace) {
+            TokenRequest { delivery_id: None }
+        } else {
+            serde_json::from_slice::<TokenRequest>(&body).map_err(|e| {
+                QueryError::Invalid(format!("the body is not a stream token request: {e}"))
+            })?
+        };
+        svc.stream_token(&who, request.delivery_id.as_deref()).await
+    }
+    .await;
+    let response = match result {
+        Ok(token) => {
+            let mut response =
+                warp::reply::with_status(warp::reply::json(&token), StatusCode::CREATED)
+                    .into_response();
+            response.headers_mut().insert(
+                warp::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            response
+        }
+        Err(e) => e.problem().into_response(),
+    };
+    svc.metrics
+        .queries
+        .with_label_values(&["stream-token", response.status().as_str()])
+        .inc();
+    response
+}
+
 async fn dead_letters(q: Query) -> Response {
     let result = async {
         reads_all(&q.who)?;
@@ -288,8 +386,9 @@ async fn dead_letters(q: Query) -> Response {
 
 /// All query routes under `/api/v1`, one handler each (the edge in front authenticated
 /// the caller; each handler checks what it may read).
-pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
+pub fn routes(service: Svc, streams: Arc<Streams>) -> BoxedFilter<(Response,)> {
     let api = || warp::path("api").and(warp::path("v1"));
+    let minter = service.clone();
     let query = move || {
         warp::get()
             .and(with(service.clone()))
@@ -303,7 +402,33 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
                 who,
             })
     };
+    let minting = api()
+        .and(warp::path!("stream-tokens"))
+        .and(warp::post())
+        .and(with(minter))
+        .and(warp::ext::get::<Principal>())
+        .and(warp::body::bytes())
+        .then(stream_token)
+        .boxed();
+    let streams = move || {
+        let streams = streams.clone();
+        warp::any().map(move || streams.clone())
+    };
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        minting,
+        api()
+            .and(warp::path!("deliveries" / String / "status" / "stream"))
+            .and(query())
+            .and(streams())
+            .then(delivery_stream)
+            .boxed(),
+        // Before `drones/{id}`, which would take `stream` for an id.
+        api()
+            .and(warp::path!("drones" / "stream"))
+            .and(query())
+            .and(streams())
+            .then(fleet_stream)
+            .boxed(),
         api()
             .and(warp::path!("deliveries"))
             .and(query())

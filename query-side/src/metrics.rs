@@ -1,4 +1,4 @@
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct QueryMetrics {
@@ -6,6 +6,8 @@ pub struct QueryMetrics {
     pub queries: IntCounterVec,
     /// Time spent waiting for projections to reach a consistency token or version.
     pub consistency_wait: Histogram,
+    /// Live streams open, by kind (`delivery`, `fleet`).
+    pub streams_open: IntGaugeVec,
 }
 
 impl QueryMetrics {
@@ -23,11 +25,17 @@ impl QueryMetrics {
                 0.0, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0,
             ]),
         )?;
+        let streams_open = IntGaugeVec::new(
+            Opts::new("query_streams_open", "Live streams open, by kind"),
+            &["kind"],
+        )?;
         registry.register(Box::new(queries.clone()))?;
+        registry.register(Box::new(streams_open.clone()))?;
         registry.register(Box::new(consistency_wait.clone()))?;
         Ok(QueryMetrics {
             queries,
             consistency_wait,
+            streams_open,
         })
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
-use api::{ConsistencyToken, Principal};
+use api::{ConsistencyToken, Principal, STREAM_TOKEN_TTL, TrackingTokens, Watch};
 use chrono::{DateTime, Duration as Span, Utc};
-use domain::{DroneStatus, FlightModel, Stage};
+use domain::{Drone, DroneStatus, FlightModel, Stage};
 use read_model::tables::{
     ACCOUNT_DELIVERIES, ACCOUNT_KEYS, ACCOUNTS, DEAD_LETTERS, DELIVERIES, DELIVERIES_BY_STAGE,
     DELIVERY_TIMELINE, DRONE_POSITIONS, DRONES, FLEET, INVOICE_LINES, SINGLE_ROW, WHOLE_FLEET,
@@ -46,6 +46,18 @@ pub struct DeliveryStatus {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `POST /stream-tokens`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamToken {
+    /// Pass as `?t=` to the stream (and the status).
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// For a delivery: the tracking page with the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
@@ -78,13 +90,15 @@ pub struct Invoice {
 }
 
 pub struct QueryService {
-    store: Arc<dyn ReadStore>,
+    pub(crate) store: Arc<dyn ReadStore>,
     max_wait: Duration,
     /// The ETAs of a status are the domain's, computed with this.
     flight: FlightModel,
     pub metrics: QueryMetrics,
     /// The projectors' progress when they run in this process; else reads poll.
     progress: Option<Progress>,
+    /// Mints the read-only tokens of the streams and the tracking page.
+    tracking: TrackingTokens,
 }
 
 /// The longest pause between two checks of a read that waits without notifications.
@@ -101,6 +115,7 @@ impl QueryService {
         max_wait: Duration,
         flight: FlightModel,
         metrics: QueryMetrics,
+        tracking: TrackingTokens,
     ) -> Self {
         QueryService {
             store,
@@ -108,7 +123,41 @@ impl QueryService {
             flight,
             metrics,
             progress: None,
+            tracking,
         }
+    }
+
+    /// `POST /stream-tokens`: a short-lived read-only token for a page's stream: of the
+    /// fleet (operators and analysts), or of one delivery its caller may see.
+    pub async fn stream_token(
+        &self,
+        who: &Principal,
+        delivery_id: Option<&str>,
+    ) -> Result<StreamToken, QueryError> {
+        let watch = match delivery_id {
+            Some(id) => {
+                self.delivery_watched(who, id, &Freshness::default())
+                    .await?;
+                Watch::Delivery(id.to_owned())
+            }
+            None if who.reads_all() => Watch::Fleet,
+            None => {
+                return Err(QueryError::Forbidden(
+                    "only operator and analyst keys watch the fleet; name a deliveryId".into(),
+                ));
+            }
+        };
+        let expires_at = Utc::now() + STREAM_TOKEN_TTL;
+        let token = self.tracking.mint(&watch, expires_at);
+        let tracking_url = match &watch {
+            Watch::Delivery(id) => Some(format!("/track/{id}?t={token}")),
+            Watch::Fleet => None,
+        };
+        Ok(StreamToken {
+            token,
+            expires_at,
+            tracking_url,
+        })
     }
 
     /// Waits for read-your-writes on `progress` (every projector of the store runs in
@@ -122,7 +171,7 @@ impl QueryService {
     /// (`table`, `partition`) reached `min_version`; false when it gave up waiting. With
     /// the projectors' progress at hand it checks again after each apply; without (they
     /// run in other processes) it polls with a backoff capped at `POLL_CAP`.
-    async fn wait(
+    pub(crate) async fn wait(
         &self,
         model: Model,
         freshness: &Freshness,
@@ -168,7 +217,7 @@ impl QueryService {
         }
     }
 
-    async fn one<T: DeserializeOwned>(
+    pub(crate) async fn one<T: DeserializeOwned>(
         &self,
         table: &'static str,
         kind: &'static str,
@@ -214,8 +263,45 @@ impl QueryService {
         id: &str,
         freshness: &Freshness,
     ) -> Result<(DeliveryStatus, bool), QueryError> {
-        let (view, fresh) = self.delivery(who, id, freshness).await?;
+        let (view, fresh) = self.delivery_watched(who, id, freshness).await?;
         let drone_fresh = self.wait(models::DRONES, freshness, None).await?;
+        let drone = match &view.delivery.drone_id {
+            Some(drone_id) if view.stage().is_active() => self.drone_now(drone_id).await?,
+            _ => None,
+        };
+        Ok((self.status_of(&view, drone.as_ref()), fresh && drone_fresh))
+    }
+
+    /// A delivery for its status or stream: its owner's, an operator's or analyst's, or
+    /// a tracking token's for this one delivery.
+    pub(crate) async fn delivery_watched(
+        &self,
+        who: &Principal,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryView, bool), QueryError> {
+        if who.watches(&Watch::Delivery(id.to_owned())) {
+            let fresh = self
+                .wait(models::DELIVERIES, freshness, Some((DELIVERIES, id)))
+                .await?;
+            return Ok((self.one(DELIVERIES, "delivery", id).await?, fresh));
+        }
+        self.delivery(who, id, freshness).await
+    }
+
+    /// A drone with its latest report folded in, if it exists.
+    pub(crate) async fn drone_now(&self, drone_id: &str) -> Result<Option<Drone>, QueryError> {
+        let Some(view) = self.optional::<DroneView>(DRONES, drone_id).await? else {
+            return Ok(None);
+        };
+        let position = self.position(drone_id).await?;
+        Ok(Some(view.with_position(position.as_ref())))
+    }
+
+    /// The status of a delivery: its stage, and while a drone flies it, the drone's
+    /// position and the ETAs the flight model derives from it now, so they move with
+    /// every telemetry report.
+    pub fn status_of(&self, view: &DeliveryView, drone: Option<&Drone>) -> DeliveryStatus {
         let stage = view.stage();
         let delivery = &view.delivery;
         let mut status = DeliveryStatus {
@@ -228,21 +314,16 @@ impl QueryService {
             version: view.version,
             updated_at: view.updated_at,
         };
-        let active = matches!(stage, Stage::HeadedToPickup | Stage::HeadedToDropoff);
-        if let (true, Some(drone_id)) = (active, &delivery.drone_id)
-            && let Some(drone) = self.optional::<DroneView>(DRONES, drone_id).await?
-        {
-            let position = self.position(drone_id).await?;
-            let drone = drone.with_position(position.as_ref());
+        if let (true, Some(drone)) = (stage.is_active(), drone) {
             status.last_known_location = Some(drone.current_location());
-            let etas = self.flight.etas(delivery, &drone, Utc::now());
+            let etas = self.flight.etas(delivery, drone, Utc::now());
             status.pickup_eta = etas.pickup;
             status.delivery_eta = etas.delivery;
         }
-        Ok((status, fresh && drone_fresh))
+        status
     }
 
-    async fn optional<T: DeserializeOwned>(
+    pub(crate) async fn optional<T: DeserializeOwned>(
         &self,
         table: &'static str,
         id: &str,
@@ -254,7 +335,10 @@ impl QueryService {
     }
 
     /// A drone's latest reported position.
-    async fn position(&self, drone_id: &str) -> Result<Option<DronePosition>, QueryError> {
+    pub(crate) async fn position(
+        &self,
+        drone_id: &str,
+    ) -> Result<Option<DronePosition>, QueryError> {
         match self
             .store
             .get(DRONE_POSITIONS, WHOLE_FLEET, drone_id)

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{Delivery, Drone, DroneStatus, Stage};
-use schemas::events::Location;
+use schemas::events::{Envelope, Location};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,20 @@ pub struct DeliveryView {
 }
 
 impl DeliveryView {
+    /// `before` (none: not created yet) with one more of its events, folded with the
+    /// domain's own `Delivery::apply`; none while the delivery does not exist.
+    pub fn folded(before: Option<&DeliveryView>, envelope: &Envelope) -> Option<DeliveryView> {
+        let meta = &envelope.metadata;
+        let mut delivery = before.map(|v| v.delivery.clone()).unwrap_or_default();
+        delivery.apply(&envelope.event, meta.occurred_at);
+        delivery.exists().then(|| DeliveryView {
+            delivery_id: meta.aggregate_id.clone(),
+            delivery,
+            version: meta.aggregate_version,
+            updated_at: meta.occurred_at,
+        })
+    }
+
     /// Its stage (a view exists only once the delivery is created).
     pub fn stage(&self) -> Stage {
         self.delivery.stage.unwrap_or(Stage::Created)
@@ -59,6 +73,28 @@ pub struct TimelineEntry {
     #[serde(default)]
     pub principal: String,
     pub data: serde_json::Value,
+}
+
+impl TimelineEntry {
+    /// The entry of a delivery's event.
+    pub fn of(envelope: &Envelope) -> TimelineEntry {
+        let meta = &envelope.metadata;
+        // The event as JSON is `{"type": .., "data": {..}}`; the entry keeps the data.
+        let data = serde_json::to_value(&envelope.event)
+            .ok()
+            .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
+            .unwrap_or_default();
+        TimelineEntry {
+            version: meta.aggregate_version,
+            kind: envelope.event.type_name().to_string(),
+            event_id: meta.event_id.to_string(),
+            occurred_at: meta.occurred_at,
+            causation_id: meta.causation_id.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            principal: meta.principal.clone(),
+            data,
+        }
+    }
 }
 
 /// One delivery in `GET /accounts/{id}/deliveries` and `GET /deliveries?stage=`.
@@ -115,6 +151,21 @@ pub struct DroneView {
 }
 
 impl DroneView {
+    /// `before` with one more of its events, folded with the domain's own `Drone::apply`;
+    /// none while the drone has no status (not registered).
+    pub fn folded(before: Option<&DroneView>, envelope: &Envelope) -> Option<DroneView> {
+        let meta = &envelope.metadata;
+        let mut drone = before.map(|v| v.drone.clone()).unwrap_or_default();
+        drone.apply(&envelope.event, meta.occurred_at);
+        drone.status?;
+        Some(DroneView {
+            drone_id: meta.aggregate_id.clone(),
+            drone,
+            version: meta.aggregate_version,
+            updated_at: meta.occurred_at,
+        })
+    }
+
     /// The drone with its latest telemetry folded in.
     pub fn with_position(&self, position: Option<&DronePosition>) -> Drone {
         let mut drone = self.drone.clone();
