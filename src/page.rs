@@ -10,17 +10,16 @@ use warp::reply::Response;
 
 const INDEX: &str = include_str!("page/index.html");
 const TRACK: &str = include_str!("page/track.html");
-const ASSETS: [(&str, &str, &str); 3] = [
+const JS: &str = "text/javascript; charset=utf-8";
+const ASSETS: [(&str, &str, &str); 5] = [
     (
         "page.css",
         "text/css; charset=utf-8",
         include_str!("page/page.css"),
     ),
-    (
-        "map.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/map.js"),
-    ),
+    ("map.js", JS, include_str!("page/map.js")),
+    ("track.js", JS, include_str!("page/track.js")),
+    ("fleet.js", JS, include_str!("page/fleet.js")),
     (
         "basemap.svg",
         "image/svg+xml",

@@ -39,6 +39,9 @@ pub struct DeliveryStatus {
     pub delivery_id: String,
     pub stage: Stage,
     pub drone_id: Option<String>,
+    /// Where the package is picked up and delivered (for a tracking map).
+    pub pickup: Location,
+    pub dropoff: Location,
     pub last_known_location: Option<Location>,
     pub pickup_eta: Option<DateTime<Utc>>,
     pub delivery_eta: Option<DateTime<Utc>>,
@@ -308,6 +311,8 @@ impl QueryService {
             delivery_id: view.delivery_id.clone(),
             stage,
             drone_id: delivery.drone_id.clone(),
+            pickup: delivery.pickup,
+            dropoff: delivery.dropoff,
             last_known_location: delivery.completed_location,
             pickup_eta: None,
             delivery_eta: None,

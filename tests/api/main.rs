@@ -14,5 +14,7 @@ mod idempotency;
 mod journey;
 mod kafka;
 mod operations;
+mod page;
 mod problems;
+mod streams;
 mod workflow;
