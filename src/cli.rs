@@ -43,6 +43,109 @@ pub enum Subcommands {
     /// keyspace and runs the migrations not yet recorded there) and exits. Roles that
     /// use the store do the same at start-up.
     Migrate(ServeArgs),
+    /// A customer and a fleet for a running server: registers an account and `--drones`
+    /// drones around `--city`, schedules `--rate` deliveries a second and flies the
+    /// drones the workflow assigns, posting their telemetry, for `--duration`; then
+    /// prints what it did.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Drones in the fleet.
+    #[arg(long, default_value_t = 10)]
+    pub drones: usize,
+    /// Deliveries scheduled per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Drones fly this many times their speed (telemetry keeps real time stamps; the
+    /// server's charging is not sped up).
+    #[arg(long, default_value_t = 1.0)]
+    pub speedup: f64,
+    /// How long to run (`90s`, `5m`, `1h`); then scheduling stops and it exits.
+    #[arg(long, default_value = "3m", value_parser = crate::simulate::parse_duration)]
+    pub duration: std::time::Duration,
+    /// At most this many deliveries; the run ends early once they are all delivered.
+    #[arg(long)]
+    pub deliveries: Option<u64>,
+    /// Schedule nothing while this many of the account's deliveries wait for a drone
+    /// (default: no limit, the rate is kept whatever the fleet delivers).
+    #[arg(long)]
+    pub max_waiting: Option<usize>,
+    /// The city's centre, `LATITUDE,LONGITUDE` (default: Seattle downtown).
+    #[arg(long, default_value = "47.61,-122.33", value_parser = crate::simulate::parse_city)]
+    pub city: (f64, f64),
+    /// Homes, pickups and drop-offs lie within this many km of the centre.
+    #[arg(long, default_value_t = 3.0)]
+    pub radius_km: f64,
+    /// Drone ids are `FLEET-01`, …; drones already registered under them are flown on
+    /// from where they are (default: a new fleet each run, `sim-<random>`).
+    #[arg(long)]
+    pub fleet: Option<String>,
+    /// The operator's API key; default: `<data-dir>/operator.key`, which `serve`
+    /// generated.
+    #[arg(long, env = "DRONE_DELIVERY_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
+    /// The data directory of the server whose operator key to use.
+    #[arg(long, env = "DRONE_DELIVERY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Battery (%) a drone gains per minute on its charger: the server's setting, so
+    /// that the simulated battery agrees with the server's estimate.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_CHARGE_PCT_PER_MINUTE",
+        default_value_t = 2.0
+    )]
+    pub charge_pct_per_minute: f64,
+    /// Battery (%) used per km: the server's setting (default: a full battery flies the
+    /// drone's range).
+    #[arg(long, env = "DRONE_DELIVERY_DRAIN_PCT_PER_KM")]
+    pub drain_pct_per_km: Option<f64>,
+    /// Seed of the random homes, pickups and drop-offs (default: a new one each run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SimulateArgs {
+    /// The simulation these options ask for (the key read from the data directory when
+    /// none is given).
+    pub fn config(self) -> anyhow::Result<crate::simulate::SimConfig> {
+        let operator_key = crate::simulate::operator_key(self.operator_key, &self.data_dir)?;
+        let seed = self.seed.unwrap_or_else(crate::simulate::random_seed);
+        let fleet = self
+            .fleet
+            // Not from the seed: a rerun with the same seed still gets a fleet of its own.
+            .unwrap_or_else(|| format!("sim-{:06x}", crate::simulate::random_seed() & 0xff_ffff));
+        if !(self.charge_pct_per_minute.is_finite() && self.charge_pct_per_minute >= 0.0) {
+            anyhow::bail!("--charge-pct-per-minute must be 0 or more");
+        }
+        if self
+            .drain_pct_per_km
+            .is_some_and(|d| !(d.is_finite() && d > 0.0))
+        {
+            anyhow::bail!("--drain-pct-per-km must be above 0");
+        }
+        Ok(crate::simulate::SimConfig {
+            url: self.url,
+            operator_key,
+            drones: self.drones,
+            rate: self.rate,
+            speedup: self.speedup,
+            duration: Some(self.duration),
+            max_deliveries: self.deliveries,
+            max_waiting: self.max_waiting,
+            city: self.city,
+            radius_km: self.radius_km,
+            fleet,
+            charge_pct_per_minute: self.charge_pct_per_minute,
+            drain_pct_per_km: self.drain_pct_per_km,
+            seed,
+            progress_every: std::time::Duration::from_secs(10),
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -150,6 +253,11 @@ pub struct ServeArgs {
     pub idempotency_retention_hours: u32,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+    /// Also flies a simulated fleet over Seattle against this server (the simulator of
+    /// `simulate`, with a dozen drones and a delivery every two seconds) until it stops,
+    /// so that there is something to watch at once.
+    #[arg(long, env = "DRONE_DELIVERY_DEMO")]
+    pub demo: bool,
 }
 
 /// Why the command line could not be read.
@@ -177,7 +285,10 @@ impl Cli {
         let path = first
             .subcommand()
             .map_or(&first, |(_, sub)| sub)
-            .get_one::<PathBuf>("config")
+            // `simulate` has no `--config` (it reads no settings file).
+            .try_get_one::<PathBuf>("config")
+            .ok()
+            .flatten()
             .cloned();
         match path {
             None => Ok(Cli::from_arg_matches(&first)?),
@@ -200,7 +311,19 @@ impl Cli {
         matches!(self.role, Some(Subcommands::Migrate(_)))
     }
 
-    /// The role named (`None`: `serve`) and its options.
+    /// `simulate`'s options, taken out, when that is the command; it runs no role.
+    pub fn take_simulation(&mut self) -> Option<SimulateArgs> {
+        match self.role.take() {
+            Some(Subcommands::Simulate(args)) => Some(args),
+            other => {
+                self.role = other;
+                None
+            }
+        }
+    }
+
+    /// The role named (`None`: `serve`) and its options (`simulate`, which runs no
+    /// role, is taken out first with [`Cli::take_simulation`]).
     pub fn into_role(self) -> (ServeArgs, Option<Role>) {
         match self.role {
             Some(Subcommands::Serve(args)) => (args, None),
@@ -209,7 +332,7 @@ impl Cli {
             Some(Subcommands::QueryApi(args)) => (args, Some(Role::QueryApi)),
             Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
             Some(Subcommands::Migrate(args)) => (args, None),
-            None => (self.serve, None),
+            Some(Subcommands::Simulate(_)) | None => (self.serve, None),
         }
     }
 }

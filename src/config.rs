@@ -75,6 +75,17 @@ struct Entry {
 /// Flags no file may set.
 const NOT_IN_FILE: &[&str] = &["help", "version", "config"];
 
+/// Subcommands that read no config file (`simulate` is a client, not a role): their
+/// flags are unknown keys in one.
+const WITHOUT_FILE: &[&str] = &["simulate"];
+
+/// The subcommands whose flags a file sets.
+fn file_subcommands(command: &Command) -> impl Iterator<Item = &Command> {
+    command
+        .get_subcommands()
+        .filter(|sub| !WITHOUT_FILE.contains(&sub.get_name()))
+}
+
 impl ConfigFile {
     pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -137,8 +148,7 @@ impl ConfigFile {
                 let hide = arg.is_hide_env_values_set();
                 arg.default_values(values.clone()).hide_default_value(hide)
             };
-            let owners: Vec<String> = command
-                .get_subcommands()
+            let owners: Vec<String> = file_subcommands(&command)
                 .filter(|sub| own_arg(sub, &entry.flag).is_some())
                 .map(|sub| sub.get_name().to_owned())
                 .collect();
@@ -255,7 +265,7 @@ fn own_id(command: &Command, flag: &str) -> Option<clap::Id> {
 
 /// The flag `--flag` of `command` or, failing that, of one of its subcommands.
 fn find_arg<'a>(command: &'a Command, flag: &str) -> Option<&'a Arg> {
-    own_arg(command, flag).or_else(|| command.get_subcommands().find_map(|sub| own_arg(sub, flag)))
+    own_arg(command, flag).or_else(|| file_subcommands(command).find_map(|sub| own_arg(sub, flag)))
 }
 
 /// Does the flag take these values? Parsed alone, as clap would parse them on the
@@ -291,7 +301,7 @@ fn hint(command: &Command, flag: &str) -> String {
     let normalized = flag.replace('_', "-").to_ascii_lowercase();
     let mut longs: Vec<&str> = command
         .get_arguments()
-        .chain(command.get_subcommands().flat_map(Command::get_arguments))
+        .chain(file_subcommands(command).flat_map(Command::get_arguments))
         .filter_map(Arg::get_long)
         .filter(|l| !NOT_IN_FILE.contains(l))
         .collect();
@@ -503,6 +513,10 @@ mod tests {
 
         let message = error("config = \"other.toml\"", &[]);
         assert!(message.contains("unknown key `config`"), "{message}");
+
+        // `simulate`'s flags are no role's settings.
+        let message = error("speedup = 5", &["serve"]);
+        assert!(message.contains("unknown key `speedup`"), "{message}");
     }
 
     #[test]

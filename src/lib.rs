@@ -1,6 +1,6 @@
 //! `drone-delivery`: the one binary of the system. This library holds what the binary
 //! and the integration tests share: the command line and its config file, settings, the start-up that wires the roles
-//! together on the embedded default, and the operations endpoints.
+//! together on the embedded default, the operations endpoints, and the simulator.
 
 pub mod cli;
 pub mod config;
@@ -9,6 +9,7 @@ mod ops;
 mod page;
 mod server;
 pub mod settings;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;
 

@@ -1,7 +1,9 @@
 //! `drone-delivery`: one binary, several roles (SPEC §2). `serve` runs them all in one
-//! process on the embedded default and is what runs when no role is named.
+//! process on the embedded default and is what runs when no role is named; `simulate`
+//! is a client of a running server.
 
-use drone_delivery::cli::{Cli, CliError};
+use drone_delivery::cli::{Cli, CliError, SimulateArgs};
+use drone_delivery::simulate::{self, SimConfig};
 use drone_delivery::{App, telemetry};
 
 // The server allocates and frees many small buffers per request and per event; glibc's
@@ -11,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = match Cli::parse_layered(std::env::args_os()) {
+    let mut cli = match Cli::parse_layered(std::env::args_os()) {
         Ok(cli) => cli,
         // Clap prints its own errors, help and version, and exits with their code.
         Err(CliError::Clap(e)) => e.exit(),
@@ -20,21 +22,60 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if let Some(args) = cli.take_simulation() {
+        run_simulation(args).await;
+    }
     let migrates = cli.migrates();
     let (args, role) = cli.into_role();
     telemetry::init_logging(args.log_format);
+    let demo = args.demo;
     let settings = args.settings(role).map_err(anyhow::Error::msg)?;
     if migrates {
         println!("{}", drone_delivery::migrate(&settings).await?);
         return Ok(());
     }
-    let app = App::start(settings).await?;
+    if demo {
+        SimConfig::check_demo(&settings)?;
+    }
+    let mut app = App::start(settings.clone()).await?;
     // One machine-readable line, so scripts and tests learn the port chosen for `:0`.
     println!("drone-delivery listening on http://{}", app.addr);
+    if demo {
+        let config = SimConfig::demo(&settings, app.addr)?;
+        app.run_beside(move |stop| simulate::demo(config, stop));
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.stop().await;
     Ok(())
+}
+
+/// `simulate`: runs until its duration is over (or Ctrl-C), prints its one-line summary
+/// and exits; exit code 1 with the reason when it cannot start.
+async fn run_simulation(args: SimulateArgs) -> ! {
+    telemetry::init_logging(telemetry::LogFormat::Text);
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    match simulate::run(config, stopped).await {
+        Ok(summary) => {
+            println!("{summary}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -433,6 +433,16 @@ impl App {
         })
     }
 
+    /// Runs `task` beside the roles (`serve --demo`'s simulator) with the shutdown signal,
+    /// so it stops when they do, and [`App::stop`] waits for it.
+    pub fn run_beside<F>(&mut self, task: impl FnOnce(watch::Receiver<bool>) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stop = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(task(stop)));
+    }
+
     /// Stops serving and the projectors, and waits for them.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

@@ -16,5 +16,6 @@ mod kafka;
 mod operations;
 mod page;
 mod problems;
+mod simulate;
 mod streams;
 mod workflow;
