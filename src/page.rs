@@ -53,15 +53,17 @@ fn file(body: &'static str, content_type: &'static str) -> Response {
 
 pub fn routes() -> BoxedFilter<(Response,)> {
     let html = "text/html; charset=utf-8";
-    let index = warp::get()
-        .and(warp::path::end())
+    // Paths before methods: a method filter that failed first would turn every other
+    // path's 404 into a 405.
+    let index = warp::path::end()
+        .and(warp::get())
         .map(move || file(INDEX, html));
-    let track = warp::get()
-        .and(warp::path!("track" / String))
+    let track = warp::path!("track" / String)
+        .and(warp::get())
         .map(move |_id: String| file(TRACK, html));
     let assets =
-        warp::get()
-            .and(warp::path!("assets" / String))
+        warp::path!("assets" / String)
+            .and(warp::get())
             .and_then(|name: String| async move {
                 match ASSETS.iter().find(|(n, _, _)| *n == name) {
                     Some((_, content_type, body)) => Ok(file(body, content_type)),

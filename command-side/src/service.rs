@@ -381,10 +381,15 @@ pub(crate) fn existing<'a, A: Kept>(
 
 impl CommandService {
     /// The customer's link to follow a delivery: the tracking page with a read-only
-    /// token for this one delivery, valid for [`api::TRACKING_TTL`].
+    /// token for this one delivery, valid for [`api::TRACKING_TTL`] and to the end of
+    /// that day (UTC), so that a retry answered the same day gets the same link.
     pub fn tracking_url(&self, delivery_id: &str) -> String {
         let watch = api::Watch::Delivery(delivery_id.to_owned());
-        let token = self.tracking.mint(&watch, Utc::now() + api::TRACKING_TTL);
+        let end_of_day = (Utc::now() + api::TRACKING_TTL + TimeDelta::days(1))
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or_else(|| Utc::now() + api::TRACKING_TTL, |t| t.and_utc());
+        let token = self.tracking.mint(&watch, end_of_day);
         format!("/track/{delivery_id}?t={token}")
     }
 

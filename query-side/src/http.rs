@@ -335,23 +335,32 @@ async fn fleet_stream(q: Query, streams: Arc<Streams>) -> Response {
     streamed(&q.svc, "fleet-stream", result, streams.heartbeat())
 }
 
-/// The body of `POST /stream-tokens`: empty (the fleet) or `{"deliveryId": ".."}`.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TokenRequest {
-    delivery_id: Option<String>,
+/// The body of `POST /stream-tokens`: empty or `{}` (the fleet), or `{"deliveryId": ".."}`.
+fn token_request(body: &[u8]) -> Result<Option<String>, QueryError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let invalid =
+        |why: &str| QueryError::Invalid(format!("the body is not a stream token request: {why}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(&e.to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid("not a JSON object"))?;
+    if let Some(name) = object.keys().find(|k| *k != "deliveryId") {
+        return Err(invalid(&format!("unknown field {name:?}")));
+    }
+    match object.get("deliveryId") {
+        None => Ok(None),
+        Some(serde_json::Value::String(id)) => Ok(Some(id.clone())),
+        Some(_) => Err(invalid("deliveryId must be a string")),
+    }
 }
 
 async fn stream_token(svc: Svc, who: Principal, body: bytes::Bytes) -> Response {
     let result = async {
-        let request = if body.iter().all(u8::is_ascii_whitespace) {
-            TokenRequest { delivery_id: None }
-        } else {
-            serde_json::from_slice::<TokenRequest>(&body).map_err(|e| {
-                QueryError::Invalid(format!("the body is not a stream token request: {e}"))
-            })?
-        };
-        svc.stream_token(&who, request.delivery_id.as_deref()).await
+        let delivery_id = token_request(&body)?;
+        svc.stream_token(&who, delivery_id.as_deref()).await
     }
     .await;
     let response = match result {

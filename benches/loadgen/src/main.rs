@@ -10,7 +10,8 @@
 //! Scenarios: `schedule` (commands only; `--accounts 1` is one hot account), `mixed`
 //! (schedule, telemetry and status queries, `--mix`; `--mix register=1` registers
 //! accounts), `query` (status queries only),
-//! `spike` (a burst at a fixed high rate) and `open-loop` (a fixed arrival rate:
+//! `spike` (a burst at a fixed high rate), `streams` (customers watching deliveries
+//! live: update latency after the telemetry's acknowledgement, server memory) and `open-loop` (a fixed arrival rate:
 //! latency counts from each request's slot, so a server that falls behind cannot hide it
 //! by slowing the client down, i.e. no coordinated omission).
 
@@ -18,6 +19,7 @@ mod client;
 mod report;
 mod server;
 mod stats;
+mod streams;
 mod workload;
 
 use anyhow::Context;
@@ -37,6 +39,7 @@ enum Scenario {
     Query,
     Spike,
     OpenLoop,
+    Streams,
 }
 
 impl Scenario {
@@ -47,6 +50,7 @@ impl Scenario {
             Scenario::Query => "query",
             Scenario::Spike => "spike",
             Scenario::OpenLoop => "open-loop",
+            Scenario::Streams => "streams",
         }
     }
 }
@@ -73,6 +77,9 @@ struct Args {
     /// the peer ignores it).
     #[arg(long, env = "DRONE_DELIVERY_OPERATOR_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// `streams`: status streams open at once (spread over `--deliveries`).
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
     /// Keep-alive connections (concurrent requests).
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -129,6 +136,15 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.key.clone())
         .or_else(|| args.key.clone());
     let target = Target::parse(&url)?.with_key(key);
+    if args.scenario == Scenario::Streams {
+        let plan = streams::Plan {
+            streams: args.streams,
+            deliveries: args.deliveries,
+            duration: Duration::from_secs_f64(args.duration.max(1.0)),
+            server_pid: spawned.as_ref().map(server::Spawned::pid),
+        };
+        return streams::run(target, plan).await;
+    }
 
     let rate = match args.scenario {
         Scenario::OpenLoop => Some(args.rate.unwrap_or(5000.0)),

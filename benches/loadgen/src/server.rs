@@ -18,6 +18,11 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn start(bin: Option<PathBuf>, extra: &[String]) -> anyhow::Result<Spawned> {
         let bin = match bin {
             Some(bin) => bin,
