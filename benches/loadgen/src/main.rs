@@ -77,6 +77,9 @@ struct Args {
     /// the peer ignores it).
     #[arg(long, env = "DRONE_DELIVERY_OPERATOR_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// `streams`: reports per telemetry batch (a second's batches spread over it).
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
     /// `streams`: status streams open at once (spread over `--deliveries`).
     #[arg(long, default_value_t = 10_000)]
     streams: usize,
@@ -141,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
             streams: args.streams,
             deliveries: args.deliveries,
             duration: Duration::from_secs_f64(args.duration.max(1.0)),
+            batch: args.batch,
             server_pid: spawned.as_ref().map(server::Spawned::pid),
         };
         return streams::run(target, plan).await;

@@ -26,6 +26,9 @@ pub struct Plan {
     pub streams: usize,
     pub deliveries: usize,
     pub duration: Duration,
+    /// Reports per telemetry batch; a second's batches are spread over the second, as
+    /// drones report each at its own moment (all in one batch: the worst burst).
+    pub batch: usize,
     /// The server's process, for its memory.
     pub server_pid: Option<u32>,
 }
@@ -179,6 +182,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub async fn run(target: Target, plan: Plan) -> anyhow::Result<()> {
+    // Streams that broke while measuring (the server stopping afterwards breaks them all).
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let deliveries = plan.deliveries.clamp(1, plan.streams.max(1));
     eprintln!("setting up {deliveries} deliveries, each with its drone");
     let tracked = set_up(&target, deliveries).await?;
@@ -197,9 +203,14 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<()> {
             latency_tx.clone(),
             opened_tx.clone(),
         );
+        let (failed, measuring) = (failed.clone(), measuring.clone());
         tokio::spawn(async move {
-            if let Err(error) = watch(authority, path, acked, latency_tx, opened_tx).await {
-                eprintln!("a stream failed: {error:#}");
+            if let Err(error) = watch(authority, path, acked, latency_tx, opened_tx).await
+                && measuring.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                if failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                    eprintln!("a stream failed: {error:#}");
+                }
             }
         });
         if i % 500 == 499 {
@@ -220,16 +231,19 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<()> {
     );
     let rss_open = plan.server_pid.and_then(rss_kib);
 
-    // A report for every drone once a second, in batches of 500.
+    // A report for every drone once a second, in batches spread over the second.
     let mut operator = Connection::new(target.clone());
     let deadline = Instant::now() + plan.duration;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut reports = 0u64;
     let mut step = 0.0;
     while Instant::now() < deadline {
-        tick.tick().await;
+        let second = tick.tick().await;
         step += 1.0;
-        for chunk in tracked.chunks(500) {
+        let chunks = tracked.len().div_ceil(plan.batch.max(1));
+        for (n, chunk) in tracked.chunks(plan.batch.max(1)).enumerate() {
+            tokio::time::sleep_until(second + Duration::from_secs(1) * n as u32 / chunks as u32)
+                .await;
             // Each batch's reports share one time, unique to the batch.
             let at = chrono::Utc::now();
             let batch: Vec<Value> = chunk
@@ -257,6 +271,7 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<()> {
     // The last updates on their way.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_end = plan.server_pid.and_then(rss_kib);
+    measuring.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut latencies = histogram(3);
     while let Ok(latency) = latency_rx.try_recv() {
         let _ = latencies.record((latency.as_micros() as u64).max(1));
@@ -264,9 +279,10 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<()> {
     let expected = reports * (plan.streams / tracked.len()) as u64;
     let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "streams: {open} open on {} deliveries; {reports} reports sent, {} updates received (of ~{expected}); \
+        "streams: {open} open on {} deliveries, {} broke; {reports} reports sent, {} updates received (of ~{expected}); \
          latency from telemetry ack: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
         tracked.len(),
+        failed.load(std::sync::atomic::Ordering::Relaxed),
         latencies.len(),
         ms(0.5),
         ms(0.99),
