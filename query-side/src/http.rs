@@ -321,7 +321,10 @@ async fn delivery_stream(id: String, q: Query, streams: Arc<Streams>) -> Respons
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let result = streams.delivery(&q.who, &id, last.as_deref()).await;
+    let result = match q.freshness() {
+        Ok(asked) => streams.delivery(&q.who, &id, last.as_deref(), &asked).await,
+        Err(e) => Err(Refused::Problem(e)),
+    };
     streamed(
         &q.svc,
         "delivery-status-stream",

@@ -284,8 +284,13 @@ impl QueryService {
         freshness: &Freshness,
     ) -> Result<(DeliveryView, bool), QueryError> {
         if who.watches(&Watch::Delivery(id.to_owned())) {
+            // The token was minted once the delivery existed: wait for it to be visible.
+            let freshness = Freshness {
+                min_version: Some(freshness.min_version.unwrap_or(1)),
+                ..freshness.clone()
+            };
             let fresh = self
-                .wait(models::DELIVERIES, freshness, Some((DELIVERIES, id)))
+                .wait(models::DELIVERIES, &freshness, Some((DELIVERIES, id)))
                 .await?;
             return Ok((self.one(DELIVERIES, "delivery", id).await?, fresh));
         }

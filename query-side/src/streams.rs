@@ -12,7 +12,7 @@
 use crate::QueryError;
 use crate::live::{Live, Subscription, Watched};
 use crate::service::{DeliveryStatus, Freshness, QueryService};
-use api::{Principal, Watch};
+use api::{ConsistencyToken, Principal, Watch};
 use chrono::{DateTime, Utc};
 use domain::Drone;
 use read_model::models;
@@ -79,17 +79,23 @@ impl Streams {
         self.heartbeat
     }
 
-    /// `GET /deliveries/{id}/status/stream`.
+    /// `GET /deliveries/{id}/status/stream`; its first state reflects `asked` too (a
+    /// consistency token or `minVersion` of the request).
     pub async fn delivery(
         &self,
         who: &Principal,
         id: &str,
         last_event_id: Option<&str>,
+        asked: &Freshness,
     ) -> Result<Events, Refused> {
         let subscription = self.live.watch(Watched::Delivery(id.to_owned()));
+        let positions = subscription.seen.positions.iter().copied();
+        let asked_positions = asked.token.iter().flat_map(|t| t.positions.iter().copied());
         let freshness = Freshness {
-            token: Some(subscription.seen.clone()),
-            min_version: None,
+            token: Some(ConsistencyToken::from_positions(
+                positions.chain(asked_positions),
+            )),
+            min_version: asked.min_version,
         };
         let (view, _) = self.svc.delivery_watched(who, id, &freshness).await?;
         let resumed_at = last_event_id.and_then(|l| l.split('.').next()?.parse::<u64>().ok());

@@ -8,6 +8,7 @@
 //! (`--kafka-option batch.num.messages=1`): the test's setting, not the product's.
 
 use crate::helpers::{Api, Server, temp_dir};
+use crate::streams::Sse;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -157,7 +158,29 @@ async fn a_delivery_goes_through_command_api_projector_query_api_and_workflow_pr
         .await;
     assert_eq!(status, StatusCode::OK, "{view}");
 
-    let (delivery, token) = commands.schedule(&account, 1.2).await;
+    let scheduled = commands
+        .post(
+            "/api/v1/deliveries",
+            crate::helpers::schedule_body(&account, 1.2),
+        )
+        .await;
+    assert_eq!(scheduled.status(), StatusCode::ACCEPTED);
+    let scheduled: Value = scheduled.json().await.expect("json");
+    let delivery = scheduled["deliveryId"].as_str().expect("id").to_string();
+    let token = scheduled["consistencyToken"].as_str().expect("token");
+    // The customer's tracking link, minted by the command API, opens the stream on the
+    // query API: a process with no command side, fed from Kafka.
+    let tracking = scheduled["trackingUrl"].as_str().expect("a tracking URL");
+    let (_, tracking_token) = tracking.split_once("?t=").expect("a token");
+    let mut stream = Sse::of(
+        Sse::open(
+            &queries.url(&format!(
+                "/api/v1/deliveries/{delivery}/status/stream?t={tracking_token}"
+            )),
+            None,
+        )
+        .await,
+    );
     let (status, view) = queries
         .get_json(&format!(
             "/api/v1/deliveries/{delivery}?consistencyToken={token}"
@@ -178,6 +201,23 @@ async fn a_delivery_goes_through_command_api_projector_query_api_and_workflow_pr
     report(&commands, "drone-1", (47.65, -122.30)).await;
     let done = until(&queries, &status_path, |s| s["stage"] == "Completed").await;
     assert_eq!(done["droneId"], "drone-1");
+
+    // The stream saw it all happen, in order, and ended.
+    let mut stages = Vec::new();
+    while let Some(event) = stream.next().await {
+        if event.event == "status" && stages.last() != Some(&event.data["stage"]) {
+            stages.push(event.data["stage"].clone());
+        }
+    }
+    // (The workflow may have assigned the drone before the stream's first state.)
+    if stages.first() == Some(&json!("Created")) {
+        stages.remove(0);
+    }
+    assert_eq!(
+        stages,
+        ["HeadedToPickup", "HeadedToDropoff", "Completed"].map(|s| json!(s)),
+        "the stages the stream sent"
+    );
 
     let (_, timeline) = queries
         .get_json(&format!("/api/v1/deliveries/{delivery}/events"))

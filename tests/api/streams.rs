@@ -11,20 +11,20 @@ use std::time::Duration;
 
 /// One server-sent event, or a comment (`event` = `:`).
 #[derive(Debug)]
-struct SseEvent {
-    event: String,
-    id: String,
-    data: Value,
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
 }
 
 /// Reads a stream's events one at a time.
-struct Sse {
+pub struct Sse {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Sse {
-    async fn open(url: &str, last_event_id: Option<&str>) -> reqwest::Response {
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> reqwest::Response {
         // No overall timeout: a stream lasts as long as it lasts.
         let mut request = Client::new().get(url);
         if let Some(id) = last_event_id {
@@ -33,7 +33,7 @@ impl Sse {
         request.send().await.expect("the stream opens")
     }
 
-    fn of(response: reqwest::Response) -> Sse {
+    pub fn of(response: reqwest::Response) -> Sse {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers()["content-type"],
@@ -47,7 +47,7 @@ impl Sse {
     }
 
     /// The next event or comment; `None` when the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
+    pub async fn next(&mut self) -> Option<SseEvent> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -84,7 +84,7 @@ impl Sse {
     }
 
     /// The next event of kind `kind`, skipping heartbeats and other kinds.
-    async fn next_of(&mut self, kind: &str) -> SseEvent {
+    pub async fn next_of(&mut self, kind: &str) -> SseEvent {
         loop {
             let event = self.next().await.expect("the stream goes on");
             if event.event == kind {
