@@ -174,13 +174,33 @@ impl Query {
 }
 
 async fn delivery(id: String, q: Query) -> Response {
-    let result = async { q.svc.delivery(&q.who, &id, &q.freshness()?).await }.await;
+    let result = async {
+        match time(&q.params, "at")? {
+            Some(at) => q.svc.delivery_at(&q.who, &id, at, &q.freshness()?).await,
+            None => q.svc.delivery(&q.who, &id, &q.freshness()?).await,
+        }
+    }
+    .await;
     let version = result.as_ref().ok().map(|(v, _)| v.version);
     render(&q.svc, "delivery", result, version)
 }
 
 async fn delivery_status(id: String, q: Query) -> Response {
-    let result = async { q.svc.delivery_status(&q.who, &id, &q.freshness()?).await }.await;
+    let result = async {
+        match time(&q.params, "at")? {
+            Some(at) if q.who.reads_all() || q.who.account().is_some() => {
+                q.svc
+                    .delivery_status_at(&q.who, &id, at, &q.freshness()?)
+                    .await
+            }
+            // A tracking token follows the delivery now, not its past.
+            Some(_) => Err(QueryError::Forbidden(
+                "a tracking token reads the current status only".into(),
+            )),
+            None => q.svc.delivery_status(&q.who, &id, &q.freshness()?).await,
+        }
+    }
+    .await;
     let version = result.as_ref().ok().map(|(v, _)| v.version);
     render(&q.svc, "delivery-status", result, version)
 }

@@ -258,6 +258,37 @@ impl QueryService {
         Ok((view, fresh))
     }
 
+    /// `GET /deliveries/{id}?at=`: the delivery as it was at `at`, folded from its
+    /// timeline with the domain's own `apply` (404 before it was created).
+    pub async fn delivery_at(
+        &self,
+        who: &Principal,
+        id: &str,
+        at: DateTime<Utc>,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryView, bool), QueryError> {
+        let (_, timeline, fresh) = self.timeline_of(who, id, freshness).await?;
+        let view = DeliveryView::as_of(id, &timeline, at).ok_or_else(|| QueryError::NotFound {
+            kind: "delivery",
+            id: format!("{id} at {}", at.to_rfc3339()),
+        })?;
+        Ok((view, fresh))
+    }
+
+    /// `GET /deliveries/{id}/status?at=`: the stage, drone and place as they were at
+    /// `at`. Past ETAs and positions are not kept (telemetry keeps the latest report
+    /// only), so they are null.
+    pub async fn delivery_status_at(
+        &self,
+        who: &Principal,
+        id: &str,
+        at: DateTime<Utc>,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryStatus, bool), QueryError> {
+        let (view, fresh) = self.delivery_at(who, id, at, freshness).await?;
+        Ok((self.status_of(&view, None), fresh))
+    }
+
     /// `GET /deliveries/{id}/status`: the stage, the drone's last position and the ETAs
     /// the flight model derives from it now, so they move with every telemetry report.
     pub async fn delivery_status(
@@ -366,7 +397,18 @@ impl QueryService {
         id: &str,
         freshness: &Freshness,
     ) -> Result<(Vec<TimelineEntry>, bool), QueryError> {
-        let (_, fresh) = self.delivery(who, id, freshness).await?;
+        let (_, entries, fresh) = self.timeline_of(who, id, freshness).await?;
+        Ok((entries, fresh))
+    }
+
+    /// A delivery its caller may read, with its timeline.
+    async fn timeline_of(
+        &self,
+        who: &Principal,
+        id: &str,
+        freshness: &Freshness,
+    ) -> Result<(DeliveryView, Vec<TimelineEntry>, bool), QueryError> {
+        let (view, fresh) = self.delivery(who, id, freshness).await?;
         let rows = self
             .store
             .scan(
@@ -384,7 +426,7 @@ impl QueryService {
             .iter()
             .map(|r| decode(DELIVERY_TIMELINE, r))
             .collect::<Result<_, _>>()?;
-        Ok((entries, fresh))
+        Ok((view, entries, fresh))
     }
 
     /// Another tenant's account does not exist for an account key.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{Delivery, Drone, DroneStatus, Stage};
-use schemas::events::{Envelope, Location};
+use schemas::events::{Envelope, Event, Location};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,14 +42,44 @@ impl DeliveryView {
     /// domain's own `Delivery::apply`; none while the delivery does not exist.
     pub fn folded(before: Option<&DeliveryView>, envelope: &Envelope) -> Option<DeliveryView> {
         let meta = &envelope.metadata;
+        DeliveryView::fold(
+            before,
+            &meta.aggregate_id,
+            meta.aggregate_version,
+            meta.occurred_at,
+            &envelope.event,
+        )
+    }
+
+    /// The same for an event of delivery `id` at `version`, `at`.
+    pub fn fold(
+        before: Option<&DeliveryView>,
+        id: &str,
+        version: u64,
+        at: DateTime<Utc>,
+        event: &Event,
+    ) -> Option<DeliveryView> {
         let mut delivery = before.map(|v| v.delivery.clone()).unwrap_or_default();
-        delivery.apply(&envelope.event, meta.occurred_at);
+        delivery.apply(event, at);
         delivery.exists().then(|| DeliveryView {
-            delivery_id: meta.aggregate_id.clone(),
+            delivery_id: id.to_owned(),
             delivery,
-            version: meta.aggregate_version,
-            updated_at: meta.occurred_at,
+            version,
+            updated_at: at,
         })
+    }
+
+    /// The delivery as it was at `at`, folded from its timeline (oldest first) with the
+    /// domain's own `apply`; none before it was created.
+    pub fn as_of(id: &str, timeline: &[TimelineEntry], at: DateTime<Utc>) -> Option<DeliveryView> {
+        timeline
+            .iter()
+            .take_while(|entry| entry.occurred_at <= at)
+            .filter_map(|entry| Some((entry, entry.event()?)))
+            .fold(None, |view, (entry, event)| {
+                DeliveryView::fold(view.as_ref(), id, entry.version, entry.occurred_at, &event)
+                    .or(view)
+            })
     }
 
     /// Its stage (a view exists only once the delivery is created).
@@ -76,6 +106,11 @@ pub struct TimelineEntry {
 }
 
 impl TimelineEntry {
+    /// The event the entry records, as the domain reads it.
+    pub fn event(&self) -> Option<Event> {
+        serde_json::from_value(serde_json::json!({"type": self.kind, "data": self.data})).ok()
+    }
+
     /// The entry of a delivery's event.
     pub fn of(envelope: &Envelope) -> TimelineEntry {
         let meta = &envelope.metadata;
