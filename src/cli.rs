@@ -3,7 +3,7 @@
 
 use crate::Settings;
 use crate::config::{self, ConfigFile};
-use crate::settings::{Role, StorageArgs, WorkflowArgs};
+use crate::settings::{NotifyArgs, Role, StorageArgs, WorkflowArgs};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -39,6 +39,10 @@ pub enum Subcommands {
     /// The workflow alone (`serve --roles workflow`): it follows the log and sends its
     /// commands to the command API at `--command-url`.
     Workflow(ServeArgs),
+    /// The notifier alone (`serve --roles notifier`): it follows the log and tells
+    /// `notify-me` subscribers by email (`--smtp-relay`), SMS (`--sms-gateway`) and
+    /// webhook; its failures at `/api/v1/notifications/failures`.
+    Notifier(ServeArgs),
     /// Brings the read store's schema to this build's (`--store scylla://…`: creates the
     /// keyspace and runs the migrations not yet recorded there) and exits. Roles that
     /// use the store do the same at start-up.
@@ -253,6 +257,8 @@ pub struct ServeArgs {
     pub idempotency_retention_hours: u32,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     /// Also flies a simulated fleet over Seattle against this server (the simulator of
     /// `simulate`, with a dozen drones and a delivery every two seconds) until it stops,
     /// so that there is something to watch at once.
@@ -331,6 +337,7 @@ impl Cli {
             Some(Subcommands::Projector(args)) => (args, Some(Role::Projector)),
             Some(Subcommands::QueryApi(args)) => (args, Some(Role::QueryApi)),
             Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
+            Some(Subcommands::Notifier(args)) => (args, Some(Role::Notifier)),
             Some(Subcommands::Migrate(args)) => (args, None),
             Some(Subcommands::Simulate(_)) | None => (self.serve, None),
         }
@@ -385,6 +392,7 @@ impl ServeArgs {
         settings.idempotency_retention =
             chrono::TimeDelta::hours(i64::from(self.idempotency_retention_hours.max(1)));
         self.workflow.apply(&mut settings);
+        self.notify.apply(&mut settings);
         Ok(settings)
     }
 }

@@ -319,14 +319,17 @@ pub enum Role {
     QueryApi,
     /// Dispatch, the flight and the compensations; it sends commands to a command API.
     Workflow,
+    /// Tells `notify-me` subscribers of their delivery's progress (email, SMS, webhooks).
+    Notifier,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::CommandApi,
         Role::Projector,
         Role::QueryApi,
         Role::Workflow,
+        Role::Notifier,
     ];
 }
 
@@ -391,6 +394,104 @@ pub struct Settings {
     pub analyst_key: Option<String>,
     /// How long idempotency keys are remembered.
     pub idempotency_retention: TimeDelta,
+    /// The notifier's channels and threshold.
+    pub notify: NotifySettings,
+}
+
+/// How the notifier sends (see `notifier::Channels`).
+#[derive(Clone, Debug)]
+pub struct NotifySettings {
+    pub eta_threshold: TimeDelta,
+    pub smtp_relay: Option<String>,
+    pub email_from: String,
+    pub sms_gateway: Option<String>,
+    pub allow_private: bool,
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> NotifySettings {
+        NotifySettings {
+            eta_threshold: TimeDelta::seconds(300),
+            smtp_relay: None,
+            email_from: "Drone Delivery <notifications@drone-delivery.invalid>".into(),
+            sms_gateway: None,
+            allow_private: false,
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The notifier's options, shared by `serve` and `notifier`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NotifyArgs {
+    /// A delivery's subscribers are told when its ETA moves by more than this many
+    /// seconds since they were last told.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_NOTIFY_ETA_THRESHOLD_SECS",
+        default_value_t = 300
+    )]
+    pub notify_eta_threshold_secs: u32,
+    /// The SMTP relay emails go to, `HOST:PORT` (plain SMTP, on the operator's network);
+    /// without it emails are not sent (and listed as failures).
+    #[arg(long, env = "DRONE_DELIVERY_SMTP_RELAY", value_parser = host_port)]
+    pub smtp_relay: Option<String>,
+    /// The sender of the notification emails.
+    #[arg(
+        long,
+        env = "DRONE_DELIVERY_NOTIFY_EMAIL_FROM",
+        default_value = "Drone Delivery <notifications@drone-delivery.invalid>"
+    )]
+    pub notify_email_from: String,
+    /// The HTTP gateway SMS messages are POSTed to as JSON (`to`, `text`,
+    /// `notificationId`); without it SMS are not sent (and listed as failures).
+    #[arg(long, env = "DRONE_DELIVERY_SMS_GATEWAY", value_parser = http_url)]
+    pub sms_gateway: Option<String>,
+    /// Webhooks may target private, loopback and link-local addresses (refused by
+    /// default: a subscriber must not reach into the operator's network).
+    #[arg(long, env = "DRONE_DELIVERY_NOTIFY_ALLOW_PRIVATE")]
+    pub notify_allow_private: bool,
+    /// Attempts per notification, the first included, before it is given up on.
+    #[arg(long, env = "DRONE_DELIVERY_NOTIFY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub notify_attempts: u32,
+    /// The pause (ms) after a notification's first failed attempt; it doubles after
+    /// each (up to a minute).
+    #[arg(long, env = "DRONE_DELIVERY_NOTIFY_BACKOFF_MS", default_value_t = 1000)]
+    pub notify_backoff_ms: u64,
+}
+
+impl NotifyArgs {
+    pub fn apply(&self, settings: &mut Settings) {
+        settings.notify = NotifySettings {
+            eta_threshold: TimeDelta::seconds(i64::from(self.notify_eta_threshold_secs)),
+            smtp_relay: self.smtp_relay.clone(),
+            email_from: self.notify_email_from.clone(),
+            sms_gateway: self.sms_gateway.clone(),
+            allow_private: self.notify_allow_private,
+            attempts: self.notify_attempts,
+            backoff: Duration::from_millis(self.notify_backoff_ms.max(1)),
+        };
+    }
+}
+
+/// `HOST:PORT`.
+fn host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err("give HOST:PORT".into()),
+    }
+}
+
+/// An `http` or `https` URL.
+fn http_url(s: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.to_owned())
+    } else {
+        Err("give an http:// or https:// URL".into())
+    }
 }
 
 impl Settings {
@@ -426,6 +527,7 @@ impl Settings {
             operator_key: None,
             analyst_key: None,
             idempotency_retention: TimeDelta::hours(24),
+            notify: NotifySettings::default(),
         }
     }
 

@@ -369,6 +369,29 @@ impl App {
                 }
             }));
         }
+        let notifier = if settings.runs(Role::Notifier) {
+            let ready = Arc::new(AtomicBool::new(false));
+            let notifier = notifier::Notifier::new(
+                log.clone(),
+                codec.clone(),
+                notifier_config(&settings),
+                &operator_key,
+                notifier::NotifierMetrics::new(&registry)?,
+                ready.clone(),
+            )
+            .await?;
+            add(notifier::routes(notifier.ledger()));
+            checks.push(Arc::new(move || {
+                if ready.load(Ordering::Acquire) {
+                    Ok(())
+                } else {
+                    Err("the notifier has not folded the log yet".into())
+                }
+            }));
+            Some(notifier)
+        } else {
+            None
+        };
         let server_metrics = server::ServerMetrics::new(&registry)?;
         add(ops::routes(log.clone(), store, registry, checks));
         if settings.runs(Role::QueryApi) {
@@ -405,6 +428,9 @@ impl App {
         tasks.push(server);
         tracing::info!(%addr, roles = ?settings.roles, "serving");
 
+        if let Some(notifier) = notifier {
+            tasks.push(tokio::spawn(notifier.run(stop.clone())));
+        }
         if let Some(metrics) = workflow_metrics {
             let command_url = match (&settings.command_url, settings.runs(Role::CommandApi)) {
                 (Some(url), _) => url.clone(),
@@ -449,6 +475,25 @@ impl App {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// The notifier's configuration from the settings; its ledger lives in the data
+/// directory.
+fn notifier_config(settings: &Settings) -> notifier::NotifierConfig {
+    let notify = &settings.notify;
+    notifier::NotifierConfig {
+        channels: notifier::Channels {
+            smtp_relay: notify.smtp_relay.clone(),
+            email_from: notify.email_from.clone(),
+            sms_gateway: notify.sms_gateway.clone(),
+            allow_private: notify.allow_private,
+            attempts: notify.attempts,
+            backoff: notify.backoff,
+        },
+        flight: settings.flight.clone(),
+        eta_threshold: notify.eta_threshold,
+        state_dir: settings.data_dir.join("notifier"),
     }
 }
 

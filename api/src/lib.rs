@@ -7,6 +7,7 @@ mod problem;
 mod recover;
 mod token;
 mod tracking;
+mod webhook;
 
 pub use auth::{
     AccountKeys, Authenticator, NoAccounts, Principal, Unauthenticated, hex, key_hash, new_key,
@@ -19,6 +20,7 @@ pub use problem::Problem;
 pub use recover::recover;
 pub use token::{ConsistencyToken, Position, TOKEN_HEADER};
 pub use tracking::{STREAM_TOKEN_TTL, TRACKING_TTL, TrackingTokens, Watch};
+pub use webhook::{SIGNATURE_HEADER, webhook_secret, webhook_signature};
 
 use warp::Filter;
 use warp::filters::BoxedFilter;

@@ -66,6 +66,8 @@ struct RegisterAccountBody {
 const MAX_REASON_CHARS: usize = 500;
 /// Longest contact (email address or phone number) of a notification request.
 const MAX_CONTACT_CHARS: usize = 254;
+/// Longest webhook URL of a notification request.
+const MAX_WEBHOOK_CHARS: usize = 2048;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -184,6 +186,7 @@ struct ConfirmationBody {
 struct NotifyBody {
     email: Option<String>,
     sms: Option<String>,
+    webhook: Option<String>,
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CommandError> {
@@ -298,13 +301,72 @@ pub fn confirmation(body: &[u8]) -> Result<Confirmation, CommandError> {
     )?)
 }
 
-/// The contacts of a `notify-me`: email, SMS.
-pub fn notify_me(body: &[u8]) -> Result<(Option<String>, Option<String>), CommandError> {
+/// The contacts of a `notify-me`: email, SMS, webhook URL.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Contacts {
+    pub email: Option<String>,
+    pub sms: Option<String>,
+    pub webhook: Option<String>,
+}
+
+pub fn notify_me(body: &[u8]) -> Result<Contacts, CommandError> {
     let req: NotifyBody = json_body(body)?;
     let contact = |field, value: &Option<String>| {
         domain::optional_text(field, value.as_deref(), MAX_CONTACT_CHARS)
     };
-    Ok((contact("email", &req.email)?, contact("sms", &req.sms)?))
+    let webhook = domain::optional_text("webhook", req.webhook.as_deref(), MAX_WEBHOOK_CHARS)?;
+    if let Some(url) = &webhook {
+        webhook_url(url)?;
+    }
+    Ok(Contacts {
+        email: contact("email", &req.email)?,
+        sms: contact("sms", &req.sms)?,
+        webhook,
+    })
+}
+
+/// An `http` or `https` URL: a host name or a bracketed IPv6 address, an optional port,
+/// then an optional path, query or fragment of visible ASCII (the OpenAPI document's
+/// pattern). Where it may be sent is the notifier's to decide: it resolves the host
+/// when it sends.
+fn webhook_url(url: &str) -> Result<(), CommandError> {
+    let bad = || CommandError::Invalid("webhook must be an http or https URL with a host".into());
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or_else(bad)?;
+            if addr.is_empty()
+                || !addr
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return Err(bad());
+            }
+            (addr, after)
+        }
+        None => {
+            let end = authority.find(':').unwrap_or(authority.len());
+            let (host, after) = authority.split_at(end);
+            let name = |c: char| c.is_ascii_alphanumeric() || "._~-".contains(c);
+            if !host.chars().all(name) {
+                return Err(bad());
+            }
+            (host, after)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let tail_ok = tail.bytes().all(|b| b.is_ascii_graphic());
+    if host.is_empty() || !port_ok || !tail_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 pub fn reschedule(body: &[u8]) -> Result<Reschedule, CommandError> {
@@ -377,6 +439,10 @@ mod tests {
             ("unassign-drone", r#"{"reason": "storm"}"#.to_string()),
             ("suspend-account", r#"{"reason": "unpaid"}"#.to_string()),
             ("notify-me", r#"{"email": "a@b.example"}"#.to_string()),
+            (
+                "notify-me",
+                r#"{"webhook": "https://hooks.example.com/d?x=1"}"#.to_string(),
+            ),
             ("reschedule-delivery", format!(r#"{{"dropoff": {here}}}"#)),
             (
                 "register-drone",
@@ -387,6 +453,32 @@ mod tests {
         ];
         for (command, body) in valid {
             assert!(parse(command, body.as_bytes()).is_ok(), "{command}: {body}");
+        }
+    }
+
+    #[test]
+    fn a_webhook_is_an_http_url_with_a_host() {
+        for url in [
+            "https://hooks.example.com/delivery?x=1#f",
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]:9000",
+            "https://example.com",
+        ] {
+            assert!(webhook_url(url).is_ok(), "{url}");
+        }
+        for url in [
+            "ftp://example.com/",
+            "https://",
+            "https:///path",
+            "http://user@example.com/",
+            "http://example.com:/",
+            "http://example.com:123456/",
+            "http://exa mple.com/",
+            "http://example.com/a b",
+            "http://[]/",
+            "http://[::1/",
+        ] {
+            assert!(webhook_url(url).is_err(), "{url}");
         }
     }
 }

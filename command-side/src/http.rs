@@ -123,6 +123,8 @@ struct Shape {
     api_key: Option<String>,
     /// A new delivery's tracking link, for its customer.
     tracking_url: Option<String>,
+    /// The secret a notify-me's webhook messages are signed with.
+    webhook_secret: Option<String>,
 }
 
 fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
@@ -139,6 +141,9 @@ fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
             }
             if let Some(url) = shape.tracking_url {
                 body["trackingUrl"] = json!(url);
+            }
+            if let Some(secret) = shape.webhook_secret {
+                body["webhookSecret"] = json!(secret);
             }
             // A replayed creation answers as the first request did.
             let mut response =
@@ -178,6 +183,7 @@ fn answer(status: StatusCode, id_field: &'static str) -> Shape {
         location: None,
         api_key: None,
         tracking_url: None,
+        webhook_secret: None,
     }
 }
 
@@ -477,10 +483,19 @@ async fn notify_me(id: String, r: Input) -> Response {
         may_change(&r.who)?;
         let ctx = r.context("notify-me")?;
         let id = parse_id("delivery", &id)?;
-        let (email, sms) = bodies::notify_me(&r.body)?;
-        r.svc.request_notifications(&ctx, &id, email, sms).await
+        let contacts = bodies::notify_me(&r.body)?;
+        r.svc.request_notifications(&ctx, &id, &contacts).await
     };
-    render(run.await, answer(StatusCode::OK, "deliveryId"))
+    match run.await {
+        Ok((accepted, secret)) => {
+            let shape = Shape {
+                webhook_secret: secret,
+                ..answer(StatusCode::OK, "deliveryId")
+            };
+            render(Ok(accepted), shape)
+        }
+        Err(e) => render(Err(e), answer(StatusCode::OK, "deliveryId")),
+    }
 }
 
 async fn reschedule_delivery(id: String, r: Input) -> Response {

@@ -4,6 +4,7 @@
 //! expected version, asks the pure domain for events, appends them durably and only
 //! then folds them into memory.
 
+use crate::bodies::Contacts;
 use crate::error::CommandError;
 use crate::fence::{self, Fence, PartitionWriter};
 use crate::lease::WriterLease;
@@ -1029,17 +1030,28 @@ impl CommandService {
         .await
     }
 
+    /// Subscribes the contacts to the delivery's progress; with a webhook, answers with
+    /// its secret too (derived, never stored: the same for a retry).
     pub async fn request_notifications(
         &self,
         ctx: &CommandContext,
         id: &str,
-        email: Option<String>,
-        sms: Option<String>,
-    ) -> Result<Accepted, CommandError> {
-        self.single(&self.deliveries, id, ctx, "notify-me", true, |a| {
-            Ok(a.request_notifications(email.clone(), sms.clone())?)
-        })
-        .await
+        contacts: &Contacts,
+    ) -> Result<(Accepted, Option<String>), CommandError> {
+        let accepted = self
+            .single(&self.deliveries, id, ctx, "notify-me", true, |a| {
+                Ok(a.request_notifications(
+                    contacts.email.clone(),
+                    contacts.sms.clone(),
+                    contacts.webhook.clone(),
+                )?)
+            })
+            .await?;
+        let secret = contacts
+            .webhook
+            .is_some()
+            .then(|| api::webhook_secret(&self.key_secret, &accepted.id, accepted.version));
+        Ok((accepted, secret))
     }
 
     /// Telemetry of one or many drones in one durable append. Readings do not move a

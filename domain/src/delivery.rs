@@ -63,6 +63,7 @@ pub struct Delivery {
     pub route_km: Option<f64>,
     pub notify_email: Option<String>,
     pub notify_sms: Option<String>,
+    pub notify_webhook: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     /// When the current drone was assigned (cleared with it).
     pub assigned_at: Option<DateTime<Utc>>,
@@ -101,6 +102,7 @@ impl Default for Delivery {
             route_km: None,
             notify_email: None,
             notify_sms: None,
+            notify_webhook: None,
             created_at: None,
             assigned_at: None,
             picked_up_at: None,
@@ -374,11 +376,13 @@ impl Delivery {
         }
     }
 
-    /// Who to tell about progress. Blank values count as absent.
+    /// Who to tell about progress: an email address, an SMS number, a webhook URL
+    /// (checked at the edge). Blank values count as absent.
     pub fn request_notifications(
         &self,
         email: Option<String>,
         sms: Option<String>,
+        webhook: Option<String>,
     ) -> Result<Vec<Event>, DomainError> {
         let stage = self.current_stage()?;
         if stage.is_terminal() {
@@ -389,13 +393,14 @@ impl Delivery {
         }
         let present =
             |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let (email, sms) = (present(email), present(sms));
-        if email.is_none() && sms.is_none() {
+        let (email, sms, webhook) = (present(email), present(sms), present(webhook));
+        if email.is_none() && sms.is_none() && webhook.is_none() {
             return Err(DomainError::NoNotificationChannel);
         }
         Ok(vec![Event::NotificationRequested(NotificationRequested {
             email,
             sms,
+            webhook,
         })])
     }
 
@@ -485,6 +490,9 @@ impl Delivery {
                 }
                 if e.sms.is_some() {
                     self.notify_sms.clone_from(&e.sms);
+                }
+                if e.webhook.is_some() {
+                    self.notify_webhook.clone_from(&e.webhook);
                 }
             }
             _ => {}

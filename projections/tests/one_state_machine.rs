@@ -232,6 +232,7 @@ fn workload(seed: u64, steps: usize) -> World {
             16 => delivery.request_notifications(
                 Some("me@example.com".into()),
                 (rng.below(2) == 0).then(|| "+15550100".into()),
+                (rng.below(2) == 0).then(|| "https://hooks.example.com/n".into()),
             ),
             _ => {
                 // A drone command or a report instead.

@@ -369,6 +369,7 @@ fn samples() -> Vec<Envelope> {
             Event::NotificationRequested(NotificationRequested {
                 email: Some("ada@example.com".into()),
                 sms: Some("+15550100".into()),
+                webhook: Some("https://hooks.example.com/dlv-1".into()),
             }),
         ),
         envelope(
@@ -377,6 +378,7 @@ fn samples() -> Vec<Envelope> {
             Event::NotificationRequested(NotificationRequested {
                 email: None,
                 sms: None,
+                webhook: None,
             }),
         ),
     ]

@@ -14,6 +14,7 @@ mod helpers;
 mod idempotency;
 mod journey;
 mod kafka;
+mod notifications;
 mod operations;
 mod page;
 mod problems;

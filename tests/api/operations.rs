@@ -58,6 +58,7 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/api/v1/drones/{id}"),
         ("get", "/api/v1/drones"),
         ("get", "/api/v1/dead-letters"),
+        ("get", "/api/v1/notifications/failures"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

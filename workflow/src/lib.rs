@@ -37,8 +37,8 @@ const IN_FLIGHT: usize = 32;
 /// future pickups).
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// What a topic's follower hands the workflow.
-enum Feed {
+/// What a topic's follower ([`follow`]) hands its reader (the workflow, the notifier).
+pub enum Feed {
     Events(Topic, Vec<Envelope>),
     /// The follower has read what its topic held when the workflow started.
     CaughtUp,
@@ -203,10 +203,10 @@ impl Workflow {
     }
 }
 
-/// Reads one topic from its start and hands the workflow its events, telling it once
-/// what the topic held at the start has been read. A failed read starts a new consumer
-/// where the last one stood.
-async fn follow(
+/// Reads one topic from its start and hands the workflow (or another reader of the
+/// whole log) its events, telling it once what the topic held at the start has been
+/// read. A failed read starts a new consumer where the last one stood.
+pub async fn follow(
     log: Arc<dyn EventLog>,
     codec: Codec,
     topic: Topic,

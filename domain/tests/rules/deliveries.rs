@@ -692,22 +692,23 @@ fn a_drone_is_unassigned_only_before_pickup() {
 fn a_customer_asks_to_be_notified_by_email_or_sms() {
     given([delivery_created()])
         .when(|delivery: &Delivery| {
-            delivery.request_notifications(Some("me@example.com".into()), None)
+            delivery.request_notifications(Some("me@example.com".into()), None, None)
         })
         .then_expect(vec![Event::NotificationRequested(NotificationRequested {
             email: Some("me@example.com".into()),
             sms: None,
+            webhook: None,
         })]);
 }
 
 #[test]
 fn a_notification_request_needs_an_email_or_an_sms() {
     given([delivery_created()])
-        .when(|delivery: &Delivery| delivery.request_notifications(None, None))
+        .when(|delivery: &Delivery| delivery.request_notifications(None, None, None))
         .then_error(DomainError::NoNotificationChannel);
     given([delivery_created()])
         .when(|delivery: &Delivery| {
-            delivery.request_notifications(Some(" ".into()), Some(String::new()))
+            delivery.request_notifications(Some(" ".into()), Some(String::new()), None)
         })
         .then_error(DomainError::NoNotificationChannel);
 }
@@ -719,10 +720,12 @@ fn notifications_accumulate_channels() {
         Event::NotificationRequested(NotificationRequested {
             email: Some("me@example.com".into()),
             sms: None,
+            webhook: None,
         }),
         Event::NotificationRequested(NotificationRequested {
             email: None,
             sms: Some("+15550100".into()),
+            webhook: None,
         }),
     ]);
     assert_eq!(delivery.notify_email.as_deref(), Some("me@example.com"));
@@ -733,7 +736,9 @@ fn notifications_accumulate_channels() {
 fn a_finished_delivery_takes_no_notification_request() {
     for stage in [Stage::Completed, Stage::Cancelled, Stage::Failed] {
         given(delivery_in(stage))
-            .when(|delivery: &Delivery| delivery.request_notifications(None, Some("+1555".into())))
+            .when(|delivery: &Delivery| {
+                delivery.request_notifications(None, Some("+1555".into()), None)
+            })
             .then_error(stage_forbids("request notifications for", stage));
     }
 }
@@ -754,7 +759,7 @@ fn commands_to_an_unknown_delivery_are_not_found() {
     not_found(nothing.complete(DELIVERY, &confirmation(ConfirmationType::None)));
     not_found(nothing.cancel(None));
     not_found(nothing.fail("x".into()));
-    not_found(nothing.request_notifications(Some("me@example.com".into()), None));
+    not_found(nothing.request_notifications(Some("me@example.com".into()), None, None));
 }
 
 /// Appends `events` to the stream whose state is `state`.
