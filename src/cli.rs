@@ -47,11 +47,38 @@ pub enum Subcommands {
     /// keyspace and runs the migrations not yet recorded there) and exits. Roles that
     /// use the store do the same at start-up.
     Migrate(ServeArgs),
+    /// Reads the whole history (`--data-dir` of a stopped server, or `--log kafka://…`)
+    /// and reports deliveries per day, the on-time rate, the time to assignment, pickup
+    /// and delivery, drone use, cancellations, failures and per-account totals.
+    Analytics(AnalyticsArgs),
     /// A customer and a fleet for a running server: registers an account and `--drones`
     /// drones around `--city`, schedules `--rate` deliveries a second and flies the
     /// drones the workflow assigns, posting their telemetry, for `--duration`; then
     /// prints what it did.
     Simulate(SimulateArgs),
+}
+
+/// How `analytics` prints its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyticsArgs {
+    /// Only deliveries scheduled at or after this time (RFC 3339).
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only deliveries scheduled before this time (RFC 3339).
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Where the log is, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -328,6 +355,17 @@ impl Cli {
         }
     }
 
+    /// `analytics`' options, taken out, when that is the command; it runs no role.
+    pub fn take_analytics(&mut self) -> Option<AnalyticsArgs> {
+        match self.role.take() {
+            Some(Subcommands::Analytics(args)) => Some(args),
+            other => {
+                self.role = other;
+                None
+            }
+        }
+    }
+
     /// The role named (`None`: `serve`) and its options (`simulate`, which runs no
     /// role, is taken out first with [`Cli::take_simulation`]).
     pub fn into_role(self) -> (ServeArgs, Option<Role>) {
@@ -339,6 +377,7 @@ impl Cli {
             Some(Subcommands::Workflow(args)) => (args, Some(Role::Workflow)),
             Some(Subcommands::Notifier(args)) => (args, Some(Role::Notifier)),
             Some(Subcommands::Migrate(args)) => (args, None),
+            Some(Subcommands::Analytics(args)) => (args.serve, None),
             Some(Subcommands::Simulate(_)) | None => (self.serve, None),
         }
     }

@@ -2,6 +2,7 @@
 //! and the integration tests share: the command line and its config file, settings, the start-up that wires the roles
 //! together on the embedded default, the operations endpoints, and the simulator.
 
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod keys;

@@ -2,7 +2,7 @@
 //! process on the embedded default and is what runs when no role is named; `simulate`
 //! is a client of a running server.
 
-use drone_delivery::cli::{Cli, CliError, SimulateArgs};
+use drone_delivery::cli::{AnalyticsArgs, Cli, CliError, ReportFormat, SimulateArgs};
 use drone_delivery::simulate::{self, SimConfig};
 use drone_delivery::{App, telemetry};
 
@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(args) = cli.take_simulation() {
         run_simulation(args).await;
+    }
+    if let Some(args) = cli.take_analytics() {
+        return run_analytics(args).await;
     }
     let migrates = cli.migrates();
     let (args, role) = cli.into_role();
@@ -47,6 +50,19 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.stop().await;
+    Ok(())
+}
+
+/// `analytics`: reads the history, prints the report in the format asked for.
+async fn run_analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.serve.log_format);
+    let settings = args.serve.settings(None).map_err(anyhow::Error::msg)?;
+    let report = drone_delivery::analytics::report(&settings, args.from, args.to).await?;
+    match args.format {
+        ReportFormat::Table => print!("{}", report.table()),
+        ReportFormat::Csv => print!("{}", report.csv()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
     Ok(())
 }
 

@@ -48,7 +48,7 @@ pub fn topic_specs(settings: &Settings) -> Vec<TopicSpec> {
 }
 
 /// Opens the event log at its location.
-fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
+pub(crate) fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> {
     Ok(match settings.log_location() {
         LogLocation::Embedded(dir) => {
             let log = EmbeddedLog::open_with_reserve(&dir, settings.log_disk_reserve, None)
@@ -171,7 +171,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<String> {
 
 /// The codec: with a schema registry, every schema registered and framed with the ids it
 /// gave (ADR 7); otherwise the checked-in manifest's ids.
-async fn codec(settings: &Settings) -> anyhow::Result<Codec> {
+pub(crate) async fn codec(settings: &Settings) -> anyhow::Result<Codec> {
     let Some(registry) = &settings.schema_registry else {
         return Ok(Codec::new()?);
     };

@@ -2,6 +2,7 @@
 //! injected) driven over real HTTP. One test binary; every test gets its own port and
 //! data directory, so they run in parallel.
 
+mod analytics;
 mod as_of;
 mod auth;
 mod concurrency;
