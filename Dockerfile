@@ -1,5 +1,5 @@
 # One image for every role of drone-delivery: `docker run IMAGE command-api …`,
-# `… projector`, `… query-api`, `… workflow`, `… serve`.
+# `… projector`, `… query-api`, `… workflow`, `… notifier`, `… serve`.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # librdkafka is built from source (bundled by rdkafka-sys): it needs make and a C compiler,
