@@ -76,6 +76,9 @@ pub struct AnalyticsArgs {
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+    /// Also draw deliveries per day and the on-time rate into this SVG file.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Where the log is, as for `serve`.
     #[command(flatten)]
     pub serve: ServeArgs,

@@ -63,6 +63,10 @@ async fn run_analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
         ReportFormat::Csv => print!("{}", report.csv()),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    if let Some(path) = &args.chart {
+        analytics::draw_chart(&report, path)?;
+        eprintln!("analytics: chart written to {}", path.display());
+    }
     Ok(())
 }
 

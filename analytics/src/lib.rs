@@ -5,6 +5,10 @@
 //! delivery, drone utilisation, cancellations and failures with their reasons, and
 //! per-account totals.
 
+mod chart;
+
+pub use chart::{ChartError, draw as draw_chart};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use schemas::Codec;
 use schemas::events::{Envelope, Event, Topic};

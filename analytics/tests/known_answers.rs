@@ -249,4 +249,18 @@ fn the_report_gives_the_answers_the_history_was_built_with() {
     );
     assert!(report.csv().contains("onTime,,rate,0.3333"));
     assert!(report.csv().contains("failures,no drone fits,count,1"));
+
+    // The chart: an SVG with both panels and a bar per day and kind.
+    let dir = std::env::temp_dir().join(format!("analytics-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let path = dir.join("chart.svg");
+    analytics::draw_chart(&report, &path).expect("drawn");
+    let svg = std::fs::read_to_string(&path).expect("written");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.contains("Deliveries per day") && svg.contains("On-time rate"));
+    assert!(
+        svg.contains("11-01") && svg.contains("11-02"),
+        "the days label the axis"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -98,4 +98,19 @@ async fn analytics_reports_what_the_workload_did() {
     );
     let csv = analytics(dir.path(), "csv");
     assert!(String::from_utf8_lossy(&csv.stdout).contains("deliveries,,completed,1"));
+    let chart = dir.path().join("history.svg");
+    let drawn = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
+        .args(["analytics", "--data-dir"])
+        .arg(dir.path())
+        .arg("--chart")
+        .arg(&chart)
+        .output()
+        .expect("analytics runs");
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    let svg = std::fs::read_to_string(&chart).expect("the chart is written");
+    assert!(svg.contains("Deliveries per day"));
 }
