@@ -4,8 +4,8 @@
 //!   that reconnects with `Last-Event-ID` gets the changes it missed, then the status;
 //!   it ends after Completed, Cancelled or Failed (a reconnect after that is a 204,
 //!   which tells an `EventSource` to stop);
-//! - the fleet's: every drone (`drone`) at the start and after each change, and each
-//!   report (`position`).
+//! - the fleet's: every drone (`drone`) at the start and after each change (folded with
+//!   the domain's `apply` onto what the stream holds), and each report (`position`).
 //!
 //! Event ids are `<delivery version>.<report time in µs>` (fleet: a counter).
 
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use domain::Drone;
 use read_model::models;
 use read_model::tables::{DELIVERY_TIMELINE, DRONES, timeline_key};
-use read_model::views::{DeliveryView, DronePosition, DroneView, TimelineEntry};
+use read_model::views::{DeliveryView, DroneDetails, DronePosition, DroneView, TimelineEntry};
 use schemas::events::{Envelope, Event as LogEvent, Location};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -143,6 +143,8 @@ impl Streams {
             live: self.live.clone(),
             out: tx,
             versions: HashMap::new(),
+            views: HashMap::new(),
+            positions: HashMap::new(),
             sent: 0,
         };
         let stop = self.stop.clone();
@@ -423,6 +425,10 @@ struct FleetStream {
     out: mpsc::Sender<Result<Event, Infallible>>,
     /// The version of each drone sent.
     versions: HashMap<String, u64>,
+    /// The drones that changed since the stream started, as folded here.
+    views: HashMap<String, DroneView>,
+    /// Each drone's latest report.
+    positions: HashMap<String, DronePosition>,
     sent: u64,
 }
 
@@ -476,6 +482,16 @@ impl FleetStream {
             };
             for drone in page.items {
                 self.versions.insert(drone.drone_id.clone(), drone.version);
+                if let (Some(position), Some(battery_pct), Some(at)) =
+                    (drone.position, drone.battery_pct, drone.position_at)
+                {
+                    let report = DronePosition {
+                        position,
+                        battery_pct,
+                        at,
+                    };
+                    self.positions.insert(drone.drone_id.clone(), report);
+                }
                 let id = self.id();
                 send(&self.out, event("drone", id, &drone)).await?;
             }
@@ -489,6 +505,20 @@ impl FleetStream {
     async fn fleet_event(&mut self, envelope: &Envelope) -> Result<(), Closed> {
         let meta = &envelope.metadata;
         if let LogEvent::DronePositionReported(report) = &envelope.event {
+            let newer = self
+                .positions
+                .get(&meta.aggregate_id)
+                .is_none_or(|p| p.at < report.at);
+            if newer {
+                self.positions.insert(
+                    meta.aggregate_id.clone(),
+                    DronePosition {
+                        position: report.position,
+                        battery_pct: report.battery_pct,
+                        at: report.at,
+                    },
+                );
+            }
             let report = Report {
                 drone_id: &meta.aggregate_id,
                 position: report.position,
@@ -498,27 +528,63 @@ impl FleetStream {
             let id = self.id();
             return send(&self.out, event("position", id, &report)).await;
         }
+        let version = meta.aggregate_version;
         if self
             .versions
             .get(&meta.aggregate_id)
-            .is_some_and(|v| *v >= meta.aggregate_version)
+            .is_some_and(|v| *v >= version)
         {
             return Ok(());
         }
-        // The drone as the read model has it once it holds this event.
-        let freshness = Freshness {
-            token: None,
-            min_version: Some(meta.aggregate_version),
+        let Some(view) = self.drone_after(envelope).await else {
+            return Ok(());
         };
-        match self.svc.drone(&meta.aggregate_id, &freshness).await {
-            Ok((drone, _)) => {
-                self.versions.insert(drone.drone_id.clone(), drone.version);
-                let id = self.id();
-                send(&self.out, event("drone", id, &drone)).await
-            }
+        let drone = DroneDetails::of(&view).at(self.positions.get(&view.drone_id));
+        self.versions.insert(view.drone_id.clone(), view.version);
+        self.views.insert(view.drone_id.clone(), view);
+        let id = self.id();
+        send(&self.out, event("drone", id, &drone)).await
+    }
+
+    /// The drone with `envelope` folded in: onto the state this stream holds when the
+    /// event is the next, else onto the read model's row (one read), waiting for the
+    /// read model only when it is behind the event.
+    async fn drone_after(&self, envelope: &Envelope) -> Option<DroneView> {
+        let (id, version) = (
+            &envelope.metadata.aggregate_id,
+            envelope.metadata.aggregate_version,
+        );
+        let next_of = |view: &DroneView| view.version + 1 == version;
+        if let Some(view) = self.views.get(id).filter(|v| next_of(v)) {
+            return DroneView::folded(Some(view), envelope);
+        }
+        if version == 1 {
+            return DroneView::folded(None, envelope);
+        }
+        let stored: Option<DroneView> = match self.svc.optional(DRONES, id).await {
+            Ok(stored) => stored,
             Err(error) => {
                 tracing::warn!(%error, "a fleet stream cannot read a drone");
-                Ok(())
+                return None;
+            }
+        };
+        match stored {
+            Some(view) if view.version >= version => Some(view),
+            Some(view) if next_of(&view) => DroneView::folded(Some(&view), envelope),
+            // The read model is behind this event: wait until it holds it.
+            _ => {
+                let freshness = Freshness {
+                    token: None,
+                    min_version: Some(version),
+                };
+                if let Err(error) = self
+                    .svc
+                    .wait(models::DRONES, &freshness, Some((DRONES, id)))
+                    .await
+                {
+                    tracing::warn!(%error, "a fleet stream cannot read a drone");
+                }
+                self.svc.optional(DRONES, id).await.ok().flatten()
             }
         }
     }
