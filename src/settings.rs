@@ -398,28 +398,18 @@ pub struct Settings {
     pub notify: NotifySettings,
 }
 
-/// How the notifier sends (see `notifier::Channels`).
+/// When the notifier tells subscribers of an ETA move, and how it sends.
 #[derive(Clone, Debug)]
 pub struct NotifySettings {
     pub eta_threshold: TimeDelta,
-    pub smtp_relay: Option<String>,
-    pub email_from: String,
-    pub sms_gateway: Option<String>,
-    pub allow_private: bool,
-    pub attempts: u32,
-    pub backoff: Duration,
+    pub channels: notifier::Channels,
 }
 
 impl Default for NotifySettings {
     fn default() -> NotifySettings {
         NotifySettings {
             eta_threshold: TimeDelta::seconds(300),
-            smtp_relay: None,
-            email_from: "Drone Delivery <notifications@drone-delivery.invalid>".into(),
-            sms_gateway: None,
-            allow_private: false,
-            attempts: 5,
-            backoff: Duration::from_secs(1),
+            channels: notifier::Channels::default(),
         }
     }
 }
@@ -467,12 +457,14 @@ impl NotifyArgs {
     pub fn apply(&self, settings: &mut Settings) {
         settings.notify = NotifySettings {
             eta_threshold: TimeDelta::seconds(i64::from(self.notify_eta_threshold_secs)),
-            smtp_relay: self.smtp_relay.clone(),
-            email_from: self.notify_email_from.clone(),
-            sms_gateway: self.sms_gateway.clone(),
-            allow_private: self.notify_allow_private,
-            attempts: self.notify_attempts,
-            backoff: Duration::from_millis(self.notify_backoff_ms.max(1)),
+            channels: notifier::Channels {
+                smtp_relay: self.smtp_relay.clone(),
+                email_from: self.notify_email_from.clone(),
+                sms_gateway: self.sms_gateway.clone(),
+                allow_private: self.notify_allow_private,
+                attempts: self.notify_attempts,
+                backoff: Duration::from_millis(self.notify_backoff_ms.max(1)),
+            },
         };
     }
 }

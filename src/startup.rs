@@ -481,18 +481,10 @@ impl App {
 /// The notifier's configuration from the settings; its ledger lives in the data
 /// directory.
 fn notifier_config(settings: &Settings) -> notifier::NotifierConfig {
-    let notify = &settings.notify;
     notifier::NotifierConfig {
-        channels: notifier::Channels {
-            smtp_relay: notify.smtp_relay.clone(),
-            email_from: notify.email_from.clone(),
-            sms_gateway: notify.sms_gateway.clone(),
-            allow_private: notify.allow_private,
-            attempts: notify.attempts,
-            backoff: notify.backoff,
-        },
+        channels: settings.notify.channels.clone(),
         flight: settings.flight.clone(),
-        eta_threshold: notify.eta_threshold,
+        eta_threshold: settings.notify.eta_threshold,
         state_dir: settings.data_dir.join("notifier"),
     }
 }

@@ -4,13 +4,12 @@
 //! (Unix seconds), signed with HMAC-SHA256 under a key derived from the operator key, so
 //! every process that knows the operator key checks them and none are stored.
 
+use crate::webhook::{Signer, signer};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::str::FromStr;
-
-type Signer = Hmac<Sha256>;
 
 /// How long a customer's tracking link works: past any delivery's deadline.
 pub const TRACKING_TTL: chrono::TimeDelta = chrono::TimeDelta::days(14);
@@ -67,8 +66,7 @@ impl TrackingTokens {
     }
 
     fn signature(&self, expiry: i64, scope: &str) -> Signer {
-        // A key of any length is valid for HMAC.
-        let mut mac = Signer::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut mac = signer(&self.key);
         mac.update(format!("{expiry}\0{scope}").as_bytes());
         mac
     }
@@ -79,6 +77,11 @@ impl TrackingTokens {
         let scope = watch.to_string();
         let signature = crate::hex(&self.signature(expiry, &scope).finalize().into_bytes());
         format!("{expiry}.{signature}.{scope}")
+    }
+
+    /// The customer's tracking page for delivery `id`, opened with `token`.
+    pub fn page(id: &str, token: &str) -> String {
+        format!("/track/{id}?t={token}")
     }
 
     /// What a token lets its bearer watch, if it is genuine and not expired at `now`.

@@ -6,7 +6,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-type Signer = Hmac<Sha256>;
+pub(crate) type Signer = Hmac<Sha256>;
 
 /// The name of the header that carries a webhook message's signature.
 pub const SIGNATURE_HEADER: &str = "X-Signature";
@@ -26,7 +26,8 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", crate::hex(&mac.finalize().into_bytes()))
 }
 
-fn signer(key: &[u8]) -> Signer {
+/// HMAC-SHA256 under `key` (webhook secrets and signatures, tracking tokens).
+pub(crate) fn signer(key: &[u8]) -> Signer {
     // A key of any length is valid for HMAC.
     Signer::new_from_slice(key).unwrap_or_else(|_| unreachable!())
 }

@@ -391,7 +391,7 @@ impl CommandService {
             .and_hms_opt(0, 0, 0)
             .map_or_else(|| Utc::now() + api::TRACKING_TTL, |t| t.and_utc());
         let token = self.tracking.mint(&watch, end_of_day);
-        format!("/track/{delivery_id}?t={token}")
+        api::TrackingTokens::page(delivery_id, &token)
     }
 
     /// Marks every partition of the command topics as this process's and folds each up

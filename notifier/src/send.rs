@@ -31,6 +31,20 @@ pub struct Channels {
     pub backoff: Duration,
 }
 
+impl Default for Channels {
+    /// Nothing to send email or SMS through; five attempts a second apart at first.
+    fn default() -> Channels {
+        Channels {
+            smtp_relay: None,
+            email_from: "Drone Delivery <notifications@drone-delivery.invalid>".into(),
+            sms_gateway: None,
+            allow_private: false,
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

@@ -153,7 +153,7 @@ impl QueryService {
         let expires_at = Utc::now() + STREAM_TOKEN_TTL;
         let token = self.tracking.mint(&watch, expires_at);
         let tracking_url = match &watch {
-            Watch::Delivery(id) => Some(format!("/track/{id}?t={token}")),
+            Watch::Delivery(id) => Some(TrackingTokens::page(id, &token)),
             Watch::Fleet => None,
         };
         Ok(StreamToken {
