@@ -7,13 +7,8 @@ use crate::startup;
 use analytics::{Analytics, Report};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use crate::progress::Progress;
 use storage_embedded::DataDirLock;
-
-/// How often a long read says how far it got.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Reads the whole history of the log `settings` name and reports the deliveries
 /// scheduled in [`from`, `to`); progress lines go to stderr.
@@ -36,36 +31,17 @@ pub async fn report(
     };
     let log = startup::open_log(settings)?;
     let codec = startup::codec(settings).await?;
-    let started = Instant::now();
-    let mut said = Instant::now();
-    // A bar with the rate, the position and the time left on a terminal; plain lines
-    // each second otherwise (a log, a pipe).
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let style = ProgressStyle::with_template(
-            "{bar:40} {human_pos}/{human_len} records, {per_sec}, {eta} left",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        ProgressBar::new(0).with_style(style)
-    });
+    let mut progress = Progress::new("analytics");
     let analytics = Analytics::read(log.as_ref(), &codec, |read, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(read);
-        } else if said.elapsed() >= PROGRESS_EVERY {
-            said = Instant::now();
-            let rate = read as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            eprintln!("analytics: {read} of {total} records ({rate:.0}/s)");
-        }
+        progress.at(read, total)
     })
     .await
     .context("cannot read the event log")?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let took = progress.finish();
     eprintln!(
         "analytics: {} events folded in {:.2} s",
         analytics.events,
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     Ok(analytics.report(from, to))
 }

@@ -51,6 +51,10 @@ pub enum Subcommands {
     /// and reports deliveries per day, the on-time rate, the time to assignment, pickup
     /// and delivery, drone use, cancellations, failures and per-account totals.
     Analytics(AnalyticsArgs),
+    /// Rebuilds a read model from offset zero into a new generation while the current
+    /// one keeps serving, then switches over and drops the old one: through a running
+    /// server (`--url`), on a stopped `--data-dir`, or on Kafka (`--log kafka://…`).
+    Replay(ReplayArgs),
     /// A customer and a fleet for a running server: registers an account and `--drones`
     /// drones around `--city`, schedules `--rate` deliveries a second and flies the
     /// drones the workflow assigns, posting their telemetry, for `--duration`; then
@@ -80,6 +84,21 @@ pub struct AnalyticsArgs {
     #[arg(long)]
     pub chart: Option<PathBuf>,
     /// Where the log is, as for `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The read model to rebuild.
+    #[arg(long, value_parser = read_model)]
+    pub projection: String,
+    /// A running process that hosts the projectors (`serve`, `projector`): the rebuild
+    /// runs there, through its operator endpoint, with the operator key
+    /// (`--operator-key`, or the data directory's `operator.key`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Where the log and the read store are, as for `serve`, when there is no `--url`.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -369,6 +388,17 @@ impl Cli {
         }
     }
 
+    /// `replay`'s options, taken out, when that is the command; it runs no role.
+    pub fn take_replay(&mut self) -> Option<ReplayArgs> {
+        match self.role.take() {
+            Some(Subcommands::Replay(args)) => Some(args),
+            other => {
+                self.role = other;
+                None
+            }
+        }
+    }
+
     /// The role named (`None`: `serve`) and its options (`simulate`, which runs no
     /// role, is taken out first with [`Cli::take_simulation`]).
     pub fn into_role(self) -> (ServeArgs, Option<Role>) {
@@ -381,6 +411,7 @@ impl Cli {
             Some(Subcommands::Notifier(args)) => (args, Some(Role::Notifier)),
             Some(Subcommands::Migrate(args)) => (args, None),
             Some(Subcommands::Analytics(args)) => (args.serve, None),
+            Some(Subcommands::Replay(args)) => (args.serve, None),
             Some(Subcommands::Simulate(_)) | None => (self.serve, None),
         }
     }

@@ -6,6 +6,8 @@ pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod keys;
+pub mod progress;
+pub mod replay;
 mod ops;
 mod page;
 mod server;

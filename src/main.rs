@@ -2,7 +2,7 @@
 //! process on the embedded default and is what runs when no role is named; `simulate`
 //! is a client of a running server.
 
-use drone_delivery::cli::{AnalyticsArgs, Cli, CliError, ReportFormat, SimulateArgs};
+use drone_delivery::cli::{AnalyticsArgs, Cli, CliError, ReplayArgs, ReportFormat, SimulateArgs};
 use drone_delivery::simulate::{self, SimConfig};
 use drone_delivery::{App, telemetry};
 
@@ -27,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(args) = cli.take_analytics() {
         return run_analytics(args).await;
+    }
+    if let Some(args) = cli.take_replay() {
+        return run_replay(args).await;
     }
     let migrates = cli.migrates();
     let (args, role) = cli.into_role();
@@ -66,6 +69,37 @@ async fn run_analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.chart {
         analytics::draw_chart(&report, path)?;
         eprintln!("analytics: chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `replay`: rebuilds one read model, through a running server or here.
+async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.serve.log_format);
+    let settings = args.serve.settings(None).map_err(anyhow::Error::msg)?;
+    let model = projections::model_named(&args.projection).map_err(anyhow::Error::msg)?;
+    match &args.url {
+        Some(url) => {
+            let key = drone_delivery::keys::operator_key(&settings)?;
+            let done = drone_delivery::replay::through(url, &key, model).await?;
+            println!(
+                "replay: {} rebuilt as generation {} ({} records, switched after {} ms)",
+                model.name,
+                done.generation,
+                done.applied,
+                done.took_ms.unwrap_or_default()
+            );
+        }
+        None => {
+            let done = drone_delivery::replay::here(&settings, model).await?;
+            println!(
+                "replay: {} rebuilt as generation {} ({} records, switched after {} ms)",
+                model.name,
+                done.generation,
+                done.records,
+                done.took.as_millis()
+            );
+        }
     }
     Ok(())
 }

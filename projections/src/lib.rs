@@ -12,6 +12,7 @@ mod invoices;
 mod metrics;
 mod projection;
 mod projector;
+mod rebuild;
 
 pub use accounts::AccountsProjection;
 pub use deliveries::DeliveriesProjection;
@@ -21,6 +22,7 @@ pub use invoices::InvoicesProjection;
 pub use metrics::ProjectorMetrics;
 pub use projection::{Projection, Source, Staged, Writes};
 pub use projector::{CaughtUp, Projector};
+pub use rebuild::{Host, RebuildOptions, RebuildProgress, Rebuilt, model_named, rebuild};
 
 use std::sync::Arc;
 

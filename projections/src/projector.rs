@@ -12,6 +12,8 @@ use crate::projection::{Projection, Source, Staged, Writes};
 use async_trait::async_trait;
 use bytes::Bytes;
 use read_model::Progress;
+use read_model::Model;
+use read_model::generations::{Generational, qualified};
 use read_model::tables::{DEAD_LETTERS, PROJECTOR_GROUP, SINGLE_ROW, dead_letter_key};
 use read_model::views::DeadLetter;
 use schemas::Codec;
@@ -46,6 +48,9 @@ pub struct Projector {
     metrics: ProjectorMetrics,
     pace: Duration,
     progress: Progress,
+    /// The generation of the read models it builds (its store renames their tables):
+    /// each generation has consumer groups of its own.
+    generation: u32,
 }
 
 impl Projector {
@@ -69,7 +74,26 @@ impl Projector {
             metrics,
             pace,
             progress: Progress::new(),
+            generation: 0,
         }
+    }
+
+    /// A projector of `model` in `generation` on the same log and store (the store seen
+    /// through [`Generational::fixed`]).
+    pub fn for_generation(&self, model: Model, generation: u32) -> Projector {
+        let mut projector = self.clone();
+        projector.store = Arc::new(Generational::fixed(self.store.clone(), model, generation));
+        projector.generation = generation;
+        projector
+    }
+
+    /// The log and the store it was made with.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn store(&self) -> &Arc<dyn ReadStore> {
+        &self.store
     }
 
     /// Tells `progress` after every apply (a query side in this process waits on it).
@@ -87,9 +111,9 @@ impl Projector {
     ) -> Result<(Vec<JoinHandle<()>>, CaughtUp), StorageError> {
         let store_id = store_id(self.store.as_ref()).await?;
         let mut tasks = Vec::new();
+        let done = Arc::new(AtomicUsize::new(0));
         let caught_up = CaughtUp {
-            workers: projections.iter().map(|p| p.topics().len()).sum(),
-            done: Arc::new(AtomicUsize::new(0)),
+            parts: vec![(projections.iter().map(|p| p.topics().len()).sum(), done.clone())],
         };
         for projection in projections {
             let lags = Arc::new(Mutex::new(HashMap::new()));
@@ -97,13 +121,13 @@ impl Projector {
                 let worker = self.worker(projection, *topic, lags.clone()).await?;
                 let group = format!(
                     "projector.{store_id}.{}.{}",
-                    projection.name(),
+                    qualified(projection.name(), self.generation),
                     topic.name()
                 );
                 tasks.push(tokio::spawn(worker.run(
                     group,
                     shutdown.clone(),
-                    caught_up.done.clone(),
+                    done.clone(),
                 )));
             }
         }
@@ -179,15 +203,24 @@ async fn store_id(store: &dyn ReadStore) -> Result<String, StorageError> {
 
 /// Whether every consumer of a projector has caught up with the log once since it
 /// started (what `/readyz` waits for).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CaughtUp {
-    workers: usize,
-    done: Arc<AtomicUsize>,
+    /// Per spawn: how many workers, and how many of them have caught up.
+    parts: Vec<(usize, Arc<AtomicUsize>)>,
 }
 
 impl CaughtUp {
     pub fn all(&self) -> bool {
-        self.done.load(Ordering::Acquire) >= self.workers
+        self.parts
+            .iter()
+            .all(|(workers, done)| done.load(Ordering::Acquire) >= *workers)
+    }
+
+    /// Caught up when every one of `spawns` is.
+    pub fn of(spawns: Vec<CaughtUp>) -> CaughtUp {
+        CaughtUp {
+            parts: spawns.into_iter().flat_map(|c| c.parts).collect(),
+        }
     }
 }
 

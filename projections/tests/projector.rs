@@ -76,6 +76,13 @@ impl ReadStore for CountingStore {
             .checkpoint_writer(projection, topic, partition)
             .await
     }
+    async fn drop_tables(
+        &self,
+        tables: &[String],
+        checkpoints: &[(String, String, u32)],
+    ) -> Result<(), StorageError> {
+        self.inner.drop_tables(tables, checkpoints).await
+    }
 }
 
 fn registered(codec: &Codec, id: &str) -> NewRecord {

@@ -138,6 +138,13 @@ impl ReadStore for TornStore {
             .checkpoint_writer(projection, topic, partition)
             .await
     }
+    async fn drop_tables(
+        &self,
+        tables: &[String],
+        checkpoints: &[(String, String, u32)],
+    ) -> Result<(), StorageError> {
+        self.inner.drop_tables(tables, checkpoints).await
+    }
 }
 
 /// One step of a workload; the builder turns it into events when it is valid for the

@@ -3,6 +3,7 @@
 //! and how far a model is built ([`caught_up`], [`Progress`]). The projections write
 //! them and the query side reads them; neither needs the other's code.
 
+pub mod generations;
 pub mod tables;
 pub mod views;
 
@@ -19,30 +20,48 @@ pub struct Model {
     /// Stable name: checkpoints and `projector --only` use it.
     pub name: &'static str,
     pub topics: &'static [Topic],
+    /// The tables it owns: a rebuild writes a new generation of them (see
+    /// [`generations`]).
+    pub tables: &'static [&'static str],
 }
 
 /// The read models.
 pub mod models {
     use super::Model;
+    use crate::tables;
     use schemas::events::Topic;
 
     pub const ACCOUNTS: Model = Model {
         name: "accounts",
         topics: &[Topic::Accounts],
+        tables: &[tables::ACCOUNTS, tables::ACCOUNT_KEYS],
     };
     pub const DELIVERIES: Model = Model {
         name: "deliveries",
         topics: &[Topic::Deliveries],
+        tables: &[
+            tables::DELIVERIES,
+            tables::DELIVERY_TIMELINE,
+            tables::ACCOUNT_DELIVERIES,
+            tables::DELIVERIES_BY_STAGE,
+        ],
     };
     pub const INVOICES: Model = Model {
         name: "invoices",
         topics: &[Topic::Deliveries],
+        tables: &[tables::INVOICE_TRIPS, tables::INVOICE_LINES],
     };
     pub const DRONES: Model = Model {
         name: "drones",
         topics: &[Topic::Drones, Topic::DroneTelemetry],
+        tables: &[tables::DRONES, tables::DRONE_POSITIONS, tables::FLEET],
     };
     pub const ALL: [Model; 4] = [ACCOUNTS, DELIVERIES, INVOICES, DRONES];
+
+    /// The model named `name`.
+    pub fn named(name: &str) -> Option<Model> {
+        ALL.into_iter().find(|model| model.name == name)
+    }
 }
 
 /// True when the read model has applied every position of `token` in its topics.

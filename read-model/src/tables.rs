@@ -35,6 +35,13 @@ pub const FLEET: &str = "fleet";
 /// groups of the projectors building this store.
 pub const PROJECTOR_GROUP: &str = "projector_group";
 
+/// `model_generations`: partition [`GENERATIONS`], clustering = model name, one row per
+/// model → [`crate::generations::Generations`]: which generation of its tables readers
+/// read, and which one a rebuild is writing.
+pub const MODEL_GENERATIONS: &str = "model_generations";
+/// The one partition of `model_generations`.
+pub const GENERATIONS: &str = "models";
+
 /// `dead_letters`: partition = projection name, clustering = [`dead_letter_key`], one row
 /// per record the projection could not decode → [`crate::views::DeadLetter`].
 pub const DEAD_LETTERS: &str = "dead_letters";
@@ -45,7 +52,7 @@ pub const DEAD_LETTERS: &str = "dead_letters";
 pub const LAYOUT: u32 = 2;
 
 /// Every table above: what a store with a schema creates ahead of time.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     DELIVERIES,
     DELIVERY_TIMELINE,
     ACCOUNT_DELIVERIES,
@@ -59,6 +66,7 @@ pub const ALL: [&str; 13] = [
     FLEET,
     PROJECTOR_GROUP,
     DEAD_LETTERS,
+    MODEL_GENERATIONS,
 ];
 
 /// Clustering key of tables with one row per partition.

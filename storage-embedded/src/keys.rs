@@ -153,6 +153,14 @@ pub(crate) fn decode_u32(raw: &[u8], what: &str) -> Result<u32, StorageError> {
 
 // ---- read store -----------------------------------------------------------------------
 
+/// `len name`: the prefix of every row of one table, or of every checkpoint of one
+/// projection.
+pub(crate) fn name_prefix(name: &str) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(2 + name.len());
+    push_str(&mut key, name)?;
+    Ok(key)
+}
+
 /// `len table | len partition`: the prefix of every row of one partition; the row key
 /// is this prefix followed by the clustering key's raw bytes, so rows of a partition
 /// sort by clustering key exactly as Rust's `String` order (UTF-8 byte order).

@@ -185,6 +185,41 @@ impl Inner {
         Ok(())
     }
 
+    /// Deletes every row under each prefix, in batches so a big table does not become
+    /// one huge batch, then the checkpoints, and forgets the cached versions (a dropped
+    /// row is gone, not a tombstone).
+    fn drop_rows(&self, prefixes: &[Vec<u8>], checkpoints: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        const DROP_BATCH: usize = 16 * 1024;
+        for prefix in prefixes {
+            loop {
+                let keys: Vec<fjall::UserKey> = self
+                    .rows
+                    .prefix(prefix)
+                    .take(DROP_BATCH)
+                    .map(|entry| entry.key().map_err(engine))
+                    .collect::<Result<_, _>>()?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut batch = self.db.batch();
+                for key in keys {
+                    batch.remove(&self.rows, key);
+                }
+                batch.commit().map_err(engine)?;
+            }
+        }
+        let mut batch = self.db.batch();
+        for key in checkpoints {
+            batch.remove(&self.checkpoints, key);
+        }
+        batch.commit().map_err(engine)?;
+        self.apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(())
+    }
+
     fn scan(&self, prefix: &[u8], scan: &Scan) -> Result<Vec<Row>, StorageError> {
         if scan.limit == 0 || range_is_empty(&scan.from, &scan.to) {
             return Ok(Vec::new());
@@ -299,6 +334,25 @@ impl ReadStore for EmbeddedReadStore {
         let inner = Arc::clone(&self.inner);
         let items = u64::try_from(scan.limit).unwrap_or(u64::MAX);
         blocking(items, move || inner.scan(&prefix, &scan)).await
+    }
+
+    async fn drop_tables(
+        &self,
+        tables: &[String],
+        checkpoints: &[(String, String, u32)],
+    ) -> Result<(), StorageError> {
+        let prefixes = tables
+            .iter()
+            .map(|table| keys::name_prefix(table))
+            .collect::<Result<Vec<_>, _>>()?;
+        let checkpoints = checkpoints
+            .iter()
+            .map(|(projection, topic, partition)| {
+                keys::checkpoint_key(projection, topic, *partition)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inner = Arc::clone(&self.inner);
+        blocking(u64::MAX, move || inner.drop_rows(&prefixes, checkpoints)).await
     }
 
     async fn checkpoint(

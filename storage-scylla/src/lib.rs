@@ -110,6 +110,17 @@ enum Shape {
     GetCheckpoint,
 }
 
+impl Shape {
+    /// The read-model table a statement works on.
+    fn table(&self) -> Option<&str> {
+        match self {
+            Shape::Put(t) | Shape::Delete(t) | Shape::Get(t) => Some(t),
+            Shape::Scan { table, .. } => Some(table),
+            Shape::PutCheckpoint | Shape::GetCheckpoint => None,
+        }
+    }
+}
+
 pub struct ScyllaReadStore {
     session: Session,
     keyspace: String,
@@ -570,6 +581,48 @@ impl ReadStore for ScyllaReadStore {
             .map(|r| r.map(row).map_err(unavailable))
             .try_collect()
             .await
+    }
+
+    async fn create_tables(&self, tables: &[String]) -> Result<(), StorageError> {
+        for table in tables {
+            if !self.exists(table).await? {
+                self.create_table(table).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `DROP TABLE` (no tombstones left behind), then the checkpoints' rows.
+    async fn drop_tables(
+        &self,
+        tables: &[String],
+        checkpoints: &[(String, String, u32)],
+    ) -> Result<(), StorageError> {
+        for table in tables {
+            let table = identifier(table)?;
+            self.ddl(&format!("DROP TABLE IF EXISTS {}.{table}", self.keyspace))
+                .await?;
+            self.known_tables().remove(table);
+            // Statements prepared on the table are void with it.
+            self.statements
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|shape, _| shape.table() != Some(table));
+        }
+        for (projection, topic, partition) in checkpoints {
+            self.session
+                .query_unpaged(
+                    format!(
+                        "DELETE FROM {}.{CHECKPOINTS} WHERE projection = ? AND topic = ? \
+                         AND log_partition = ?",
+                        self.keyspace
+                    ),
+                    (projection.as_str(), topic.as_str(), log_partition(*partition)?),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn checkpoint(

@@ -671,6 +671,7 @@ pub async fn read_store_suite<S: ReadStore>(store: &S) {
     scans_honour_bounds_order_limit_and_tombstones(store).await;
     checkpoints_are_stored_with_apply(store).await;
     replaying_an_apply_is_harmless(store).await;
+    dropped_tables_and_checkpoints_are_gone_and_the_rest_stays(store).await;
 }
 
 fn put(table: &str, partition: &str, clustering: &str, value: &str, version: u64) -> Write {
@@ -1055,4 +1056,54 @@ pub async fn replaying_an_apply_is_harmless<S: ReadStore>(store: &S) {
             .expect("checkpoint"),
         Some(4)
     );
+}
+
+pub async fn dropped_tables_and_checkpoints_are_gone_and_the_rest_stays<S: ReadStore>(store: &S) {
+    let dropped = unique_name("cf_drop");
+    let kept = unique_name("cf_keep");
+    let projection = unique_name("cf_drop_projection");
+    let topic = unique_name("cf_drop_topic");
+    store
+        .create_tables(&[dropped.clone(), kept.clone()])
+        .await
+        .expect("create");
+    let checkpoint = |partition| Checkpoint {
+        projection: projection.clone(),
+        topic: topic.clone(),
+        partition,
+        next: 7,
+        writer: Some("w".into()),
+    };
+    store
+        .apply(
+            vec![
+                put(&dropped, "p", "a", "a", 1),
+                put(&dropped, "q", "b", "b", 1),
+                delete(&dropped, "p", "gone", 9),
+                put(&kept, "p", "a", "kept", 1),
+            ],
+            vec![checkpoint(0), checkpoint(1)],
+        )
+        .await
+        .expect("apply");
+    let checkpoints = [(projection.clone(), topic.clone(), 0)];
+    store
+        .drop_tables(std::slice::from_ref(&dropped), &checkpoints)
+        .await
+        .expect("drop");
+    assert_eq!(cell(store, &dropped, "p", "a").await, None);
+    assert_eq!(cell(store, &dropped, "q", "b").await, None);
+    assert_eq!(cell(store, &kept, "p", "a").await, some("kept", 1));
+    let next = |partition| store.checkpoint(&projection, &topic, partition);
+    assert_eq!(next(0).await.expect("checkpoint"), None, "dropped");
+    assert_eq!(next(1).await.expect("checkpoint"), Some(7), "not named");
+    // Dropped means never written: a low version writes again (no tombstone is left),
+    // and dropping again is harmless.
+    store.create_tables(std::slice::from_ref(&dropped)).await.expect("create");
+    apply(store, vec![put(&dropped, "p", "gone", "back", 1)]).await;
+    assert_eq!(cell(store, &dropped, "p", "gone").await, some("back", 1));
+    store
+        .drop_tables(std::slice::from_ref(&dropped), &checkpoints)
+        .await
+        .expect("drop twice");
 }

@@ -318,4 +318,21 @@ pub trait ReadStore: Send + Sync + 'static {
         topic: &str,
         partition: u32,
     ) -> Result<Option<String>, StorageError>;
+
+    /// Makes `tables` ready for writes (a store with a schema creates them; one without
+    /// has nothing to do). Idempotent. A rebuild calls it for the tables of the new
+    /// generation of a read model.
+    async fn create_tables(&self, tables: &[String]) -> Result<(), StorageError> {
+        let _ = tables;
+        Ok(())
+    }
+
+    /// Removes every row of `tables` and the `checkpoints` named (projection, topic,
+    /// partition), as if they had never been written (tombstones too). Idempotent. A
+    /// rebuild calls it for the generation it replaced, once no reader reads it any more.
+    async fn drop_tables(
+        &self,
+        tables: &[String],
+        checkpoints: &[(String, String, u32)],
+    ) -> Result<(), StorageError>;
 }
