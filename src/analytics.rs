@@ -2,12 +2,12 @@
 //! data directory, or Kafka while everything runs) and reported as a table, JSON or CSV
 //! (the fold and the report are the `analytics` crate's).
 
+use crate::progress::Progress;
 use crate::settings::{LogLocation, Settings};
 use crate::startup;
 use analytics::{Analytics, Report};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use crate::progress::Progress;
 use storage_embedded::DataDirLock;
 
 /// Reads the whole history of the log `settings` name and reports the deliveries
@@ -32,11 +32,9 @@ pub async fn report(
     let log = startup::open_log(settings)?;
     let codec = startup::codec(settings).await?;
     let mut progress = Progress::new("analytics");
-    let analytics = Analytics::read(log.as_ref(), &codec, |read, total| {
-        progress.at(read, total)
-    })
-    .await
-    .context("cannot read the event log")?;
+    let analytics = Analytics::read(log.as_ref(), &codec, |read, total| progress.at(read, total))
+        .await
+        .context("cannot read the event log")?;
     let took = progress.finish();
     eprintln!(
         "analytics: {} events folded in {:.2} s",

@@ -166,8 +166,11 @@ struct ReplayRequest {
 
 fn operator_only(who: &Principal) -> Option<Response> {
     (!who.is_operator()).then(|| {
-        Problem::new(StatusCode::FORBIDDEN, "only the operator rebuilds read models")
-            .into_response()
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "only the operator rebuilds read models",
+        )
+        .into_response()
     })
 }
 
@@ -267,7 +270,10 @@ pub async fn through(url: &str, key: &str, model: Model) -> anyhow::Result<Repla
         .with_context(|| format!("cannot reach {base}"))?;
     if answer.status() != reqwest::StatusCode::ACCEPTED {
         let status = answer.status();
-        bail!("{base} refused the rebuild: {status} {}", answer.text().await.unwrap_or_default());
+        bail!(
+            "{base} refused the rebuild: {status} {}",
+            answer.text().await.unwrap_or_default()
+        );
     }
     let mut progress = Progress::new("replay");
     loop {
@@ -315,19 +321,17 @@ pub async fn here(settings: &Settings, model: Model) -> anyhow::Result<projectio
     let store = startup::open_store(settings).await?;
     let codec = startup::codec(settings).await?;
     let metrics = ProjectorMetrics::new(&prometheus::Registry::new())?;
-    let projector = Projector::new(
-        log.clone(),
-        store.clone(),
-        codec,
-        metrics,
-        Duration::ZERO,
-    );
+    let projector = Projector::new(log.clone(), store.clone(), codec, metrics, Duration::ZERO);
     let current = Current::new();
     current.refresh(store.as_ref()).await?;
     let options = RebuildOptions {
         build_here: Some(projector),
         // Alone on a data directory, nobody reads the old generation any more.
-        grace: if embedded { Duration::ZERO } else { Current::GRACE },
+        grace: if embedded {
+            Duration::ZERO
+        } else {
+            Current::GRACE
+        },
     };
     let mut progress = Progress::new("replay");
     let rebuilt = projections::rebuild(log.as_ref(), &store, model, &current, options, |at| {

@@ -12,10 +12,10 @@ use api::Authenticator;
 use command_side::{CommandMetrics, CommandService, KeySettings, WriterLease};
 use domain::Dispatcher;
 use projections::{Host, Projector, ProjectorMetrics};
-use read_model::generations::{Current, Generational};
 use prometheus::Registry;
 use query_side::{Live, QueryMetrics, QueryService, Streams};
 use read_model::Progress;
+use read_model::generations::{Current, Generational};
 use schemas::Codec;
 use schemas::events::Topic;
 use std::net::SocketAddr;
@@ -255,8 +255,13 @@ impl App {
                     .refresh(raw.as_ref())
                     .await
                     .context("cannot read the read models' generations")?;
-                tasks.push(tokio::spawn(current.clone().follow(raw.clone(), stop.clone())));
-                Some(Arc::new(Generational::current(raw.clone(), current.clone())))
+                tasks.push(tokio::spawn(
+                    current.clone().follow(raw.clone(), stop.clone()),
+                ));
+                Some(Arc::new(Generational::current(
+                    raw.clone(),
+                    current.clone(),
+                )))
             }
             None => None,
         };

@@ -11,8 +11,8 @@ use crate::metrics::ProjectorMetrics;
 use crate::projection::{Projection, Source, Staged, Writes};
 use async_trait::async_trait;
 use bytes::Bytes;
-use read_model::Progress;
 use read_model::Model;
+use read_model::Progress;
 use read_model::generations::{Generational, qualified};
 use read_model::tables::{DEAD_LETTERS, PROJECTOR_GROUP, SINGLE_ROW, dead_letter_key};
 use read_model::views::DeadLetter;
@@ -113,7 +113,10 @@ impl Projector {
         let mut tasks = Vec::new();
         let done = Arc::new(AtomicUsize::new(0));
         let caught_up = CaughtUp {
-            parts: vec![(projections.iter().map(|p| p.topics().len()).sum(), done.clone())],
+            parts: vec![(
+                projections.iter().map(|p| p.topics().len()).sum(),
+                done.clone(),
+            )],
         };
         for projection in projections {
             let lags = Arc::new(Mutex::new(HashMap::new()));

@@ -197,7 +197,12 @@ pub async fn rebuild(
     let generation = rows.next();
     let replaced = rows.current;
     // A clean slate: what an earlier rebuild left, and anything under the new names.
-    for leftover in rows.building.iter().chain(&rows.retired).chain([&generation]) {
+    for leftover in rows
+        .building
+        .iter()
+        .chain(&rows.retired)
+        .chain([&generation])
+    {
         drop_generation(log, store.as_ref(), model, *leftover).await?;
     }
     store
@@ -295,7 +300,11 @@ async fn watch_until_ready(
     let mut targets: Vec<(&'static str, u32, Offset)> = Vec::new();
     for topic in model.topics {
         for partition in 0..log.partitions(topic.name()).await? {
-            targets.push((topic.name(), partition, log.end_offset(topic.name(), partition).await?));
+            targets.push((
+                topic.name(),
+                partition,
+                log.end_offset(topic.name(), partition).await?,
+            ));
         }
     }
     let name = qualified(model.name, generation);
@@ -307,8 +316,14 @@ async fn watch_until_ready(
         let live = qualified(model.name, rows.current);
         let (mut applied, mut total, mut ready) = (0, 0, true);
         for (topic, partition, end) in &targets {
-            let next = store.checkpoint(&name, topic, *partition).await?.unwrap_or(0);
-            let serving = store.checkpoint(&live, topic, *partition).await?.unwrap_or(0);
+            let next = store
+                .checkpoint(&name, topic, *partition)
+                .await?
+                .unwrap_or(0);
+            let serving = store
+                .checkpoint(&live, topic, *partition)
+                .await?
+                .unwrap_or(0);
             let target = (*end).max(serving);
             applied += next.min(target);
             total += target;

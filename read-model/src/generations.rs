@@ -67,16 +67,15 @@ pub fn tables_of(model: Model, generation: u32) -> Vec<String> {
 }
 
 /// The model's row and its version (0 when none was written: generation 0, no rebuild).
-pub async fn read(
-    store: &dyn ReadStore,
-    model: Model,
-) -> Result<(Generations, u64), StorageError> {
-    let Some(row) = store.get(MODEL_GENERATIONS, GENERATIONS, model.name).await? else {
+pub async fn read(store: &dyn ReadStore, model: Model) -> Result<(Generations, u64), StorageError> {
+    let Some(row) = store
+        .get(MODEL_GENERATIONS, GENERATIONS, model.name)
+        .await?
+    else {
         return Ok((Generations::default(), 0));
     };
-    let generations = serde_json::from_slice(&row.value).map_err(|e| {
-        StorageError::Corrupt(format!("the generations of {}: {e}", model.name))
-    })?;
+    let generations = serde_json::from_slice(&row.value)
+        .map_err(|e| StorageError::Corrupt(format!("the generations of {}: {e}", model.name)))?;
     Ok((generations, row.version))
 }
 

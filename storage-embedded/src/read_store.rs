@@ -188,7 +188,11 @@ impl Inner {
     /// Deletes every row under each prefix, in batches so a big table does not become
     /// one huge batch, then the checkpoints, and forgets the cached versions (a dropped
     /// row is gone, not a tombstone).
-    fn drop_rows(&self, prefixes: &[Vec<u8>], checkpoints: Vec<Vec<u8>>) -> Result<(), StorageError> {
+    fn drop_rows(
+        &self,
+        prefixes: &[Vec<u8>],
+        checkpoints: Vec<Vec<u8>>,
+    ) -> Result<(), StorageError> {
         const DROP_BATCH: usize = 16 * 1024;
         for prefix in prefixes {
             loop {

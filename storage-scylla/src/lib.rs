@@ -617,7 +617,11 @@ impl ReadStore for ScyllaReadStore {
                          AND log_partition = ?",
                         self.keyspace
                     ),
-                    (projection.as_str(), topic.as_str(), log_partition(*partition)?),
+                    (
+                        projection.as_str(),
+                        topic.as_str(),
+                        log_partition(*partition)?,
+                    ),
                 )
                 .await
                 .map_err(unavailable)?;

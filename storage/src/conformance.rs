@@ -1099,7 +1099,10 @@ pub async fn dropped_tables_and_checkpoints_are_gone_and_the_rest_stays<S: ReadS
     assert_eq!(next(1).await.expect("checkpoint"), Some(7), "not named");
     // Dropped means never written: a low version writes again (no tombstone is left),
     // and dropping again is harmless.
-    store.create_tables(std::slice::from_ref(&dropped)).await.expect("create");
+    store
+        .create_tables(std::slice::from_ref(&dropped))
+        .await
+        .expect("create");
     apply(store, vec![put(&dropped, "p", "gone", "back", 1)]).await;
     assert_eq!(cell(store, &dropped, "p", "gone").await, some("back", 1));
     store

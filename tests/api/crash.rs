@@ -23,7 +23,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Waits until every projection of the server has applied the whole log.
-async fn settled(api: &Api) {
+pub(crate) async fn settled(api: &Api) {
     let started = Instant::now();
     loop {
         let text = api.get("/metrics").await.text().await.expect("metrics");
@@ -44,10 +44,15 @@ async fn settled(api: &Api) {
 }
 
 /// Every read model a client can see, keyed by the path that served it.
-async fn snapshot(api: &Api, account: &str, deliveries: &[String]) -> BTreeMap<String, Value> {
+pub(crate) async fn snapshot(
+    api: &Api,
+    account: &str,
+    deliveries: &[String],
+) -> BTreeMap<String, Value> {
     let mut paths = vec![
         format!("/api/v1/accounts/{account}/deliveries?limit=500"),
         "/api/v1/drones?limit=500".to_string(),
+        "/api/v1/deliveries?stage=HeadedToPickup&limit=500".to_string(),
     ];
     let now = chrono::Utc::now();
     use chrono::Datelike;

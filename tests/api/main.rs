@@ -19,6 +19,7 @@ mod notifications;
 mod operations;
 mod page;
 mod problems;
+mod replay;
 mod simulate;
 mod streams;
 mod workflow;
