@@ -123,6 +123,9 @@ impl Host {
         for projection in &self.projections {
             let model = projection.model();
             let (rows, _) = generations::read(store, model).await?;
+            if rows.current < self.current.of(&model) {
+                continue; // read before a switch this process already knows of
+            }
             let wanted: Vec<u32> = std::iter::once(rows.current).chain(rows.building).collect();
             let stale: Vec<(&'static str, u32)> = running
                 .keys()
@@ -144,7 +147,7 @@ impl Host {
                     slot.insert(run);
                 }
             }
-            if self.current.of(&model) != rows.current {
+            if self.current.of(&model) < rows.current {
                 self.current.set(&model, rows.current);
             }
         }

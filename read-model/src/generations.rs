@@ -140,9 +140,12 @@ impl Current {
         index(model).map_or(0, |i| self.generations[i].load(Ordering::Acquire))
     }
 
+    /// Moves the model on to `generation`; never back, since a model's current
+    /// generation only grows (a reader that read the row before a switch must not undo
+    /// it).
     pub fn set(&self, model: &Model, generation: u32) {
         if let Some(i) = index(model) {
-            self.generations[i].store(generation, Ordering::Release);
+            self.generations[i].fetch_max(generation, Ordering::AcqRel);
         }
         self.touch();
     }
@@ -172,8 +175,8 @@ impl Current {
                 continue;
             };
             if let Some(i) = index(&model) {
-                let before = self.generations[i].swap(generations.current, Ordering::AcqRel);
-                if before != generations.current {
+                let before = self.generations[i].fetch_max(generations.current, Ordering::AcqRel);
+                if before < generations.current {
                     tracing::info!(
                         model = model.name,
                         generation = generations.current,
