@@ -8,6 +8,10 @@
 //!   (created, assigned, picked up, completed): 10 000 events, most of them reading the
 //!   row an earlier one wrote.
 //!
+//! * `…/rebuild`: the same logs through `replay`'s blue/green path
+//!   (`projections::rebuild`: a new generation's projector in consumer groups, watched
+//!   every 50 ms until it passes the log's end, then the switch).
+//!
 //! Throughput is events applied per second:
 //!
 //!   cargo bench -p projections --bench apply
@@ -15,8 +19,10 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use projections::{DeliveriesProjection, Projection, Projector, ProjectorMetrics};
+use projections::{DeliveriesProjection, Projection, Projector, ProjectorMetrics, RebuildOptions};
 use prometheus::Registry;
+use read_model::generations::Current;
+use read_model::models;
 use read_model::tables::{DELIVERIES, SINGLE_ROW};
 use schemas::Codec;
 use schemas::events::{
@@ -264,8 +270,38 @@ fn apply(c: &mut Criterion) {
             b.to_async(&runtime)
                 .iter_custom(|iters| catch_ups(&filled, &codec, &projection, iters));
         });
+        // The same history through `replay`'s path: a projector of a new generation in
+        // consumer groups, watched until it passes the log's end, then the switch.
+        group.bench_function(format!("{name}/rebuild"), |b| {
+            b.to_async(&runtime)
+                .iter_custom(|iters| rebuilds(&filled, &codec, iters));
+        });
     }
     group.finish();
+}
+
+/// `iters` blue/green rebuilds of the deliveries model over the whole log, each on a
+/// fresh read store; only the rebuilds are timed.
+async fn rebuilds(filled: &Filled, codec: &Codec, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (_dir, store, projector) = fresh_projector(filled, codec);
+        let store: Arc<dyn ReadStore> = store;
+        let options = RebuildOptions {
+            build_here: Some(projector),
+            grace: Duration::ZERO,
+        };
+        let current = Current::new();
+        let started = Instant::now();
+        let log: &dyn EventLog = filled.log.as_ref();
+        let rebuilt =
+            projections::rebuild(log, &store, models::DELIVERIES, &current, options, |_| {})
+                .await
+                .expect("rebuild");
+        total += started.elapsed();
+        assert_eq!(rebuilt.records, filled.events, "every record applied");
+    }
+    total
 }
 
 criterion_group!(benches, apply);
