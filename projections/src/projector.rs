@@ -380,10 +380,12 @@ impl TopicWorker {
                 None => self.join(&group, &handed, &mut ends).await.map(|consumer| {
                     state = Some((consumer, At::default()));
                 }),
-                Some((consumer, at)) => {
-                    self.poll_and_apply(consumer.as_mut(), at, &handed, &mut last_apply)
-                        .await
-                }
+                // A stop does not wait out an idle poll; cut short, an apply is as a
+                // crash is, which the checkpoints make safe.
+                Some((consumer, at)) => tokio::select! {
+                    applied = self.poll_and_apply(consumer.as_mut(), at, &handed, &mut last_apply) => applied,
+                    _ = shutdown.wait_for(|stopped| *stopped) => break,
+                },
             };
             let settled = !counted
                 && result.is_ok()
