@@ -380,6 +380,42 @@ async fn kill_9_of_the_projector_resumes_from_its_checkpoints_and_equals_a_rebui
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // `replay --url` rebuilds the read side's deliveries on Kafka (a generation of its
+    // own consumer groups, read from offset zero) and it still reads the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
+        .env("DRONE_DELIVERY_OPERATOR_KEY", crate::helpers::OPERATOR_KEY)
+        .args([
+            "replay",
+            "--projection",
+            "deliveries",
+            "--url",
+            d.read.base.as_str(),
+        ])
+        .output()
+        .expect("replay runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("generation 1"), "{said}");
+    let started = Instant::now();
+    loop {
+        let (a, b) = (
+            snapshot(&queries, &account, &deliveries).await,
+            snapshot(&rebuilt, &account, &deliveries).await,
+        );
+        if a == b {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "after the replay: {a:?}\n!=\n{b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A broker of the test's own, so pausing it disturbs no other test.
