@@ -32,7 +32,9 @@ pub async fn report(
     let log = startup::open_log(settings)?;
     let codec = startup::codec(settings).await?;
     let mut progress = Progress::new("analytics");
-    let analytics = Analytics::read(log.as_ref(), &codec, |read, total| progress.at(read, total))
+    // One reader per core: partitions are decoded and folded in parallel.
+    let readers = std::thread::available_parallelism().map_or(1, usize::from);
+    let analytics = Analytics::read(log, &codec, readers, |read, total| progress.at(read, total))
         .await
         .context("cannot read the event log")?;
     let took = progress.finish();

@@ -2,17 +2,26 @@
 //! their whole life (created, assigned, picked up, completed: 40 000 events), encoded as
 //! the log holds them (Confluent framing, Avro), decoded and folded each iteration.
 //!
+//! `analytics/read/readers_N`: the same records in an embedded log of 8 partitions, read
+//! through `Analytics::read` by 1 and by 2 readers (one per core here), to show the read
+//! scaling with the partitions read in parallel.
+//!
 //!   cargo bench -p analytics --bench fold
 
 use analytics::Analytics;
+use bytes::Bytes;
 use chrono::{TimeDelta, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use schemas::Codec;
 use schemas::events::*;
 use std::hint::black_box;
+use std::sync::Arc;
+use storage::{EventLog, NewRecord, TopicSpec};
+use storage_embedded::EmbeddedLog;
 use uuid::Uuid;
 
 const DELIVERIES: usize = 10_000;
+const PARTITIONS: u32 = 8;
 
 fn records(codec: &Codec) -> Vec<Vec<u8>> {
     let start = Utc
@@ -99,5 +108,60 @@ fn fold(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fold);
+fn read(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let codec = Codec::new().expect("the codec");
+    let records = records(&codec);
+    let dir = tempfile::tempdir().expect("dir");
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    runtime.block_on(async {
+        let topics = [(Topic::Deliveries, PARTITIONS), (Topic::Drones, 1)];
+        let specs: Vec<TopicSpec> = topics
+            .iter()
+            .map(|(t, partitions)| TopicSpec {
+                name: t.name().into(),
+                partitions: *partitions,
+            })
+            .collect();
+        log.create_topics(&specs).await.expect("topics");
+        let keyed: Vec<NewRecord> = records
+            .iter()
+            .enumerate()
+            .map(|(n, value)| NewRecord {
+                topic: Topic::Deliveries.name().into(),
+                key: format!("delivery-{}", n / 4),
+                value: Bytes::from(value.clone()),
+                headers: Vec::new(),
+            })
+            .collect();
+        for chunk in keyed.chunks(1_000) {
+            log.append(chunk.to_vec()).await.expect("append");
+        }
+    });
+    let report = |readers| {
+        runtime.block_on(async {
+            let read = Analytics::read(log.clone(), &codec, readers, |_, _| {});
+            read.await.expect("read").report(None, None)
+        })
+    };
+    let one = serde_json::to_value(report(1)).expect("json");
+    assert_eq!(
+        one,
+        serde_json::to_value(report(2)).expect("json"),
+        "same report"
+    );
+    let mut group = c.benchmark_group("analytics/read");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    for readers in [1, 2] {
+        group.bench_function(format!("readers_{readers}"), |b| {
+            b.iter(|| black_box(report(readers)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fold, read);
 criterion_main!(benches);

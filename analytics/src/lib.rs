@@ -15,10 +15,15 @@ use schemas::events::{Envelope, Event, Topic};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use storage::{Admitted, EventLog, StorageError, Validity};
 
 /// Records read per call to the log.
 const READ_BATCH: usize = 4096;
+/// How often a read tells its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// What one delivery went through.
 #[derive(Clone, Debug, Default)]
@@ -123,14 +128,16 @@ impl Analytics {
         }
     }
 
-    /// Reads the deliveries and drones topics from their start to their end now and
-    /// folds every valid event; `progress` hears (records read, records in all).
+    /// Reads the deliveries and drones topics to their ends as of the start, partitions
+    /// shared among `readers` tasks (each folds its own and the folds are merged: a
+    /// delivery lives in one partition, a drone's use is a sum), and tells `progress`
+    /// (records read, of the total) as it goes.
     pub async fn read(
-        log: &dyn EventLog,
+        log: Arc<dyn EventLog>,
         codec: &Codec,
+        readers: usize,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Analytics, StorageError> {
-        let mut analytics = Analytics::default();
         let mut parts = Vec::new();
         let mut total = 0;
         for topic in [Topic::Drones, Topic::Deliveries] {
@@ -140,30 +147,90 @@ impl Analytics {
                 parts.push((topic, partition, end));
             }
         }
+        // The biggest partitions first, so the readers finish together.
+        parts.sort_by_key(|&(_, _, end)| std::cmp::Reverse(end));
+        let parts = Arc::new(Mutex::new(parts));
+        let read = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..readers.max(1) {
+            let (log, codec) = (log.clone(), codec.clone());
+            let (parts, read) = (parts.clone(), read.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut analytics = Analytics::default();
+                loop {
+                    let next = parts.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                    let Some((topic, partition, end)) = next else {
+                        return Ok::<_, StorageError>(analytics);
+                    };
+                    analytics
+                        .read_partition(log.as_ref(), &codec, topic, partition, end, &read)
+                        .await?;
+                }
+            }));
+        }
+        let mut joined = futures_util::future::try_join_all(tasks);
+        let folds = loop {
+            tokio::select! {
+                folds = &mut joined => break folds,
+                _ = tokio::time::sleep(PROGRESS_EVERY) => progress(read.load(Ordering::Relaxed), total),
+            }
+        };
+        let folds =
+            folds.map_err(|e| StorageError::Engine(format!("an analytics reader failed: {e}")))?;
+        let mut analytics = Analytics::default();
+        for fold in folds {
+            analytics.merge(fold?);
+        }
+        progress(read.load(Ordering::Relaxed), total);
+        Ok(analytics)
+    }
+
+    /// Folds one partition up to `end`, counting what it reads into `read`.
+    async fn read_partition(
+        &mut self,
+        log: &dyn EventLog,
+        codec: &Codec,
+        topic: Topic,
+        partition: u32,
+        end: u64,
+        read: &AtomicU64,
+    ) -> Result<(), StorageError> {
+        // Markers are per partition: this partition's own fold of them is enough.
         let mut validity = Validity::default();
-        let mut read = 0;
-        for (topic, partition, end) in parts {
-            let mut next = 0;
-            while next < end {
-                let records = log.read(topic.name(), partition, next, READ_BATCH).await?;
-                let Some(last) = records.last() else { break };
-                next = last.offset + 1;
-                for record in records.iter().filter(|r| r.offset < end) {
-                    read += 1;
-                    if validity.admit(record) != Admitted::Valid {
-                        continue;
-                    }
-                    // An undecodable record is the projectors' dead letter; skip it here.
-                    if let Ok(envelopes) = codec.decode_all(&record.value) {
-                        for envelope in envelopes {
-                            analytics.fold(topic, envelope);
-                        }
+        let mut next = 0;
+        while next < end {
+            let records = log.read(topic.name(), partition, next, READ_BATCH).await?;
+            let Some(last) = records.last() else { break };
+            next = last.offset + 1;
+            let mut counted = 0;
+            for record in records.iter().filter(|r| r.offset < end) {
+                counted += 1;
+                if validity.admit(record) != Admitted::Valid {
+                    continue;
+                }
+                // An undecodable record is the projectors' dead letter; skip it here.
+                if let Ok(envelopes) = codec.decode_all(&record.value) {
+                    for envelope in envelopes {
+                        self.fold(topic, envelope);
                     }
                 }
-                progress(read, total);
             }
+            read.fetch_add(counted, Ordering::Relaxed);
         }
-        Ok(analytics)
+        Ok(())
+    }
+
+    /// Adds another fold of other partitions to this one.
+    pub fn merge(&mut self, other: Analytics) {
+        self.trips.extend(other.trips);
+        for (drone, used) in other.drones {
+            let mine = self.drones.entry(drone).or_default();
+            mine.km += used.km;
+            mine.hours += used.hours;
+        }
+        self.first = self.first.into_iter().chain(other.first).min();
+        self.last = self.last.into_iter().chain(other.last).max();
+        self.events += other.events;
     }
 
     /// The report of the deliveries scheduled in [`from`, `to`) (unbounded when `None`).
