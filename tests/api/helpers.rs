@@ -299,3 +299,21 @@ pub fn spawn_app() -> (tempfile::TempDir, Server, Api) {
     let api = Api::of(&server);
     (dir, server, api)
 }
+
+/// Runs `drone-delivery replay ARGS…` to its end with the tests' operator key; what it
+/// printed on stdout. Fails the test when it fails.
+pub fn replay(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
+        .env("DRONE_DELIVERY_OPERATOR_KEY", OPERATOR_KEY)
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("replay runs");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}

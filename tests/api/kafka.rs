@@ -7,7 +7,7 @@
 //! when a fetch starts inside one, so the processes here produce one record per batch
 //! (`--kafka-option batch.num.messages=1`): the test's setting, not the product's.
 
-use crate::helpers::{Api, Server, temp_dir};
+use crate::helpers::{Api, Server, replay, temp_dir};
 use crate::streams::Sse;
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -365,54 +365,29 @@ async fn kill_9_of_the_projector_resumes_from_its_checkpoints_and_equals_a_rebui
         .await;
     assert_eq!(status, StatusCode::OK);
     // The workflow may still be moving things: wait until both agree or time out.
+    agree(&queries, &rebuilt, &account, &deliveries).await;
+
+    // `replay --url` rebuilds the read side's deliveries on Kafka (a generation of its
+    // own consumer groups, read from offset zero) and it still reads the same.
+    let said = replay(&["--projection", "deliveries", "--url", d.read.base.as_str()]);
+    assert!(said.contains("generation 1"), "{said}");
+    agree(&queries, &rebuilt, &account, &deliveries).await;
+}
+
+/// Waits (up to 30 s) until both read sides answer the same.
+async fn agree(one: &Api, other: &Api, account: &str, deliveries: &[String]) {
     let started = Instant::now();
     loop {
         let (a, b) = (
-            snapshot(&queries, &account, &deliveries).await,
-            snapshot(&rebuilt, &account, &deliveries).await,
+            snapshot(one, account, deliveries).await,
+            snapshot(other, account, deliveries).await,
         );
         if a == b {
-            break;
+            return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "{a:?}\n!=\n{b:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // `replay --url` rebuilds the read side's deliveries on Kafka (a generation of its
-    // own consumer groups, read from offset zero) and it still reads the same.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
-        .env("DRONE_DELIVERY_OPERATOR_KEY", crate::helpers::OPERATOR_KEY)
-        .args([
-            "replay",
-            "--projection",
-            "deliveries",
-            "--url",
-            d.read.base.as_str(),
-        ])
-        .output()
-        .expect("replay runs");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(said.contains("generation 1"), "{said}");
-    let started = Instant::now();
-    loop {
-        let (a, b) = (
-            snapshot(&queries, &account, &deliveries).await,
-            snapshot(&rebuilt, &account, &deliveries).await,
-        );
-        if a == b {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "after the replay: {a:?}\n!=\n{b:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -4,7 +4,7 @@
 //! operator endpoint and on a stopped data directory.
 
 use crate::crash::{settled, snapshot};
-use crate::helpers::{Api, Server, temp_dir};
+use crate::helpers::{Api, Server, replay, temp_dir};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -132,17 +132,7 @@ async fn a_rebuild_serves_throughout_and_reads_the_same_after() {
     server.stop();
     let data_dir = dir.path().to_string_lossy().into_owned();
     for model in ["deliveries", "drones"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_drone-delivery"))
-            .env("DRONE_DELIVERY_OPERATOR_KEY", crate::helpers::OPERATOR_KEY)
-            .args(["replay", "--projection", model, "--data-dir", &data_dir])
-            .output()
-            .expect("replay runs");
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{said} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let said = replay(&["--projection", model, "--data-dir", &data_dir]);
         assert!(said.contains("generation 2"), "{said}");
     }
     let server = Server::start(dir.path());
