@@ -37,7 +37,8 @@ use warp::reply::{Reply, Response};
 #[serde(rename_all = "camelCase")]
 pub struct ReplayStatus {
     pub projection: String,
-    /// `building`, `done` or `failed`.
+    /// `building`, `switched` (the new generation serves; the old one goes after the
+    /// grace), `done` or `failed`.
     pub state: String,
     /// The generation being built (0 until the rebuild has chosen it).
     pub generation: u32,
@@ -70,7 +71,7 @@ impl ReplayStatus {
     }
 
     fn finished(&self) -> bool {
-        self.state != "building"
+        !matches!(self.state.as_str(), "building" | "switched")
     }
 }
 
@@ -134,6 +135,9 @@ impl Replays {
                 move |at: RebuildProgress| {
                     watcher.update(model, |s| {
                         (s.generation, s.applied, s.total) = (at.generation, at.applied, at.total);
+                        if at.switched {
+                            s.state = "switched".into();
+                        }
                     });
                 },
             )

@@ -164,6 +164,8 @@ pub struct RebuildProgress {
     /// Records it must pass before the switch: the log's end as it was at the start, or
     /// the current generation's position where that is further on.
     pub total: u64,
+    /// The new generation serves; the old one is dropped after the grace.
+    pub switched: bool,
 }
 
 /// What a finished rebuild did.
@@ -231,8 +233,9 @@ pub async fn rebuild(
         None => None,
     };
     let outcome = watch_until_ready(log, store.as_ref(), model, generation, &mut progress).await;
-    let records = match outcome {
-        Ok(records) => records,
+    let records = outcome.as_ref().copied().unwrap_or_default();
+    match outcome {
+        Ok(_) => {}
         Err(error) => {
             if let Some(run) = here {
                 run.stop().await;
@@ -257,6 +260,12 @@ pub async fn rebuild(
     generations::write(store.as_ref(), model, &switched, version + 1).await?;
     current.set(&model, generation);
     let took = started.elapsed();
+    progress(RebuildProgress {
+        generation,
+        applied: records,
+        total: records,
+        switched: true,
+    });
     tracing::info!(
         model = model.name,
         generation,
@@ -336,6 +345,7 @@ async fn watch_until_ready(
             generation,
             applied,
             total,
+            switched: false,
         });
         if ready {
             return Ok(applied);

@@ -50,7 +50,7 @@ async fn rebuild(api: &Api, projection: &str) -> Value {
     loop {
         let (status, body) = api.get_json(&location).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if body["state"] != "building" {
+        if body["state"] != "building" && body["state"] != "switched" {
             assert_eq!(body["state"], "done", "{body}");
             return body;
         }
