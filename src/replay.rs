@@ -178,14 +178,6 @@ fn operator_only(who: &Principal) -> Option<Response> {
     })
 }
 
-fn unknown(name: &str) -> Response {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        model_named(name).err().unwrap_or_default(),
-    )
-    .into_response()
-}
-
 /// `POST /api/v1/replays` (202, or 409 while one of the model runs here) and
 /// `GET /api/v1/replays/{projection}`: operators only, on a process that runs the
 /// projectors.
@@ -215,12 +207,11 @@ pub fn routes(replays: Replays) -> BoxedFilter<(Response,)> {
                     .into_response();
                 }
             };
-            let Ok(model) = model_named(&request.projection) else {
-                return Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    model_named(&request.projection).err().unwrap_or_default(),
-                )
-                .into_response();
+            let model = match model_named(&request.projection) {
+                Ok(model) => model,
+                Err(why) => {
+                    return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, why).into_response();
+                }
             };
             match starting.start(model) {
                 Some(status) => warp::reply::with_header(
@@ -243,8 +234,9 @@ pub fn routes(replays: Replays) -> BoxedFilter<(Response,)> {
             if let Some(refused) = operator_only(&who) {
                 return refused;
             }
-            let Ok(model) = model_named(&name) else {
-                return unknown(&name);
+            let model = match model_named(&name) {
+                Ok(model) => model,
+                Err(why) => return Problem::new(StatusCode::NOT_FOUND, why).into_response(),
             };
             match replays.status(model) {
                 Some(status) => warp::reply::json(&status).into_response(),

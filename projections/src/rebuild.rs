@@ -233,9 +233,8 @@ pub async fn rebuild(
         None => None,
     };
     let outcome = watch_until_ready(log, store.as_ref(), model, generation, &mut progress).await;
-    let records = outcome.as_ref().copied().unwrap_or_default();
-    match outcome {
-        Ok(_) => {}
+    let records = match outcome {
+        Ok(records) => records,
         Err(error) => {
             if let Some(run) = here {
                 run.stop().await;

@@ -12,13 +12,12 @@ use read_model::generations::{Current, Generational};
 use read_model::models;
 use read_model::tables::DELIVERIES;
 use schemas::Codec;
-use schemas::events::Topic;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::{EventLog, ReadStore, TopicSpec};
+use storage::{EventLog, ReadStore};
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use tokio::sync::watch;
-use workload::{PARTITIONS, Workload, read_models, steps};
+use workload::{PARTITIONS, Workload, log_in, read_models, steps};
 
 const CASES: u32 = 10;
 
@@ -80,15 +79,7 @@ fn a_rebuild_under_load_equals_a_clean_build_and_replaces_the_old_generation() {
             runtime.block_on(async {
                 let codec = Codec::new().expect("codec");
                 let dir = tempfile::tempdir().expect("dir");
-                let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
-                let specs: Vec<TopicSpec> = Topic::ALL
-                    .iter()
-                    .map(|t| TopicSpec {
-                        name: t.name().into(),
-                        partitions: PARTITIONS,
-                    })
-                    .collect();
-                log.create_topics(&specs).await.expect("topics");
+                let log = log_in(&dir.path().join("log")).await;
                 let mut workload = Workload::new(codec.clone());
                 for step in &steps {
                     workload.step(step);

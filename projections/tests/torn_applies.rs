@@ -16,17 +16,16 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use read_model::tables::{DELIVERIES, SINGLE_ROW};
 use schemas::Codec;
-use schemas::events::*;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::conformance::unique_name;
-use storage::{Checkpoint, EventLog, Offset, ReadStore, Row, Scan, StorageError, TopicSpec, Write};
+use storage::{Checkpoint, EventLog, Offset, ReadStore, Row, Scan, StorageError, Write};
 use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use storage_scylla::{Migration, ScyllaReadStore, ScyllaSettings};
-use workload::{PARTITIONS, Workload, read_models, steps};
+use workload::{Workload, log_in, read_models, steps};
 
 /// Random workloads per adapter.
 const CASES: u32 = 24;
@@ -185,15 +184,7 @@ fn torn_applies_complete_on_replay(fresh: &Fresh, cases: u32) {
             runtime.block_on(async {
                 let codec = Codec::new().expect("codec");
                 let dir = tempfile::tempdir().expect("dir");
-                let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
-                let specs: Vec<TopicSpec> = Topic::ALL
-                    .iter()
-                    .map(|t| TopicSpec {
-                        name: t.name().into(),
-                        partitions: PARTITIONS,
-                    })
-                    .collect();
-                log.create_topics(&specs).await.expect("topics");
+                let log = log_in(dir.path()).await;
                 let (_clean_dir, clean) = fresh().await;
                 let (_torn_dir, inner) = fresh().await;
                 let faults = 1 + (seed % 6) as usize;

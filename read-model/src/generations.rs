@@ -259,22 +259,12 @@ impl Generational {
             None => Cow::Borrowed(projection),
         }
     }
+}
 
-    /// `table` renamed, without a copy when the name stays.
-    fn table_owned(&self, table: String) -> String {
-        let renamed = match self.table(&table) {
-            Cow::Owned(renamed) => Some(renamed),
-            Cow::Borrowed(_) => None,
-        };
-        renamed.unwrap_or(table)
-    }
-
-    fn projection_owned(&self, projection: String) -> String {
-        let renamed = match self.projection(&projection) {
-            Cow::Owned(renamed) => Some(renamed),
-            Cow::Borrowed(_) => None,
-        };
-        renamed.unwrap_or(projection)
+/// Renames `name` in place when `rename` gives it another name (no copy otherwise).
+fn rename_in_place(name: &mut String, rename: impl Fn(&str) -> Cow<'_, str>) {
+    if let Cow::Owned(renamed) = rename(name) {
+        *name = renamed;
     }
 }
 
@@ -285,43 +275,14 @@ impl ReadStore for Generational {
         writes: Vec<Write>,
         checkpoints: Vec<Checkpoint>,
     ) -> Result<(), StorageError> {
-        let writes = writes
-            .into_iter()
-            .map(|write| match write {
-                Write::Put {
-                    table,
-                    partition,
-                    clustering,
-                    value,
-                    version,
-                } => Write::Put {
-                    table: self.table_owned(table),
-                    partition,
-                    clustering,
-                    value,
-                    version,
-                },
-                Write::Delete {
-                    table,
-                    partition,
-                    clustering,
-                    version,
-                } => Write::Delete {
-                    table: self.table_owned(table),
-                    partition,
-                    clustering,
-                    version,
-                },
-            })
-            .collect();
-        let checkpoints = checkpoints
-            .into_iter()
-            .map(|mut checkpoint| {
-                let projection = std::mem::take(&mut checkpoint.projection);
-                checkpoint.projection = self.projection_owned(projection);
-                checkpoint
-            })
-            .collect();
+        let mut writes = writes;
+        for write in &mut writes {
+            rename_in_place(write.table_mut(), |t| self.table(t));
+        }
+        let mut checkpoints = checkpoints;
+        for checkpoint in &mut checkpoints {
+            rename_in_place(&mut checkpoint.projection, |p| self.projection(p));
+        }
         self.inner.apply(writes, checkpoints).await
     }
 

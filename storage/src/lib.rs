@@ -241,6 +241,15 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The table the change is to (a renaming store rewrites it in place).
+    pub fn table_mut(&mut self) -> &mut String {
+        match self {
+            Write::Put { table, .. } | Write::Delete { table, .. } => table,
+        }
+    }
+}
+
 /// A projection's position in one log partition: the next offset it will apply, and the
 /// writer whose records count there (see [`validity`]), so it resumes as if it had read
 /// from the start.

@@ -20,6 +20,22 @@ use uuid::Uuid;
 /// Log partitions of every topic in these tests.
 pub const PARTITIONS: u32 = 3;
 
+/// An embedded log in `dir` with every topic, [`PARTITIONS`] each.
+pub async fn log_in(dir: &std::path::Path) -> std::sync::Arc<storage_embedded::EmbeddedLog> {
+    let log = storage_embedded::EmbeddedLog::open(dir).expect("log");
+    let specs: Vec<storage::TopicSpec> = Topic::ALL
+        .iter()
+        .map(|t| storage::TopicSpec {
+            name: t.name().into(),
+            partitions: PARTITIONS,
+        })
+        .collect();
+    storage::EventLog::create_topics(&log, &specs)
+        .await
+        .expect("topics");
+    std::sync::Arc::new(log)
+}
+
 /// One step of a workload; the builder turns it into events when it is valid for the
 /// state so far and skips it otherwise. `pick` chooses the aggregate, `value` a time or
 /// a variant.
