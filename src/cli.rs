@@ -83,6 +83,14 @@ pub struct AnalyticsArgs {
     /// Also draw deliveries per day and the on-time rate into this SVG file.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Re-runs the recorded demand (deliveries as scheduled, the fleet as registered,
+    /// speeds as flown) through the workflow's dispatcher with these settings changed —
+    /// `battery-reserve=PCT`, `fleet=N`, `expedited-first=on|off`, comma-separated — and
+    /// reports the outcome beside the recorded one. The recorded settings are this
+    /// command's workflow options (`--battery-reserve-pct`, `--takeoff-secs`, …), as the
+    /// workflow ran with them.
+    #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "chart")]
+    pub what_if: Option<analytics::Changes>,
     /// Where the log is, as for `serve`.
     #[command(flatten)]
     pub serve: ServeArgs,

@@ -60,6 +60,16 @@ async fn main() -> anyhow::Result<()> {
 async fn run_analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.serve.log_format);
     let settings = args.serve.settings(None).map_err(anyhow::Error::msg)?;
+    if let Some(changes) = &args.what_if {
+        let report =
+            drone_delivery::analytics::what_if(&settings, changes, args.from, args.to).await?;
+        match args.format {
+            ReportFormat::Table => print!("{}", report.table()),
+            ReportFormat::Csv => print!("{}", report.csv()),
+            ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        }
+        return Ok(());
+    }
     let report = drone_delivery::analytics::report(&settings, args.from, args.to).await?;
     match args.format {
         ReportFormat::Table => print!("{}", report.table()),

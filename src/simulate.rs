@@ -15,7 +15,7 @@ use crate::keys;
 use crate::settings::Role;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use domain::{DroneStatus, Location, distance_km};
+use domain::{DroneStatus, Location, distance_km, toward};
 use futures_util::StreamExt;
 use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
@@ -646,41 +646,6 @@ impl SimDrone {
 
 // ---------------------------------------------------------------------------------------
 // Geometry on the sphere (the same Earth as `domain::distance_km`).
-
-fn unit_vector(l: &Location) -> [f64; 3] {
-    let (lat, lon) = (l.latitude.to_radians(), l.longitude.to_radians());
-    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
-}
-
-fn from_unit_vector(v: [f64; 3], altitude: f64) -> Location {
-    let [x, y, z] = v;
-    Location {
-        latitude: z.atan2(x.hypot(y)).to_degrees(),
-        longitude: y.atan2(x).to_degrees(),
-        altitude,
-    }
-}
-
-/// The point `km` from `from` on the great circle to `to` (spherical interpolation).
-fn toward(from: &Location, to: &Location, km: f64) -> Location {
-    let total_km = distance_km(from, to);
-    if total_km <= f64::EPSILON {
-        return *to;
-    }
-    let f = (km / total_km).clamp(0.0, 1.0);
-    let (a, b) = (unit_vector(from), unit_vector(to));
-    let delta = total_km / domain::EARTH_RADIUS_KM;
-    let (wa, wb) = (
-        ((1.0 - f) * delta).sin() / delta.sin(),
-        (f * delta).sin() / delta.sin(),
-    );
-    let v = [
-        wa * a[0] + wb * b[0],
-        wa * a[1] + wb * b[1],
-        wa * a[2] + wb * b[2],
-    ];
-    from_unit_vector(v, from.altitude)
-}
 
 /// The point `km` from `from` going `bearing` (radians from north).
 fn destination(from: (f64, f64), bearing: f64, km: f64) -> Location {
@@ -1462,19 +1427,6 @@ mod tests {
         assert_eq!(g.follow(&free, &jobs, now, 2.0), Outcome::Nothing);
         let later = now + Duration::from_secs(6);
         assert_eq!(g.follow(&free, &jobs, later, 2.0), Outcome::AskReturn);
-    }
-
-    #[test]
-    fn toward_moves_along_the_great_circle_by_the_distance_asked() {
-        let (a, b) = (at(47.60, -122.30), at(47.65, -122.40));
-        let total = distance_km(&a, &b);
-        let p = toward(&a, &b, 2.0);
-        assert!((distance_km(&a, &p) - 2.0).abs() < 1e-6);
-        assert!((distance_km(&p, &b) - (total - 2.0)).abs() < 1e-6);
-        assert_eq!(toward(&a, &b, total * 2.0).latitude, b.latitude);
-        // Across the antimeridian it stays a valid location.
-        let p = toward(&at(0.0, 179.9), &at(0.0, -179.9), 5.0);
-        assert!(domain::location(p.latitude, p.longitude, 0.0).is_ok());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! per-account totals.
 
 mod chart;
+mod whatif;
 
 pub use chart::{ChartError, draw as draw_chart};
+pub use whatif::{AsFlown, Changes, MAX_FLEET, Outcome, Recording, Setting, WhatIfReport};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use schemas::Codec;
@@ -128,100 +130,19 @@ impl Analytics {
         }
     }
 
-    /// Reads the deliveries and drones topics to their ends as of the start, partitions
-    /// shared among `readers` tasks (each folds its own and the folds are merged: a
-    /// delivery lives in one partition, a drone's use is a sum), and tells `progress`
-    /// (records read, of the total) as it goes.
+    /// Reads the deliveries and drones topics to their ends as of the start (see
+    /// [`read`]).
     pub async fn read(
         log: Arc<dyn EventLog>,
         codec: &Codec,
         readers: usize,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<Analytics, StorageError> {
-        let mut parts = Vec::new();
-        let mut total = 0;
-        for topic in [Topic::Drones, Topic::Deliveries] {
-            for partition in 0..log.partitions(topic.name()).await? {
-                let end = log.end_offset(topic.name(), partition).await?;
-                total += end;
-                parts.push((topic, partition, end));
-            }
-        }
-        // The biggest partitions first, so the readers finish together.
-        parts.sort_by_key(|&(_, _, end)| std::cmp::Reverse(end));
-        let parts = Arc::new(Mutex::new(parts));
-        let read = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..readers.max(1) {
-            let (log, codec) = (log.clone(), codec.clone());
-            let (parts, read) = (parts.clone(), read.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut analytics = Analytics::default();
-                loop {
-                    let next = parts.lock().unwrap_or_else(PoisonError::into_inner).pop();
-                    let Some((topic, partition, end)) = next else {
-                        return Ok::<_, StorageError>(analytics);
-                    };
-                    analytics
-                        .read_partition(log.as_ref(), &codec, topic, partition, end, &read)
-                        .await?;
-                }
-            }));
-        }
-        let mut joined = futures_util::future::try_join_all(tasks);
-        let folds = loop {
-            tokio::select! {
-                folds = &mut joined => break folds,
-                _ = tokio::time::sleep(PROGRESS_EVERY) => progress(read.load(Ordering::Relaxed), total),
-            }
-        };
-        let folds =
-            folds.map_err(|e| StorageError::Engine(format!("an analytics reader failed: {e}")))?;
-        let mut analytics = Analytics::default();
-        for fold in folds {
-            analytics.merge(fold?);
-        }
-        progress(read.load(Ordering::Relaxed), total);
-        Ok(analytics)
-    }
-
-    /// Folds one partition up to `end`, counting what it reads into `read`.
-    async fn read_partition(
-        &mut self,
-        log: &dyn EventLog,
-        codec: &Codec,
-        topic: Topic,
-        partition: u32,
-        end: u64,
-        read: &AtomicU64,
-    ) -> Result<(), StorageError> {
-        // Markers are per partition: this partition's own fold of them is enough.
-        let mut validity = Validity::default();
-        let mut next = 0;
-        while next < end {
-            let records = log.read(topic.name(), partition, next, READ_BATCH).await?;
-            let Some(last) = records.last() else { break };
-            next = last.offset + 1;
-            let mut counted = 0;
-            for record in records.iter().filter(|r| r.offset < end) {
-                counted += 1;
-                if validity.admit(record) != Admitted::Valid {
-                    continue;
-                }
-                // An undecodable record is the projectors' dead letter; skip it here.
-                if let Ok(envelopes) = codec.decode_all(&record.value) {
-                    for envelope in envelopes {
-                        self.fold(topic, envelope);
-                    }
-                }
-            }
-            read.fetch_add(counted, Ordering::Relaxed);
-        }
-        Ok(())
+        read(log, codec, readers, progress).await
     }
 
     /// Adds another fold of other partitions to this one.
-    pub fn merge(&mut self, other: Analytics) {
+    fn merge(&mut self, other: Analytics) {
         self.trips.extend(other.trips);
         for (drone, used) in other.drones {
             let mine = self.drones.entry(drone).or_default();
@@ -364,6 +285,127 @@ impl Analytics {
                 .collect(),
         }
     }
+}
+
+/// A fold of the history that [`read`] can run over partitions in parallel: each reader
+/// folds its partitions, and the folds are merged.
+pub trait Fold: Default + Send + 'static {
+    /// The topics it reads.
+    const TOPICS: &'static [Topic];
+    fn fold(&mut self, topic: Topic, envelope: Envelope);
+    /// Adds the fold of other partitions.
+    fn merge(&mut self, other: Self);
+}
+
+impl Fold for Analytics {
+    const TOPICS: &'static [Topic] = &[Topic::Drones, Topic::Deliveries];
+
+    fn fold(&mut self, topic: Topic, envelope: Envelope) {
+        Analytics::fold(self, topic, envelope);
+    }
+
+    fn merge(&mut self, other: Analytics) {
+        Analytics::merge(self, other);
+    }
+}
+
+/// Reads `F`'s topics to their ends as of the start, partitions shared among `readers`
+/// tasks (each folds its own and the folds are merged: a delivery lives in one
+/// partition, a drone's use is a sum), and tells `progress` (records read, of the total)
+/// as it goes.
+pub async fn read<F: Fold>(
+    log: Arc<dyn EventLog>,
+    codec: &Codec,
+    readers: usize,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<F, StorageError> {
+    let mut parts = Vec::new();
+    let mut total = 0;
+    for &topic in F::TOPICS {
+        for partition in 0..log.partitions(topic.name()).await? {
+            let end = log.end_offset(topic.name(), partition).await?;
+            total += end;
+            parts.push((topic, partition, end));
+        }
+    }
+    // The biggest partitions first, so the readers finish together.
+    parts.sort_by_key(|&(_, _, end)| std::cmp::Reverse(end));
+    let parts = Arc::new(Mutex::new(parts));
+    let read = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..readers.max(1) {
+        let (log, codec) = (log.clone(), codec.clone());
+        let (parts, read) = (parts.clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut fold = F::default();
+            loop {
+                let next = parts.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                let Some((topic, partition, end)) = next else {
+                    return Ok::<_, StorageError>(fold);
+                };
+                read_partition(
+                    &mut fold,
+                    log.as_ref(),
+                    &codec,
+                    topic,
+                    partition,
+                    end,
+                    &read,
+                )
+                .await?;
+            }
+        }));
+    }
+    let mut joined = futures_util::future::try_join_all(tasks);
+    let folds = loop {
+        tokio::select! {
+            folds = &mut joined => break folds,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => progress(read.load(Ordering::Relaxed), total),
+        }
+    };
+    let folds =
+        folds.map_err(|e| StorageError::Engine(format!("an analytics reader failed: {e}")))?;
+    let mut merged = F::default();
+    for fold in folds {
+        merged.merge(fold?);
+    }
+    progress(read.load(Ordering::Relaxed), total);
+    Ok(merged)
+}
+
+/// Folds one partition up to `end`, counting what it reads into `read`.
+async fn read_partition<F: Fold>(
+    fold: &mut F,
+    log: &dyn EventLog,
+    codec: &Codec,
+    topic: Topic,
+    partition: u32,
+    end: u64,
+    read: &AtomicU64,
+) -> Result<(), StorageError> {
+    // Markers are per partition: this partition's own fold of them is enough.
+    let mut validity = Validity::default();
+    let mut next = 0;
+    while next < end {
+        let records = log.read(topic.name(), partition, next, READ_BATCH).await?;
+        let Some(last) = records.last() else { break };
+        next = last.offset + 1;
+        let mut counted = 0;
+        for record in records.iter().filter(|r| r.offset < end) {
+            counted += 1;
+            if validity.admit(record) != Admitted::Valid {
+                continue;
+            }
+            // An undecodable record is the projectors' dead letter; skip it here.
+            if let Ok(envelopes) = codec.decode_all(&record.value) {
+                for envelope in envelopes {
+                    fold.fold(topic, envelope);
+                }
+            }
+        }
+        read.fetch_add(counted, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 fn hours(span: chrono::TimeDelta) -> f64 {

@@ -31,7 +31,7 @@ use schemas::events::{Event, Location};
 use crate::delivery::Delivery;
 use crate::drone::{Drone, DroneStatus};
 use crate::flight::{FlightModel, Trip, whole_second};
-use crate::location::{EARTH_RADIUS_KM, distance_km};
+use crate::location::{EARTH_RADIUS_KM, distance_km, unit_vector};
 use crate::stage::Stage;
 
 /// How the workflow dispatches and supervises, besides the flight model.
@@ -210,13 +210,6 @@ struct DeliveryEntry {
 type QueueKey = (bool, DateTime<Utc>, DateTime<Utc>, String);
 
 type IndexPoint = GeomWithData<[f64; 3], String>;
-
-/// A point on the unit sphere: straight-line (chord) distance orders like great-circle
-/// distance, so a 3-D index finds the nearest drone on Earth.
-fn unit_vector(l: &Location) -> [f64; 3] {
-    let (lat, lon) = (l.latitude.to_radians(), l.longitude.to_radians());
-    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
-}
 
 fn distance_2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)

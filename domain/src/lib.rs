@@ -59,7 +59,7 @@ pub use dispatch::{Decision, DispatchPolicy, Dispatcher};
 pub use drone::{Drone, DroneStatus, FollowUp};
 pub use error::{DomainError, ErrorKind};
 pub use flight::{Etas, FlightModel, LONGEST_ESTIMATE, Trip, Unfit};
-pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location};
+pub use location::{EARTH_RADIUS_KM, check_location, distance_km, location, toward, unit_vector};
 pub use package::Package;
 pub use stage::Stage;
 pub use values::{

@@ -46,6 +46,43 @@ pub fn distance_km(a: &Location, b: &Location) -> f64 {
     2.0 * EARTH_RADIUS_KM * h.clamp(0.0, 1.0).sqrt().asin()
 }
 
+/// A point on the unit sphere: straight-line (chord) distance orders like great-circle
+/// distance, so a 3-D index finds the nearest drone on Earth.
+pub fn unit_vector(l: &Location) -> [f64; 3] {
+    let (lat, lon) = (l.latitude.to_radians(), l.longitude.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+fn from_unit_vector(v: [f64; 3], altitude: f64) -> Location {
+    let [x, y, z] = v;
+    Location {
+        latitude: z.atan2(x.hypot(y)).to_degrees(),
+        longitude: y.atan2(x).to_degrees(),
+        altitude,
+    }
+}
+
+/// The point `km` from `from` on the great circle to `to` (spherical interpolation).
+pub fn toward(from: &Location, to: &Location, km: f64) -> Location {
+    let total_km = distance_km(from, to);
+    if total_km <= f64::EPSILON {
+        return *to;
+    }
+    let f = (km / total_km).clamp(0.0, 1.0);
+    let (a, b) = (unit_vector(from), unit_vector(to));
+    let delta = total_km / EARTH_RADIUS_KM;
+    let (wa, wb) = (
+        ((1.0 - f) * delta).sin() / delta.sin(),
+        (f * delta).sin() / delta.sin(),
+    );
+    let v = [
+        wa * a[0] + wb * b[0],
+        wa * a[1] + wb * b[1],
+        wa * a[2] + wb * b[2],
+    ];
+    from_unit_vector(v, from.altitude)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +119,18 @@ mod tests {
     fn distance_is_symmetric() {
         let (a, b) = (at(47.61, -122.33), at(45.52, -122.68));
         assert_eq!(distance_km(&a, &b), distance_km(&b, &a));
+    }
+
+    #[test]
+    fn toward_moves_along_the_great_circle_by_the_distance_asked() {
+        let (a, b) = (at(47.60, -122.30), at(47.65, -122.40));
+        let total = distance_km(&a, &b);
+        let p = toward(&a, &b, 2.0);
+        assert!((distance_km(&a, &p) - 2.0).abs() < 1e-6);
+        assert!((distance_km(&p, &b) - (total - 2.0)).abs() < 1e-6);
+        assert_eq!(toward(&a, &b, total * 2.0).latitude, b.latitude);
+        // Across the antimeridian it stays a valid location.
+        let p = toward(&at(0.0, 179.9), &at(0.0, -179.9), 5.0);
+        assert!(location(p.latitude, p.longitude, 0.0).is_ok());
     }
 }

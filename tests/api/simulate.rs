@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Runs `drone-delivery simulate --url base ARGS` to its end (the operator key from the
 /// environment, as an operator's shell would have it).
-async fn simulate(base: &str, args: &[&str]) -> Output {
+pub(crate) async fn simulate(base: &str, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_drone-delivery"));
     command
         .env("DRONE_DELIVERY_OPERATOR_KEY", OPERATOR_KEY)
