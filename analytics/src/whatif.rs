@@ -6,8 +6,9 @@
 //! [`Analytics`] fold as the recorded history, so the two are measured alike.
 //!
 //! Deterministic: no clock, no randomness, ordered maps only; the same history and
-//! settings give the same report. The run ends where the recorded history ends, so
-//! both cover the same period.
+//! settings give the same report. After the recorded history ends the run goes on until
+//! every delivery is finished (for at most [`DRAIN`]), so each outcome is the recorded
+//! demand served to its end.
 //!
 //! What the simulation leaves out: the customer confirms a delivery that asks for proof
 //! as the drone arrives; operators' hand assignments, groundings and returns are not
@@ -37,6 +38,8 @@ const CRUISE_M: f64 = 60.0;
 const HOVER_M: f64 = 10.0;
 /// The telemetry cadence when the history shows none.
 const DEFAULT_PERIOD: TimeDelta = TimeDelta::seconds(1);
+/// How long a run goes on after the recorded history ends, to finish what it began.
+pub const DRAIN: TimeDelta = TimeDelta::days(1);
 /// The most drones a what-if fleet may have.
 pub const MAX_FLEET: usize = 100_000;
 
@@ -163,8 +166,11 @@ struct Registration {
 #[derive(Clone, Debug, Default)]
 struct Flown {
     last: Option<(DateTime<Utc>, Location)>,
-    /// Ground speed (m/s) between consecutive reports in flight that moved.
+    /// Ground speed (m/s) between consecutive reports in flight that moved, each counted
+    /// once the drone moved on after it: the last step of a leg arrives early and would
+    /// make the drone look slower than it flew.
     speeds: Vec<f64>,
+    step: Option<f64>,
     /// Milliseconds between consecutive reports.
     intervals: Vec<i64>,
 }
@@ -194,9 +200,12 @@ impl Fold for Recording {
                     let millis = (r.at - at).num_milliseconds();
                     flown.intervals.push(millis);
                     let km = distance_km(&position, &r.position);
-                    if position.altitude > 0.0 && r.position.altitude > 0.0 && km > 0.001 {
-                        flown.speeds.push(km * 1e6 / millis as f64);
+                    let moved = position.altitude > 0.0 && r.position.altitude > 0.0 && km > 0.001;
+                    let step = moved.then(|| km * 1e6 / millis as f64);
+                    if let (Some(before), Some(_)) = (flown.step, step) {
+                        flown.speeds.push(before);
                     }
+                    flown.step = step;
                 }
                 flown.last = Some((r.at, r.position));
                 return;
@@ -393,6 +402,8 @@ struct Simulation {
     out: Analytics,
     period: TimeDelta,
     attempts: u64,
+    /// Deliveries scheduled and not finished.
+    unfinished: usize,
     now: DateTime<Utc>,
 }
 
@@ -432,6 +443,7 @@ impl Simulation {
             out: Analytics::default(),
             period: recording.period(),
             attempts: 0,
+            unfinished: 0,
             now: timeline.first().map_or(DateTime::<Utc>::MIN_UTC, |t| t.0),
         };
         let (Some(end), false) = (end, timeline.is_empty()) else {
@@ -457,7 +469,7 @@ impl Simulation {
             .min() else {
                 break;
             };
-            if now > end {
+            if now > end && (sim.unfinished == 0 || now > end + DRAIN) {
                 break;
             }
             sim.now = now;
@@ -549,7 +561,14 @@ impl Simulation {
                     version: 0,
                 });
             let before = entry.delivery.drone_id.clone();
+            let open = |d: &domain::Delivery| d.stage.is_some_and(|s| !s.is_terminal());
+            let was_open = open(&entry.delivery);
             entry.delivery.apply(&event, self.now);
+            match (was_open, open(&entry.delivery)) {
+                (false, true) => self.unfinished += 1,
+                (true, false) => self.unfinished -= 1,
+                _ => {}
+            }
             entry.version += 1;
             let version = entry.version;
             self.dispatcher

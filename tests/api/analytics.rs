@@ -166,8 +166,10 @@ async fn what_if_re_dispatches_a_flown_history_and_the_recorded_settings_reprodu
             "2",
             "--speedup",
             "100",
-            "--max-deliveries",
+            "--deliveries",
             "3",
+            "--charge-pct-per-minute",
+            "100",
             "--duration",
             "90s",
             "--seed",
@@ -190,17 +192,18 @@ async fn what_if_re_dispatches_a_flown_history_and_the_recorded_settings_reprodu
     assert_eq!(recorded["deliveries"]["completed"], 3, "{report:#}");
     assert_eq!(replayed["deliveries"], recorded["deliveries"], "{report:#}");
     assert_eq!(replayed["droneKm"], recorded["droneKm"], "{report:#}");
-    assert_eq!(report["whatIf"], report["replayed"], "one drone is the fleet");
-    // Speeds as flown: the simulator flew at 100 times the registered 15 m/s.
+    assert_eq!(
+        report["whatIf"], report["replayed"],
+        "one drone is the fleet"
+    );
+    // Speeds as flown: the simulator flew at 100 times the registered 15 m/s (its
+    // reports' stamps carry the jitter of its ticks).
     let speed = report["asFlown"]["medianSpeedMps"].as_f64().expect("speed");
-    assert!((1400.0..=1600.0).contains(&speed), "{report:#}");
+    assert!((1200.0..=1800.0).contains(&speed), "{report:#}");
     // The recorded times carry the simulator's and the workflow's reaction to each
     // report (up to a second each way); the replay flies the same legs.
     let mean = |o: &Value| o["toDelivery"]["meanSecs"].as_f64().expect("a mean");
-    assert!(
-        (mean(replayed) - mean(recorded)).abs() <= 5.0,
-        "{report:#}"
-    );
+    assert!((mean(replayed) - mean(recorded)).abs() <= 5.0, "{report:#}");
 
     // No trip keeps a 99 % reserve: every delivery fails, nothing is flown.
     let strict = json_of(&what_if(dir.path(), "battery-reserve=99", "json"));
@@ -212,7 +215,10 @@ async fn what_if_re_dispatches_a_flown_history_and_the_recorded_settings_reprodu
     assert_eq!(two["whatIf"]["drones"], 2);
     assert_eq!(two["whatIf"]["deliveries"]["completed"], 3, "{two:#}");
     let to_pickup = |o: &Value| o["toPickup"]["meanSecs"].as_f64().expect("a mean");
-    assert!(to_pickup(&two["whatIf"]) <= to_pickup(&two["replayed"]), "{two:#}");
+    assert!(
+        to_pickup(&two["whatIf"]) <= to_pickup(&two["replayed"]),
+        "{two:#}"
+    );
 
     let table = what_if(dir.path(), "fleet=2", "table");
     let table = String::from_utf8_lossy(&table.stdout);
@@ -220,7 +226,10 @@ async fn what_if_re_dispatches_a_flown_history_and_the_recorded_settings_reprodu
     assert!(table.contains("what-if fleet=2"), "{table}");
     let csv = what_if(dir.path(), "expedited-first=off", "csv");
     let csv = String::from_utf8_lossy(&csv.stdout);
-    assert!(csv.starts_with("metric,recorded,replayed,whatIf\n"), "{csv}");
+    assert!(
+        csv.starts_with("metric,recorded,replayed,whatIf\n"),
+        "{csv}"
+    );
     assert!(csv.contains("\ncompleted,3,3,3\n"), "{csv}");
 
     // A bad setting is a clear error, and nothing is read.
