@@ -355,9 +355,9 @@ impl Recording {
 /// Where a simulated drone is going.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Leg {
-    ToPickup,
-    ToDropoff,
-    ToHome,
+    Pickup,
+    Dropoff,
+    Home,
 }
 
 /// One leg of a flight: on the ground for `ground` (handling, take-off), then in the air
@@ -609,7 +609,7 @@ impl Simulation {
         };
         match (d.drone.status, d.drone.delivery_id.is_some()) {
             (Some(DroneStatus::EnRouteToDropoff), true) => {
-                self.fly(drone_id, Leg::ToDropoff, dropoff, self.model.handling);
+                self.fly(drone_id, Leg::Dropoff, dropoff, self.model.handling);
             }
             (_, false) => self.fly_home(drone_id),
             _ => {}
@@ -625,7 +625,7 @@ impl Simulation {
             return; // at home already
         }
         let home = d.drone.home;
-        self.fly(drone_id, Leg::ToHome, home, TimeDelta::zero());
+        self.fly(drone_id, Leg::Home, home, TimeDelta::zero());
     }
 
     /// Where the drone is now.
@@ -640,7 +640,7 @@ impl Simulation {
     fn position_in(&self, d: &SimDrone, f: &Flight) -> (Location, f64) {
         let total = distance_km(&f.from, &f.to);
         if self.now >= f.landed {
-            let altitude = if f.leg == Leg::ToHome { 0.0 } else { HOVER_M };
+            let altitude = if f.leg == Leg::Home { 0.0 } else { HOVER_M };
             return (Location { altitude, ..f.to }, total);
         }
         if self.now < f.airborne {
@@ -716,9 +716,9 @@ impl Simulation {
             .apply_drone(drone_id, version, &report, self.now);
         match arrived.map(|f| f.leg) {
             // The customer is there when a drone brings a delivery that asks for proof.
-            Some(Leg::ToDropoff) => self.confirm_on_arrival(drone_id, position),
+            Some(Leg::Dropoff) => self.confirm_on_arrival(drone_id, position),
             // Home and not waiting to dock (released, or grounded): it parks, silent.
-            Some(Leg::ToHome) => {
+            Some(Leg::Home) => {
                 if let Some(d) = self.drones.get_mut(drone_id)
                     && d.drone.status != Some(DroneStatus::Returning)
                 {
@@ -922,7 +922,7 @@ impl Simulation {
         match taken {
             Some(Ok(events)) => {
                 self.append_delivery(delivery_id, events);
-                self.fly(drone_id, Leg::ToPickup, pickup, TimeDelta::zero());
+                self.fly(drone_id, Leg::Pickup, pickup, TimeDelta::zero());
                 true
             }
             _ => {
