@@ -85,51 +85,37 @@ impl FromStr for Changes {
                 return Err(format!("{pair:?} is not KEY=VALUE"));
             };
             let (key, value) = (key.trim(), value.trim());
-            let duplicate = || format!("{key} is given twice");
-            match key {
-                "battery-reserve" => {
-                    let pct = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|v| v.is_finite() && (0.0..100.0).contains(v))
-                        .ok_or_else(|| {
-                            format!(
-                                "battery-reserve is a percentage from 0 to below 100, not {value:?}"
-                            )
-                        })?;
-                    if changes.battery_reserve_pct.replace(pct).is_some() {
-                        return Err(duplicate());
-                    }
+            let given = match key {
+                "battery-reserve" => value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && (0.0..100.0).contains(v))
+                    .ok_or_else(|| {
+                        format!(
+                            "battery-reserve is a percentage from 0 to below 100, not {value:?}"
+                        )
+                    })
+                    .map(|pct| changes.battery_reserve_pct.replace(pct).is_some()),
+                "fleet" => value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_FLEET).contains(n))
+                    .ok_or_else(|| {
+                        format!("fleet is a number of drones from 1 to {MAX_FLEET}, not {value:?}")
+                    })
+                    .map(|n| changes.fleet.replace(n).is_some()),
+                "expedited-first" => match value {
+                    "on" | "true" | "yes" => Ok(true),
+                    "off" | "false" | "no" => Ok(false),
+                    _ => Err(format!("expedited-first is on or off, not {value:?}")),
                 }
-                "fleet" => {
-                    let n = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_FLEET).contains(n))
-                        .ok_or_else(|| {
-                            format!(
-                                "fleet is a number of drones from 1 to {MAX_FLEET}, not {value:?}"
-                            )
-                        })?;
-                    if changes.fleet.replace(n).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                "expedited-first" => {
-                    let on = match value {
-                        "on" | "true" | "yes" => true,
-                        "off" | "false" | "no" => false,
-                        _ => return Err(format!("expedited-first is on or off, not {value:?}")),
-                    };
-                    if changes.expedited_first.replace(on).is_some() {
-                        return Err(duplicate());
-                    }
-                }
-                _ => {
-                    return Err(format!(
-                        "unknown setting {key:?}: the settings are battery-reserve, fleet and expedited-first"
-                    ));
-                }
+                .map(|on| changes.expedited_first.replace(on).is_some()),
+                _ => Err(format!(
+                    "unknown setting {key:?}: the settings are battery-reserve, fleet and expedited-first"
+                )),
+            };
+            if given? {
+                return Err(format!("{key} is given twice"));
             }
         }
         if changes == Changes::default() {

@@ -4,28 +4,15 @@
 use analytics::Analytics;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use schemas::events::*;
-use uuid::Uuid;
+
+mod history;
+use history::envelope;
 
 fn at(day: u32, minute: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, 8, 0, 0)
         .single()
         .expect("a time")
         + Duration::minutes(minute)
-}
-
-fn envelope(id: &str, version: u64, when: DateTime<Utc>, event: Event) -> Envelope {
-    Envelope {
-        metadata: EventMetadata {
-            event_id: Uuid::new_v4(),
-            aggregate_id: id.to_owned(),
-            aggregate_version: version,
-            occurred_at: when,
-            causation_id: "test".into(),
-            correlation_id: "test".into(),
-            principal: "operator".into(),
-        },
-        event,
-    }
 }
 
 fn place() -> Location {

@@ -6,7 +6,9 @@ use analytics::{Changes, Fold, Recording, WhatIfReport};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{DispatchPolicy, FlightModel, Job, distance_km, toward};
 use schemas::events::*;
-use uuid::Uuid;
+
+mod history;
+use history::envelope;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
@@ -16,21 +18,6 @@ fn t0() -> DateTime<Utc> {
 
 fn secs(s: i64) -> DateTime<Utc> {
     t0() + Duration::seconds(s)
-}
-
-fn envelope(id: &str, version: u64, when: DateTime<Utc>, event: Event) -> Envelope {
-    Envelope {
-        metadata: EventMetadata {
-            event_id: Uuid::new_v4(),
-            aggregate_id: id.to_owned(),
-            aggregate_version: version,
-            occurred_at: when,
-            causation_id: "test".into(),
-            correlation_id: "test".into(),
-            principal: "workflow".into(),
-        },
-        event,
-    }
 }
 
 fn spot(km_north: f64) -> Location {
@@ -163,12 +150,16 @@ fn history_a() -> Vec<(Topic, Envelope)> {
             route_km,
             attempt: format!("a{n}"),
         });
-        drone_version += 1;
-        h.push((
-            Topic::Drones,
-            envelope("drone-1", drone_version, secs(start), assigned.clone()),
-        ));
-        h.push((d, envelope(&id, 2, secs(start), assigned)));
+        // A delivery's event, and its copy on the drone's stream.
+        let mut both = |h: &mut Vec<_>, version, at, event: Event| {
+            drone_version += 1;
+            h.push((
+                Topic::Drones,
+                envelope("drone-1", drone_version, at, event.clone()),
+            ));
+            h.push((d, envelope(&id, version, at, event)));
+        };
+        both(&mut h, 2, secs(start), assigned);
         let (reports, at_pickup, here, b) = fly("drone-1", home, pickup, secs(start), battery);
         h.extend(reports);
         let picked = Event::DeliveryPickedUp(DeliveryPickedUp {
@@ -176,12 +167,7 @@ fn history_a() -> Vec<(Topic, Envelope)> {
             drone_id: "drone-1".into(),
             at: at_pickup,
         });
-        h.push((d, envelope(&id, 3, at_pickup, picked.clone())));
-        drone_version += 1;
-        h.push((
-            Topic::Drones,
-            envelope("drone-1", drone_version, at_pickup, picked),
-        ));
+        both(&mut h, 3, at_pickup, picked);
         let (reports, at_dropoff, here, b) = fly("drone-1", here, dropoff, at_pickup, b);
         h.extend(reports);
         let done = Event::DeliveryCompleted(DeliveryCompleted {
@@ -192,12 +178,7 @@ fn history_a() -> Vec<(Topic, Envelope)> {
             at: at_dropoff,
             blob: None,
         });
-        h.push((d, envelope(&id, 4, at_dropoff, done.clone())));
-        drone_version += 1;
-        h.push((
-            Topic::Drones,
-            envelope("drone-1", drone_version, at_dropoff, done),
-        ));
+        both(&mut h, 4, at_dropoff, done);
         let (reports, at_home, _, b) = fly("drone-1", here, home, at_dropoff, b);
         h.extend(reports);
         for event in [
