@@ -789,7 +789,8 @@ pub struct StorageArgs {
     )]
     pub telemetry_retention_hours: u64,
     /// Seconds a command-api's heartbeats may stop before another command-api may take
-    /// over as the writer of the command topics (on Kafka).
+    /// over as the writer of the command topics, and the active workflow's before a
+    /// standby takes over (on Kafka).
     #[arg(
         long,
         env = "DRONE_DELIVERY_WRITER_SESSION_SECS",

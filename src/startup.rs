@@ -9,7 +9,9 @@ use crate::server;
 use crate::settings::{LogLocation, Role, ScyllaOptions, StoreLocation};
 use anyhow::Context;
 use api::Authenticator;
-use command_side::{CommandMetrics, CommandService, KeySettings, WriterLease};
+use command_side::{
+    ACTIVE_WORKFLOW, COMMAND_WRITER, CommandMetrics, CommandService, KeySettings, Lease,
+};
 use domain::Dispatcher;
 use projections::{Host, Projector, ProjectorMetrics};
 use prometheus::Registry;
@@ -285,8 +287,9 @@ impl App {
         if settings.runs(Role::CommandApi) {
             let lease = match settings.log_location() {
                 // The data directory's lock makes this process the only writer.
-                LogLocation::Embedded(_) => WriterLease::exclusive(),
-                LogLocation::Kafka { .. } => WriterLease::acquire(
+                LogLocation::Embedded(_) => Lease::exclusive(),
+                LogLocation::Kafka { .. } => Lease::acquire(
+                    COMMAND_WRITER,
                     log.clone(),
                     codec.clone(),
                     settings.listen.to_string(),
@@ -394,10 +397,12 @@ impl App {
             .then(|| WorkflowMetrics::new(&registry))
             .transpose()?;
         let workflow_ready = Arc::new(AtomicBool::new(false));
+        // A standby is ready: it is there to take over.
+        let workflow_standby = Arc::new(AtomicBool::new(false));
         if settings.runs(Role::Workflow) {
-            let ready = workflow_ready.clone();
+            let (ready, standby) = (workflow_ready.clone(), workflow_standby.clone());
             checks.push(Arc::new(move || {
-                if ready.load(Ordering::Acquire) {
+                if ready.load(Ordering::Acquire) || standby.load(Ordering::Acquire) {
                     Ok(())
                 } else {
                     Err("the workflow has not folded the log yet".into())
@@ -474,17 +479,23 @@ impl App {
                     "the workflow sends its commands to a command API: give --command-url, or run the command-api role in this process"
                 ),
             };
-            let workflow = workflow::Workflow::new(
+            let client = CommandClient::new(&command_url, &api::workflow_key(&operator_key))
+                .context("cannot build the HTTP client")?;
+            let term = WorkflowTerm {
                 log,
                 codec,
-                CommandClient::new(&command_url, &api::workflow_key(&operator_key))
-                    .context("cannot build the HTTP client")?,
-                Dispatcher::new(settings.flight.clone(), settings.dispatch_policy()),
+                client,
+                flight: settings.flight.clone(),
+                policy: settings.dispatch_policy(),
                 metrics,
-                workflow_ready,
-            )
-            .await?;
-            tasks.push(tokio::spawn(workflow.run(stop)));
+                ready: workflow_ready,
+                standby: workflow_standby,
+                // On Kafka other workflow processes may run: one decides, the others
+                // stand by (the embedded log's lock already makes this one alone).
+                lease: matches!(settings.log_location(), LogLocation::Kafka { .. })
+                    .then(|| (addr.to_string(), settings.writer_session)),
+            };
+            tasks.push(tokio::spawn(term.run(stop)));
         }
         Ok(App {
             addr,
@@ -563,6 +574,77 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// The workflow role over its life: on Kafka it stands by while another instance is the
+/// active workflow, takes over when that one's heartbeats stop, folds the log afresh and
+/// decides until it stops or is taken over (then stands by again).
+struct WorkflowTerm {
+    log: Arc<dyn EventLog>,
+    codec: Codec,
+    client: CommandClient,
+    flight: domain::FlightModel,
+    policy: domain::DispatchPolicy,
+    metrics: WorkflowMetrics,
+    ready: Arc<AtomicBool>,
+    standby: Arc<AtomicBool>,
+    /// This process's address and the heartbeat session, when the role is leased.
+    lease: Option<(String, Duration)>,
+}
+
+impl WorkflowTerm {
+    async fn run(self, stop: watch::Receiver<bool>) {
+        loop {
+            let lease = match &self.lease {
+                None => Lease::exclusive(),
+                Some((address, session)) => {
+                    self.standby.store(true, Ordering::Release);
+                    let taken = Lease::standby(
+                        ACTIVE_WORKFLOW,
+                        self.log.clone(),
+                        self.codec.clone(),
+                        address.clone(),
+                        *session,
+                        stop.clone(),
+                    )
+                    .await;
+                    match taken {
+                        Ok(Some(lease)) => lease,
+                        Ok(None) => return,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot take the workflow's lease; trying again");
+                            tokio::time::sleep(*session).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            tracing::info!(instance = lease.instance(), "this is the active workflow");
+            self.standby.store(false, Ordering::Release);
+            self.metrics.active.set(1);
+            let held = lease.clone();
+            let workflow = workflow::Workflow::new(
+                self.log.clone(),
+                self.codec.clone(),
+                self.client.clone(),
+                Dispatcher::new(self.flight.clone(), self.policy.clone()),
+                self.metrics.clone(),
+                self.ready.clone(),
+                Arc::new(move || held.holds()),
+            )
+            .await;
+            match workflow {
+                Ok(workflow) => workflow.run(stop.clone()).await,
+                Err(error) => tracing::error!(%error, "the workflow cannot read the log"),
+            }
+            self.metrics.active.set(0);
+            self.ready.store(false, Ordering::Release);
+            lease.give_up();
+            if *stop.borrow() || self.lease.is_none() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! decision rests on a record in flight, and a batch that fails leaves nothing folded.
 
 use crate::error::CommandError;
-use crate::lease::WriterLease;
+use crate::lease::Lease;
 use chrono::Utc;
 use prometheus::Histogram;
 use schemas::events::Topic;
@@ -64,7 +64,7 @@ pub struct PartitionWriter {
     topic: Topic,
     partition: u32,
     log: Arc<dyn EventLog>,
-    lease: WriterLease,
+    lease: Lease,
     append_latency: Histogram,
     state: Mutex<Flushes>,
 }
@@ -82,7 +82,7 @@ impl PartitionWriter {
         topic: Topic,
         partition: u32,
         log: Arc<dyn EventLog>,
-        lease: WriterLease,
+        lease: Lease,
         append_latency: Histogram,
     ) -> PartitionWriter {
         PartitionWriter {

@@ -1,14 +1,17 @@
-//! One writer of the command topics at a time, across processes: each `command-api`
-//! heartbeats on the `command-writers` topic, and one starts only once no other
-//! instance's heartbeats are younger than their session. A live second instance is
-//! refused at start-up with a clear message; one restarted after a crash takes over once
-//! the dead one's session has passed. Of two instances that both heartbeat (one was
-//! paused past its session while the other took over), the one whose first heartbeat is
-//! later in the log is the writer: the other stops taking commands when it reads it.
+//! One holder of a role at a time, across processes: each instance heartbeats on the
+//! role's topic, and one takes the role only once no other instance's heartbeats are
+//! younger than their session. Two roles use it ([`LeaseOf`]): the writer of the command
+//! topics (`command-api`: a live second instance is refused at start-up with a clear
+//! message) and the active workflow (a second instance stands by and takes over). One
+//! restarted after a crash, or a standby, takes over once the dead one's session has
+//! passed. Of two instances that both heartbeat (one was paused past its session while
+//! the other took over), the one whose first heartbeat is later in the log holds the
+//! role: the other gives it up when it reads it.
 //!
 //! This rests on the log's order and on clocks agreeing within a session, which is what
 //! a single writer needs until partition ownership (several writers, fenced by markers in
-//! the log) replaces it.
+//! the log) replaces it; the workflow needs no more, since each of its commands carries
+//! an idempotency key and `If-Match` (two active for a moment decide nothing twice).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use schemas::{Codec, WRITERHEARTBEAT_SCHEMA_ID, WriterHeartbeat};
@@ -19,15 +22,41 @@ use std::time::Duration;
 use storage::{EventLog, NewRecord, StorageError, TopicSpec};
 use tokio::sync::watch;
 
-/// The topic of the heartbeats.
+/// The topic of the command writers' heartbeats.
 pub const WRITERS_TOPIC: &str = "command-writers";
+
+/// What a lease is for: the topic its heartbeats go on, and names for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseOf {
+    pub topic: &'static str,
+    /// The role's process (`command-api`).
+    pub role: &'static str,
+    /// What holding it makes a process.
+    pub holder: &'static str,
+}
+
+/// One `command-api` writes the command topics.
+pub const COMMAND_WRITER: LeaseOf = LeaseOf {
+    topic: WRITERS_TOPIC,
+    role: "command-api",
+    holder: "the writer of the command topics",
+};
+
+/// One workflow decides (dispatch chooses over the whole fleet); others stand by.
+pub const ACTIVE_WORKFLOW: LeaseOf = LeaseOf {
+    topic: "workflow-leader",
+    role: "workflow",
+    holder: "the active workflow",
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error(
-        "another command-api (instance {instance} at {address}) is the writer of the command topics and still alive (last heartbeat {age_ms} ms ago); one writer runs at a time, so this one does not start"
+        "another {role} (instance {instance} at {address}) is {holder} and still alive (last heartbeat {age_ms} ms ago); one runs at a time, so this one does not start"
     )]
     Taken {
+        role: &'static str,
+        holder: &'static str,
         instance: String,
         address: String,
         age_ms: i64,
@@ -38,28 +67,28 @@ pub enum LeaseError {
     Codec(#[from] schemas::CodecError),
 }
 
-/// This process's place as the writer; `holds()` turns false once another instance
-/// heartbeats (and stays false).
+/// This process's place in a role; `holds()` turns false once another instance took
+/// over, or this one gave it up (and stays false).
 #[derive(Clone)]
-pub struct WriterLease {
+pub struct Lease {
     held: Arc<AtomicBool>,
     instance: String,
 }
 
-impl std::fmt::Debug for WriterLease {
+impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterLease")
+        f.debug_struct("Lease")
             .field("instance", &self.instance)
             .field("held", &self.holds())
             .finish()
     }
 }
 
-impl WriterLease {
+impl Lease {
     /// A lease for a log only this process can write (the embedded log's directory lock
     /// already says so).
-    pub fn exclusive() -> WriterLease {
-        WriterLease {
+    pub fn exclusive() -> Lease {
+        Lease {
             held: Arc::new(AtomicBool::new(true)),
             instance: "exclusive".into(),
         }
@@ -79,7 +108,8 @@ impl WriterLease {
         ))
     }
 
-    /// Stops taking commands for good (another writer marked a partition).
+    /// Gives the role up for good (another writer marked a partition; the workflow
+    /// stopped): its heartbeats stop.
     pub fn give_up(&self) {
         self.held.store(false, Ordering::Release);
     }
@@ -88,47 +118,104 @@ impl WriterLease {
         &self.instance
     }
 
-    /// Waits (up to a session and a beat) for the heartbeats of a previous writer to
+    /// Waits (up to a session and a beat) for the heartbeats of a previous holder to
     /// stop, then heartbeats and keeps heartbeating until `shutdown`; refused while
     /// another instance is alive.
     pub async fn acquire(
+        of: LeaseOf,
         log: Arc<dyn EventLog>,
         codec: Codec,
         address: String,
         session: Duration,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<WriterLease, LeaseError> {
+    ) -> Result<Lease, LeaseError> {
+        let patience = Some(tokio::time::Instant::now() + session + session / 3);
+        Lease::take(of, log, codec, address, session, shutdown, patience)
+            .await
+            .map(|taken| taken.unwrap_or_else(|| Lease::given_up("shut down")))
+    }
+
+    /// Stands by while another instance holds the role, for as long as it does, then
+    /// takes it as [`Lease::acquire`] does; `None` when `shutdown` came first.
+    pub async fn standby(
+        of: LeaseOf,
+        log: Arc<dyn EventLog>,
+        codec: Codec,
+        address: String,
+        session: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Lease>, LeaseError> {
+        Lease::take(of, log, codec, address, session, shutdown, None).await
+    }
+
+    fn given_up(instance: &str) -> Lease {
+        Lease {
+            held: Arc::new(AtomicBool::new(false)),
+            instance: instance.into(),
+        }
+    }
+
+    /// Waits for no other live holder (refused after `patience`, when given), then
+    /// heartbeats; `None` when `shutdown` came first.
+    async fn take(
+        of: LeaseOf,
+        log: Arc<dyn EventLog>,
+        codec: Codec,
+        address: String,
+        session: Duration,
+        mut shutdown: watch::Receiver<bool>,
+        patience: Option<tokio::time::Instant>,
+    ) -> Result<Option<Lease>, LeaseError> {
         log.create_topics(&[TopicSpec {
-            name: WRITERS_TOPIC.into(),
+            name: of.topic.into(),
             partitions: 1,
         }])
         .await?;
         let instance = uuid::Uuid::new_v4().to_string();
         let session_delta = TimeDelta::from_std(session).unwrap_or(TimeDelta::seconds(10));
         let beat = session / 3;
-        // Other writers' last heartbeats, as read so far.
+        // Other holders' last heartbeats, as read so far.
         let mut heard = Heard::default();
         let mut next = 0;
-        let give_up = tokio::time::Instant::now() + session + beat;
+        let mut told = false;
         loop {
-            next = heard.read(log.as_ref(), &codec, next, &instance).await?;
+            next = heard.read(log.as_ref(), &codec, of.topic, next, &instance).await?;
             match heard.live(Utc::now(), session_delta) {
                 None => break,
-                Some(other) if tokio::time::Instant::now() >= give_up => {
+                Some(other) if patience.is_some_and(|p| tokio::time::Instant::now() >= p) => {
                     return Err(LeaseError::Taken {
+                        role: of.role,
+                        holder: of.holder,
                         instance: other.instance.clone(),
                         address: other.address.clone(),
                         age_ms: (Utc::now() - other.at).num_milliseconds(),
                     });
                 }
-                Some(_) => tokio::time::sleep(beat).await,
+                Some(other) => {
+                    if patience.is_none() && !told {
+                        told = true;
+                        tracing::info!(
+                            other = %other.instance,
+                            address = %other.address,
+                            "standing by: another {} is {}", of.role, of.holder
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(beat) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    if *shutdown.borrow() {
+                        return Ok(None);
+                    }
+                }
             }
         }
-        let lease = WriterLease {
+        let lease = Lease {
             held: Arc::new(AtomicBool::new(true)),
             instance: instance.clone(),
         };
         let heartbeat = Heartbeat {
+            of,
             log,
             codec,
             instance,
@@ -137,7 +224,7 @@ impl WriterLease {
         };
         let first = heartbeat.send().await?;
         tokio::spawn(heartbeat.keep(lease.clone(), heard, next, first, shutdown));
-        Ok(lease)
+        Ok(Some(lease))
     }
 }
 
@@ -153,12 +240,13 @@ impl Heard {
         &mut self,
         log: &dyn EventLog,
         codec: &Codec,
+        topic: &str,
         from: u64,
         me: &str,
     ) -> Result<u64, LeaseError> {
         let mut next = from;
         loop {
-            let records = log.read(WRITERS_TOPIC, 0, next, 512).await?;
+            let records = log.read(topic, 0, next, 512).await?;
             let Some(last) = records.last() else {
                 return Ok(next);
             };
@@ -202,6 +290,7 @@ impl Heard {
 }
 
 struct Heartbeat {
+    of: LeaseOf,
     log: Arc<dyn EventLog>,
     codec: Codec,
     instance: String,
@@ -222,7 +311,7 @@ impl Heartbeat {
         let appended = self
             .log
             .append(vec![NewRecord {
-                topic: WRITERS_TOPIC.into(),
+                topic: self.of.topic.into(),
                 key: self.instance.clone(),
                 value: value.into(),
                 headers: Vec::new(),
@@ -231,10 +320,11 @@ impl Heartbeat {
         Ok(appended.first().map_or(0, |a| a.offset))
     }
 
-    /// Watches for a newer writer and heartbeats, every third of a session.
+    /// Watches for a newer holder and heartbeats, every third of a session, until the
+    /// lease is given up or taken over.
     async fn keep(
         self,
-        lease: WriterLease,
+        lease: Lease,
         mut heard: Heard,
         mut next: u64,
         first: u64,
@@ -246,9 +336,12 @@ impl Heartbeat {
                 _ = tokio::time::sleep(beat) => {}
                 _ = shutdown.changed() => return,
             }
-            // Read before beating: a writer that was taken over sends nothing more.
+            if !lease.holds() {
+                return; // given up: its successor must not wait for these beats
+            }
+            // Read before beating: a holder that was taken over sends nothing more.
             match heard
-                .read(self.log.as_ref(), &self.codec, next, &self.instance)
+                .read(self.log.as_ref(), &self.codec, self.of.topic, next, &self.instance)
                 .await
             {
                 Ok(read_to) => next = read_to,
@@ -258,7 +351,7 @@ impl Heartbeat {
                 tracing::error!(
                     other = %other.instance,
                     address = %other.address,
-                    "another command-api took over the command topics; this one stops taking commands"
+                    "another {} took over as {}; this one gives it up", self.of.role, self.of.holder
                 );
                 lease.held.store(false, Ordering::Release);
                 return;

@@ -14,7 +14,7 @@ mod state;
 mod steps;
 
 pub use error::CommandError;
-pub use lease::{LeaseError, WRITERS_TOPIC, WriterLease};
+pub use lease::{ACTIVE_WORKFLOW, COMMAND_WRITER, Lease, LeaseError, LeaseOf, WRITERS_TOPIC};
 pub use metrics::CommandMetrics;
 pub use service::{
     Accepted, CommandContext, CommandService, KeySettings, Reading, ScheduleDelivery,

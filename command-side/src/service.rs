@@ -7,7 +7,7 @@
 use crate::bodies::Contacts;
 use crate::error::CommandError;
 use crate::fence::{self, Fence, PartitionWriter};
-use crate::lease::WriterLease;
+use crate::lease::Lease;
 use crate::metrics::CommandMetrics;
 use crate::state::{Guard, Kept, KeyIndex, KeyedCommands, Mark, Outcome, Shard, Shards, Stream};
 use api::{ConsistencyToken, Position, Principal};
@@ -131,7 +131,7 @@ pub struct CommandService {
     max_clock_skew: TimeDelta,
     telemetry_partitions: u32,
     /// Whether this process is still the writer of the command topics.
-    lease: WriterLease,
+    lease: Lease,
     /// One partition settles at a time (rare: only after an append whose outcome is
     /// unknown).
     settling: tokio::sync::Mutex<()>,
@@ -402,7 +402,7 @@ impl CommandService {
         codec: Codec,
         metrics: CommandMetrics,
         max_clock_skew: TimeDelta,
-        lease: WriterLease,
+        lease: Lease,
         keys: KeySettings,
     ) -> Result<CommandService, CommandError> {
         let writers = |topic| writers(&log, topic, &lease, &metrics);
@@ -1344,7 +1344,7 @@ fn same_spec(drone: &Drone, cmd: &RegisterDrone) -> bool {
 async fn writers(
     log: &Arc<dyn EventLog>,
     topic: Topic,
-    lease: &WriterLease,
+    lease: &Lease,
     metrics: &CommandMetrics,
 ) -> Result<Vec<Arc<PartitionWriter>>, CommandError> {
     let partitions = log.partitions(topic.name()).await?.max(1);

@@ -685,3 +685,63 @@ async fn a_paused_command_api_taken_over_answers_no_more_2xx_when_it_resumes() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// The value of a gauge on a process's `/metrics`.
+async fn gauge(server: &Server, name: &str) -> Option<f64> {
+    let text = Api::of(server)
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_workflow_takes_over_when_the_active_one_is_killed() {
+    let Some(brokers) = brokers() else { return };
+    let mut d = Deployment::start(&brokers);
+    let (commands, queries) = (d.commands(), d.queries());
+    for role in [&d.command, &d.read, &d.workflow] {
+        Api::of(role).ready().await;
+    }
+    // A second workflow: healthy and ready (it is there to take over), not deciding.
+    let standby = run(
+        &["workflow", "--command-url", d.command.base.as_str()],
+        &d.shared,
+    );
+    Api::of(&standby).ready().await;
+    assert_eq!(gauge(&d.workflow, "workflow_active").await, Some(1.0));
+    assert_eq!(gauge(&standby, "workflow_active").await, Some(0.0));
+
+    let (account, _) = commands.register_account("Contoso").await;
+    commands.register_drone("drone-1", 5.0).await;
+    let (first, _) = commands.schedule(&account, 1.0).await;
+    let status = |id: &str| format!("/api/v1/deliveries/{id}/status");
+    until(&queries, &status(&first), |s| s["stage"] == "HeadedToPickup").await;
+    let sent = |server: &Server| {
+        let api = Api::of(server);
+        async move {
+            let text = api.get("/metrics").await.text().await.expect("metrics");
+            text.lines()
+                .filter(|l| l.starts_with("workflow_commands_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    assert_eq!(sent(&standby).await, 0.0, "the standby decided nothing");
+
+    // The active one dies; the standby takes over once its heartbeats have stopped for
+    // a session (2 s here), folds the log and dispatches what comes next.
+    d.workflow.kill9();
+    commands.register_drone("drone-2", 5.0).await;
+    let (second, _) = commands.schedule(&account, 1.0).await;
+    let assigned = until(&queries, &status(&second), |s| s["stage"] == "HeadedToPickup").await;
+    assert_eq!(assigned["droneId"], "drone-2", "{assigned}");
+    assert_eq!(gauge(&standby, "workflow_active").await, Some(1.0));
+    assert!(sent(&standby).await >= 1.0);
+    // And it flies the first delivery on, from where the dead one left it.
+    report(&commands, "drone-1", (47.61, -122.33)).await;
+    until(&queries, &status(&first), |s| s["stage"] == "HeadedToDropoff").await;
+}

@@ -53,10 +53,13 @@ pub struct Workflow {
     metrics: WorkflowMetrics,
     /// Set once the history is folded and decisions are taken (`/readyz`).
     ready: Arc<AtomicBool>,
+    /// Whether this instance is still the active workflow.
+    leading: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Workflow {
-    /// `ready` turns true once the history is folded and the workflow decides.
+    /// `ready` turns true once the history is folded and the workflow decides; it
+    /// decides while `leading` says this instance is the active one.
     pub async fn new(
         log: Arc<dyn EventLog>,
         codec: Codec,
@@ -64,6 +67,7 @@ impl Workflow {
         dispatcher: Dispatcher,
         metrics: WorkflowMetrics,
         ready: Arc<AtomicBool>,
+        leading: Arc<dyn Fn() -> bool + Send + Sync>,
     ) -> Result<Workflow, StorageError> {
         for topic in TOPICS {
             log.partitions(topic.name()).await?;
@@ -75,6 +79,7 @@ impl Workflow {
             dispatcher,
             metrics,
             ready,
+            leading,
         })
     }
 
@@ -99,8 +104,9 @@ impl Workflow {
         }
     }
 
-    /// Runs until `shutdown` turns true: fold what the followers read, decide, send.
-    /// No decision is taken before the whole history is folded.
+    /// Runs until `shutdown` turns true or another instance becomes the active one: fold
+    /// what the followers read, decide, send. No decision is taken before the whole
+    /// history is folded.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let (feed, mut events) = mpsc::channel(64);
         let mut followers = JoinSet::new();
@@ -119,6 +125,10 @@ impl Workflow {
         let mut in_flight: JoinSet<(Decision, Sent)> = JoinSet::new();
         let mut last_tick = Instant::now() - TICK;
         while !*shutdown.borrow() {
+            if !(self.leading)() {
+                tracing::error!("another workflow became the active one; this one stops deciding");
+                break;
+            }
             if behind == 0 {
                 let tick = last_tick.elapsed() >= TICK;
                 if tick {

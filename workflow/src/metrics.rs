@@ -14,6 +14,8 @@ pub struct WorkflowMetrics {
     /// Telemetry reports older than their drone's last one: accepted, moving nothing.
     /// Counted as the workflow reads them (from the start of the log after a restart).
     pub telemetry_out_of_order: IntCounter,
+    /// 1 while this instance is the active workflow (0: standing by).
+    pub active: IntGauge,
 }
 
 impl WorkflowMetrics {
@@ -47,6 +49,11 @@ impl WorkflowMetrics {
             "telemetry_out_of_order_total",
             "Telemetry reports older than their drone's last one: accepted, moving nothing",
         )?;
+        let active = IntGauge::new(
+            "workflow_active",
+            "1 while this instance is the active workflow (0: standing by)",
+        )?;
+        registry.register(Box::new(active.clone()))?;
         registry.register(Box::new(telemetry_out_of_order.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(compensations.clone()))?;
@@ -58,6 +65,7 @@ impl WorkflowMetrics {
             queued,
             decide_seconds,
             telemetry_out_of_order,
+            active,
         })
     }
 }
