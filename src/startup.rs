@@ -198,6 +198,8 @@ pub struct App {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Released once the tasks have stopped, so a successor need not wait a session.
+    leases: Vec<Lease>,
     // Held for as long as the app runs: a second process on the directory fails fast.
     _lock: Option<DataDirLock>,
 }
@@ -238,6 +240,7 @@ impl App {
         let operator_key = keys::operator_key(&settings)?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut leases = Vec::new();
         // Where account keys are looked up: the command side's own fold when it runs
         // here (current to the last command), else the read model.
         let mut account_keys: Option<Arc<dyn api::AccountKeys>> = None;
@@ -299,6 +302,7 @@ impl App {
                 .await
                 .context("cannot become the writer of the command topics")?,
             };
+            leases.push(lease.clone());
             let held = lease.clone();
             checks.push(Arc::new(move || {
                 if held.holds() {
@@ -501,6 +505,7 @@ impl App {
             addr,
             shutdown,
             tasks,
+            leases,
             _lock: None,
         })
     }
@@ -520,6 +525,9 @@ impl App {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        for lease in self.leases {
+            lease.release().await;
         }
     }
 }
@@ -639,7 +647,8 @@ impl WorkflowTerm {
             }
             self.metrics.active.set(0);
             self.ready.store(false, Ordering::Release);
-            lease.give_up();
+            // Stopped or taken over: a standby need not wait a session.
+            lease.release().await;
             if *stop.borrow() || self.lease.is_none() {
                 return;
             }

@@ -73,6 +73,8 @@ pub enum LeaseError {
 pub struct Lease {
     held: Arc<AtomicBool>,
     instance: String,
+    /// Its heartbeats (none for an exclusive lease).
+    beat: Option<Arc<Heartbeat>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -91,6 +93,7 @@ impl Lease {
         Lease {
             held: Arc::new(AtomicBool::new(true)),
             instance: "exclusive".into(),
+            beat: None,
         }
     }
 
@@ -116,6 +119,27 @@ impl Lease {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// Gives the role up and says so on its topic (a heartbeat with no session), so a
+    /// successor or standby takes over at once instead of a session later. For a
+    /// graceful stop, once the work in hand is done.
+    pub async fn release(&self) {
+        if !self.held.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(beat) = &self.beat {
+            match beat.send(Duration::ZERO).await {
+                Ok(_) => tracing::info!(
+                    role = beat.of.role,
+                    "released: {} may take over at once",
+                    beat.of.holder
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot say the lease is released; a successor waits a session")
+                }
+            }
+        }
     }
 
     /// Waits (up to a session and a beat) for the heartbeats of a previous holder to
@@ -152,6 +176,7 @@ impl Lease {
         Lease {
             held: Arc::new(AtomicBool::new(false)),
             instance: instance.into(),
+            beat: None,
         }
     }
 
@@ -179,7 +204,9 @@ impl Lease {
         let mut next = 0;
         let mut told = false;
         loop {
-            next = heard.read(log.as_ref(), &codec, of.topic, next, &instance).await?;
+            next = heard
+                .read(log.as_ref(), &codec, of.topic, next, &instance)
+                .await?;
             match heard.live(Utc::now(), session_delta) {
                 None => break,
                 Some(other) if patience.is_some_and(|p| tokio::time::Instant::now() >= p) => {
@@ -210,19 +237,20 @@ impl Lease {
                 }
             }
         }
-        let lease = Lease {
-            held: Arc::new(AtomicBool::new(true)),
-            instance: instance.clone(),
-        };
-        let heartbeat = Heartbeat {
+        let heartbeat = Arc::new(Heartbeat {
             of,
             log,
             codec,
-            instance,
+            instance: instance.clone(),
             address,
             session,
+        });
+        let lease = Lease {
+            held: Arc::new(AtomicBool::new(true)),
+            instance,
+            beat: Some(heartbeat.clone()),
         };
-        let first = heartbeat.send().await?;
+        let first = heartbeat.send(session).await?;
         tokio::spawn(heartbeat.keep(lease.clone(), heard, next, first, shutdown));
         Ok(Some(lease))
     }
@@ -271,11 +299,13 @@ impl Heard {
         }
     }
 
-    /// Another instance whose session has not passed.
+    /// Another instance whose session has not passed (one whose last heartbeat has no
+    /// session released its lease).
     fn live(&self, now: DateTime<Utc>, session: TimeDelta) -> Option<&WriterHeartbeat> {
         self.others
             .values()
             .map(|(b, _)| b)
+            .filter(|b| b.session_ms > 0)
             .filter(|b| now - b.at < TimeDelta::milliseconds(b.session_ms).max(session))
             .max_by_key(|b| b.at)
     }
@@ -299,13 +329,13 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Returns the heartbeat's offset.
-    async fn send(&self) -> Result<u64, LeaseError> {
+    /// Sends a heartbeat good for `session` (zero: released); returns its offset.
+    async fn send(&self, session: Duration) -> Result<u64, LeaseError> {
         let beat = WriterHeartbeat {
             instance: self.instance.clone(),
             address: self.address.clone(),
             at: Utc::now(),
-            session_ms: i64::try_from(self.session.as_millis()).unwrap_or(i64::MAX),
+            session_ms: i64::try_from(session.as_millis()).unwrap_or(i64::MAX),
         };
         let value = self.codec.encode_frame(WRITERHEARTBEAT_SCHEMA_ID, &beat)?;
         let appended = self
@@ -323,7 +353,7 @@ impl Heartbeat {
     /// Watches for a newer holder and heartbeats, every third of a session, until the
     /// lease is given up or taken over.
     async fn keep(
-        self,
+        self: Arc<Self>,
         lease: Lease,
         mut heard: Heard,
         mut next: u64,
@@ -341,7 +371,13 @@ impl Heartbeat {
             }
             // Read before beating: a holder that was taken over sends nothing more.
             match heard
-                .read(self.log.as_ref(), &self.codec, self.of.topic, next, &self.instance)
+                .read(
+                    self.log.as_ref(),
+                    &self.codec,
+                    self.of.topic,
+                    next,
+                    &self.instance,
+                )
                 .await
             {
                 Ok(read_to) => next = read_to,
@@ -356,8 +392,11 @@ impl Heartbeat {
                 lease.held.store(false, Ordering::Release);
                 return;
             }
-            if let Err(error) = self.send().await {
-                tracing::warn!(%error, "cannot send the writer heartbeat");
+            if !lease.holds() {
+                return; // released while it read
+            }
+            if let Err(error) = self.send(self.session).await {
+                tracing::warn!(%error, "cannot send the heartbeat");
             }
         }
     }

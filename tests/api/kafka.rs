@@ -719,7 +719,10 @@ async fn a_standby_workflow_takes_over_when_the_active_one_is_killed() {
     commands.register_drone("drone-1", 5.0).await;
     let (first, _) = commands.schedule(&account, 1.0).await;
     let status = |id: &str| format!("/api/v1/deliveries/{id}/status");
-    until(&queries, &status(&first), |s| s["stage"] == "HeadedToPickup").await;
+    until(&queries, &status(&first), |s| {
+        s["stage"] == "HeadedToPickup"
+    })
+    .await;
     let sent = |server: &Server| {
         let api = Api::of(server);
         async move {
@@ -737,11 +740,63 @@ async fn a_standby_workflow_takes_over_when_the_active_one_is_killed() {
     d.workflow.kill9();
     commands.register_drone("drone-2", 5.0).await;
     let (second, _) = commands.schedule(&account, 1.0).await;
-    let assigned = until(&queries, &status(&second), |s| s["stage"] == "HeadedToPickup").await;
+    let assigned = until(&queries, &status(&second), |s| {
+        s["stage"] == "HeadedToPickup"
+    })
+    .await;
     assert_eq!(assigned["droneId"], "drone-2", "{assigned}");
     assert_eq!(gauge(&standby, "workflow_active").await, Some(1.0));
     assert!(sent(&standby).await >= 1.0);
     // And it flies the first delivery on, from where the dead one left it.
     report(&commands, "drone-1", (47.61, -122.33)).await;
-    until(&queries, &status(&first), |s| s["stage"] == "HeadedToDropoff").await;
+    until(&queries, &status(&first), |s| {
+        s["stage"] == "HeadedToDropoff"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_command_api_or_workflow_hands_its_role_over_at_once() {
+    let Some(brokers) = brokers() else { return };
+    // Heartbeat sessions of 30 s: a successor that waited for them would be too late.
+    let mut shared = log_args(&brokers, &unique_prefix());
+    let session = shared
+        .iter()
+        .position(|a| a == "--writer-session-secs")
+        .expect("the session flag");
+    shared[session + 1] = "30".into();
+    let mut command = run(&["command-api"], &shared);
+    Api::of(&command).register_account("First").await;
+    let mut active = run(
+        &["workflow", "--command-url", command.base.as_str()],
+        &shared,
+    );
+    Api::of(&active).ready().await;
+    let standby = run(
+        &["workflow", "--command-url", command.base.as_str()],
+        &shared,
+    );
+    Api::of(&standby).ready().await;
+    assert_eq!(gauge(&standby, "workflow_active").await, Some(0.0));
+
+    // SIGTERM: the active workflow releases its lease as it stops.
+    let stopped = Instant::now();
+    active.stop();
+    while gauge(&standby, "workflow_active").await != Some(1.0) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "the standby took over within half a session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // So does the command API: its successor writes at once.
+    command.stop();
+    let stopped = Instant::now();
+    let successor = run(&["command-api"], &shared);
+    Api::of(&successor).register_account("Second").await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "the successor took over within half a session"
+    );
 }
