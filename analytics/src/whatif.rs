@@ -145,6 +145,8 @@ struct Demand {
 struct Registration {
     at: DateTime<Utc>,
     drone_id: String,
+    /// The recorded drone it flies as (itself, or the original of a copy).
+    flies_as: String,
     event: Event,
 }
 
@@ -199,6 +201,7 @@ impl Fold for Recording {
             (Topic::Drones, Event::DroneRegistered(_)) => self.fleet.push(Registration {
                 at: m.occurred_at,
                 drone_id: m.aggregate_id.clone(),
+                flies_as: m.aggregate_id.clone(),
                 event: envelope.event.clone(),
             }),
             (Topic::Deliveries, event) => {
@@ -269,16 +272,22 @@ impl Recording {
         let mut registered = self.fleet.clone();
         registered.sort_by(|a, b| (a.at, &a.drone_id).cmp(&(b.at, &b.drone_id)));
         let size = size.unwrap_or(registered.len());
+        let mut ids: std::collections::BTreeSet<String> =
+            registered.iter().map(|r| r.drone_id.clone()).collect();
         (0..size)
             .filter_map(|i| {
                 let original = registered.get(i % registered.len().max(1))?;
                 let copy = i / registered.len();
+                if copy == 0 {
+                    return Some(original.clone());
+                }
+                // A name no registered drone (nor other copy) has.
+                let mut drone_id = format!("{}~{copy}", original.drone_id);
+                while !ids.insert(drone_id.clone()) {
+                    drone_id.push('~');
+                }
                 Some(Registration {
-                    drone_id: if copy == 0 {
-                        original.drone_id.clone()
-                    } else {
-                        format!("{}~{copy}", original.drone_id)
-                    },
+                    drone_id,
                     ..original.clone()
                 })
             })
@@ -383,8 +392,7 @@ struct Simulation {
     dispatcher: Dispatcher,
     drones: BTreeMap<String, SimDrone>,
     deliveries: BTreeMap<String, SimDelivery>,
-    /// Recorded delivery ids and versions → simulated ones differ; asks address the
-    /// recorded delivery by id only.
+    /// The fold of every event the run wrote.
     out: Analytics,
     period: TimeDelta,
     attempts: u64,
@@ -503,10 +511,7 @@ impl Simulation {
 
     fn register(&mut self, r: Registration, recording: &Recording) {
         let (speed, home) = match &r.event {
-            Event::DroneRegistered(e) => {
-                let original = r.drone_id.split('~').next().unwrap_or(&r.drone_id);
-                (recording.speed_mps(original, e.speed_mps), e.home)
-            }
+            Event::DroneRegistered(e) => (recording.speed_mps(&r.flies_as, e.speed_mps), e.home),
             _ => return,
         };
         self.drones.insert(
