@@ -641,16 +641,28 @@ impl WorkflowTerm {
                 Arc::new(move || held.holds()),
             )
             .await;
-            match workflow {
-                Ok(workflow) => workflow.run(stop.clone()).await,
-                Err(error) => tracing::error!(%error, "the workflow cannot read the log"),
-            }
+            let failed = match workflow {
+                Ok(workflow) => {
+                    workflow.run(stop.clone()).await;
+                    false
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the workflow cannot read the log");
+                    true
+                }
+            };
             self.metrics.active.set(0);
             self.ready.store(false, Ordering::Release);
             // Stopped or taken over: a standby need not wait a session.
             lease.release().await;
             if *stop.borrow() || self.lease.is_none() {
                 return;
+            }
+            if failed {
+                // Let another instance try before this one does again.
+                if let Some((_, session)) = &self.lease {
+                    tokio::time::sleep(*session).await;
+                }
             }
         }
     }

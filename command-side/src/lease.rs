@@ -227,11 +227,12 @@ impl Lease {
                             "standing by: another {} is {}", of.role, of.holder
                         );
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(beat) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    if *shutdown.borrow() {
+                    let stopped = tokio::select! {
+                        _ = tokio::time::sleep(beat) => false,
+                        // A dropped sender is a shutdown too.
+                        changed = shutdown.changed() => changed.is_err(),
+                    };
+                    if stopped || *shutdown.borrow() {
                         return Ok(None);
                     }
                 }
