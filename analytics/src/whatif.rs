@@ -244,26 +244,40 @@ fn median_f(mut xs: Vec<f64>) -> Option<f64> {
     xs.get(xs.len() / 2).copied()
 }
 
+/// How the recorded drones flew (see [`Recording::how_flown`]).
+struct HowFlown {
+    period: TimeDelta,
+    speeds: BTreeMap<String, f64>,
+}
+
+impl HowFlown {
+    /// A drone's speed as flown (m/s), else the speed it was registered with.
+    fn speed_mps(&self, drone_id: &str, registered: f64) -> f64 {
+        self.speeds.get(drone_id).copied().unwrap_or(registered)
+    }
+}
+
 impl Recording {
-    /// The telemetry cadence as flown: the median gap between a drone's reports.
-    fn period(&self) -> TimeDelta {
+    /// How the drones flew, read once for every run: the telemetry cadence (the median
+    /// gap between a drone's reports) and each drone's speed (the median over its
+    /// reports in flight).
+    fn how_flown(&self) -> HowFlown {
         let mut all: Vec<i64> = self
             .flown
             .values()
             .flat_map(|f| f.intervals.iter().copied())
             .collect();
         all.sort_unstable();
-        all.get(all.len() / 2)
-            .map_or(DEFAULT_PERIOD, |&ms| TimeDelta::milliseconds(ms.max(1)))
-    }
-
-    /// A drone's speed as flown (m/s): the median over its reports in flight, else the
-    /// speed it was registered with.
-    fn speed_mps(&self, drone_id: &str, registered: f64) -> f64 {
-        self.flown
-            .get(drone_id)
-            .and_then(|f| median_f(f.speeds.clone()))
-            .unwrap_or(registered)
+        HowFlown {
+            period: all
+                .get(all.len() / 2)
+                .map_or(DEFAULT_PERIOD, |&ms| TimeDelta::milliseconds(ms.max(1))),
+            speeds: self
+                .flown
+                .iter()
+                .filter_map(|(id, f)| Some((id.clone(), median_f(f.speeds.clone())?)))
+                .collect(),
+        }
     }
 
     /// The fleet of a run: the first `size` drones registered (all when `None`), and
@@ -305,8 +319,9 @@ impl Recording {
         to: Option<DateTime<Utc>>,
     ) -> WhatIfReport {
         let recorded = self.analytics.report(from, to);
+        let flown = self.how_flown();
         let replay = |model: FlightModel, policy: DispatchPolicy, fleet: Option<usize>| {
-            let analytics = Simulation::run(self, model, policy, fleet);
+            let analytics = Simulation::run(self, &flown, model, policy, fleet);
             Outcome::of(&analytics.report(from, to))
         };
         let policy = DispatchPolicy {
@@ -325,7 +340,7 @@ impl Recording {
             .fleet
             .iter()
             .map(|r| match &r.event {
-                Event::DroneRegistered(e) => self.speed_mps(&r.drone_id, e.speed_mps),
+                Event::DroneRegistered(e) => flown.speed_mps(&r.drone_id, e.speed_mps),
                 _ => 0.0,
             })
             .collect();
@@ -338,7 +353,7 @@ impl Recording {
             as_flown: AsFlown {
                 drones: self.fleet.len() as u64,
                 median_speed_mps: median_f(speeds).map(|s| round(s, 2)),
-                report_every_secs: round(self.period().num_milliseconds() as f64 / 1e3, 3),
+                report_every_secs: round(flown.period.num_milliseconds() as f64 / 1e3, 3),
             },
             recorded: Outcome::of(&recorded),
             replayed: replay(model.clone(), policy.clone(), None),
@@ -409,6 +424,7 @@ enum Next {
 impl Simulation {
     fn run(
         recording: &Recording,
+        flown: &HowFlown,
         model: FlightModel,
         policy: DispatchPolicy,
         fleet: Option<usize>,
@@ -435,7 +451,7 @@ impl Simulation {
             drones: BTreeMap::new(),
             deliveries: BTreeMap::new(),
             out: Analytics::default(),
-            period: recording.period(),
+            period: flown.period,
             attempts: 0,
             unfinished: 0,
             now: timeline.first().map_or(DateTime::<Utc>::MIN_UTC, |t| t.0),
@@ -469,7 +485,7 @@ impl Simulation {
             sim.now = now;
             while let Some((_, _, _, _, next)) = timeline.next_if(|t| t.0 <= now) {
                 match next {
-                    Next::Registration(r) => sim.register(r, recording),
+                    Next::Registration(r) => sim.register(r, flown),
                     Next::Demand(d) => sim.ask(d),
                 }
             }
@@ -509,9 +525,9 @@ impl Simulation {
         }
     }
 
-    fn register(&mut self, r: Registration, recording: &Recording) {
+    fn register(&mut self, r: Registration, flown: &HowFlown) {
         let (speed, home) = match &r.event {
-            Event::DroneRegistered(e) => (recording.speed_mps(&r.flies_as, e.speed_mps), e.home),
+            Event::DroneRegistered(e) => (flown.speed_mps(&r.flies_as, e.speed_mps), e.home),
             _ => return,
         };
         self.drones.insert(
