@@ -5,16 +5,20 @@
 //!
 //! * `projection_apply/deliveries/created`: 10 000 deliveries created, one event each.
 //! * `projection_apply/deliveries/lifecycle`: 2 500 deliveries through their whole life
-//!   (created, assigned, picked up, completed): 10 000 events, most of them reading the
-//!   row an earlier one wrote.
+//!   (created, assigned, picked up, completed): 10 000 events, in the order of their
+//!   times as a real log holds them (a delivery is assigned a minute after it is created,
+//!   picked up 31 minutes after, completed 45 minutes after, one created a second), so
+//!   most of them read the row an earlier batch wrote.
 //!
 //! * `…/rebuild`: the same logs through `replay`'s blue/green path
 //!   (`projections::rebuild`: a new generation's projector in consumer groups, watched
 //!   every 50 ms until it passes the log's end, then the switch).
 //!
-//! Throughput is events applied per second:
+//! Throughput is events applied per second. `APPLY_EVENTS` sets the events in each log
+//! (10 000 by default; the rebuild goal is about 1M):
 //!
 //!   cargo bench -p projections --bench apply
+//!   APPLY_EVENTS=1000000 cargo bench -p projections --bench apply -- lifecycle/rebuild
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -37,9 +41,19 @@ use storage_embedded::{EmbeddedLog, EmbeddedReadStore};
 use tempfile::TempDir;
 use uuid::Uuid;
 
+// The allocator the server and the CLI run with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PARTITIONS: u32 = 8;
-/// Events in the log of each benchmark.
-const EVENTS: usize = 10_000;
+
+/// Events in the log of each benchmark: `APPLY_EVENTS`, else 10 000.
+fn events() -> usize {
+    std::env::var("APPLY_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000)
+}
 /// Owners the deliveries are spread over (rows of the owners' histories).
 const OWNERS: usize = 100;
 /// Records per append while the log is filled.
@@ -253,8 +267,11 @@ fn apply(c: &mut Criterion) {
     let codec = Codec::new().expect("codec");
     let projection: Arc<dyn Projection> = Arc::new(DeliveriesProjection);
 
-    let created_only: Vec<Envelope> = (0..EVENTS).flat_map(|n| stream(n, 1)).collect();
-    let lifecycles: Vec<Envelope> = (0..EVENTS / 4).flat_map(|n| stream(n, 4)).collect();
+    let events = events();
+    let created_only: Vec<Envelope> = (0..events).flat_map(|n| stream(n, 1)).collect();
+    let mut lifecycles: Vec<Envelope> = (0..events / 4).flat_map(|n| stream(n, 4)).collect();
+    // As the command side appends them: in the order they happened.
+    lifecycles.sort_by_key(|e| e.metadata.occurred_at);
 
     let mut group = c.benchmark_group("projection_apply/deliveries");
     group

@@ -78,19 +78,14 @@ impl Projection for AccountsProjection {
                 ACCOUNT_KEYS,
                 &view.api_key_hash,
                 SINGLE_ROW,
-                &key,
+                key,
                 meta.aggregate_version,
             );
         }
         view.version = meta.aggregate_version;
         view.updated_at = meta.occurred_at;
-        staged.guard(
-            ACCOUNTS,
-            &meta.aggregate_id,
-            SINGLE_ROW,
-            &view,
-            view.version,
-        );
+        let version = view.version;
+        staged.guard(ACCOUNTS, &meta.aggregate_id, SINGLE_ROW, view, version);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 use crate::error::ProjectionError;
-use crate::projection::{Projection, Source, Staged};
+use crate::projection::{Projection, Source, Staged, Staging};
 use async_trait::async_trait;
 use domain::Delivery;
 use read_model::tables::{
@@ -40,31 +40,32 @@ impl Projection for DeliveriesProjection {
             return Ok(()); // an event before its creation: nothing to show
         };
         let version = view.version;
-        let entry = TimelineEntry::of(envelope);
         staged.put(
             DELIVERY_TIMELINE,
             id,
             &timeline_key(version),
-            &entry,
+            TimelineEntry::of(envelope),
             version,
         );
         let summary = summary(&view);
         let key = history_key(summary.created_at, id);
-        staged.put(
+        let stage = view.stage();
+        // The owner's history and the stage's list hold the same line: encoded once.
+        let line = Staging::of(summary);
+        staged.put_staging(
             ACCOUNT_DELIVERIES,
             &view.delivery.owner_id,
             &key,
-            &summary,
+            &line,
             version,
         );
-        let stage = view.stage();
         if let Some(old) = before.map(|b| b.stage())
             && old != stage
         {
             staged.delete(DELIVERIES_BY_STAGE, old.as_str(), &key, version);
         }
-        staged.put(DELIVERIES_BY_STAGE, stage.as_str(), &key, &summary, version);
-        staged.guard(DELIVERIES, id, SINGLE_ROW, &view, version);
+        staged.put_staging(DELIVERIES_BY_STAGE, stage.as_str(), &key, &line, version);
+        staged.guard(DELIVERIES, id, SINGLE_ROW, view, version);
         Ok(())
     }
 }

@@ -33,7 +33,7 @@ impl Projection for DronesProjection {
             // older than the one shown changes nothing (clients may send out of order) and
             // no read is needed; of two of the same time the later in the log wins.
             let version = u64::try_from(e.at.timestamp_micros()).unwrap_or(0);
-            staged.put(DRONE_POSITIONS, WHOLE_FLEET, id, &position, version);
+            staged.put(DRONE_POSITIONS, WHOLE_FLEET, id, position, version);
             return Ok(());
         }
         let current: Option<(DroneView, u64)> = staged.view(DRONES, id, SINGLE_ROW).await?;
@@ -53,14 +53,8 @@ impl Projection for DronesProjection {
         if let Some(old) = before.map(|b| b.status()).filter(|old| *old != status) {
             staged.delete(FLEET, old.as_str(), id, version);
         }
-        staged.put(
-            FLEET,
-            status.as_str(),
-            id,
-            &DroneDetails::of(&view),
-            version,
-        );
-        staged.guard(DRONES, id, SINGLE_ROW, &view, version);
+        staged.put(FLEET, status.as_str(), id, DroneDetails::of(&view), version);
+        staged.guard(DRONES, id, SINGLE_ROW, view, version);
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Projection for InvoicesProjection {
                 route_km: None,
                 assigned_at: None,
             };
-            staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
+            staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, trip, version);
             return Ok(());
         }
         let Some((mut trip, trip_version)) = staged
@@ -66,11 +66,11 @@ impl Projection for InvoicesProjection {
                     drone_hours: hours,
                 };
                 let partition = invoice_partition(&trip.owner_id, e.at.year(), e.at.month());
-                staged.put(INVOICE_LINES, &partition, id, &line, version);
+                staged.put(INVOICE_LINES, &partition, id, line, version);
             }
             _ => {}
         }
-        staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, &trip, version);
+        staged.guard(INVOICE_TRIPS, id, SINGLE_ROW, trip, version);
         Ok(())
     }
 }

@@ -29,8 +29,10 @@ use storage::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Records applied in one read-store write at most.
-const BATCH: usize = 512;
+/// Records applied in one read-store write at most. A catch-up (a start, a rebuild)
+/// takes them this big: the changes several events make to one row merge into one write
+/// and a commit serves more of them (512 gave two-thirds of the rebuild throughput).
+const BATCH: usize = 4096;
 /// How long a caught-up topic waits for a record before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -51,6 +53,9 @@ pub struct Projector {
     /// The generation of the read models it builds (its store renames their tables):
     /// each generation has consumer groups of its own.
     generation: u32,
+    /// Members it runs in each (projection, topic) group: they share the partitions,
+    /// so a model being rebuilt is projected on every core (see [`Projector::members`]).
+    members: usize,
 }
 
 impl Projector {
@@ -75,7 +80,14 @@ impl Projector {
             pace,
             progress: Progress::new(),
             generation: 0,
+            members: 1,
         }
+    }
+
+    /// The same projector running `members` members (at least one) in each group.
+    pub fn members(mut self, members: usize) -> Projector {
+        self.members = members.max(1);
+        self
     }
 
     /// A projector of `model` in `generation` on the same log and store (the store seen
@@ -112,26 +124,28 @@ impl Projector {
         let store_id = store_id(self.store.as_ref()).await?;
         let mut tasks = Vec::new();
         let done = Arc::new(AtomicUsize::new(0));
+        let workers: usize = projections.iter().map(|p| p.topics().len()).sum();
         let caught_up = CaughtUp {
-            parts: vec![(
-                projections.iter().map(|p| p.topics().len()).sum(),
-                done.clone(),
-            )],
+            parts: vec![(workers * self.members, done.clone())],
         };
         for projection in projections {
             let lags = Arc::new(Mutex::new(HashMap::new()));
             for topic in projection.topics() {
-                let worker = self.worker(projection, *topic, lags.clone()).await?;
                 let group = format!(
                     "projector.{store_id}.{}.{}",
                     qualified(projection.name(), self.generation),
                     topic.name()
                 );
-                tasks.push(tokio::spawn(worker.run(
-                    group,
-                    shutdown.clone(),
-                    done.clone(),
-                )));
+                for member in 0..self.members {
+                    let worker = self
+                        .worker(projection, *topic, member, lags.clone())
+                        .await?;
+                    tasks.push(tokio::spawn(worker.run(
+                        group.clone(),
+                        shutdown.clone(),
+                        done.clone(),
+                    )));
+                }
             }
         }
         Ok((tasks, caught_up))
@@ -142,7 +156,7 @@ impl Projector {
         let mut applied = 0;
         for topic in projection.topics() {
             let worker = self
-                .worker(projection, *topic, Arc::new(Mutex::new(HashMap::new())))
+                .worker(projection, *topic, 0, Arc::new(Mutex::new(HashMap::new())))
                 .await?;
             let ends = worker.ends().await?;
             let mut at = At::default();
@@ -169,12 +183,14 @@ impl Projector {
         &self,
         projection: &Arc<dyn Projection>,
         topic: Topic,
-        lags: Arc<Mutex<HashMap<Topic, u64>>>,
+        member: usize,
+        lags: Arc<Mutex<HashMap<(Topic, usize), u64>>>,
     ) -> Result<TopicWorker, StorageError> {
         Ok(TopicWorker {
             projector: self.clone(),
             projection: projection.clone(),
             topic,
+            member,
             partitions: self.log.partitions(topic.name()).await?,
             lags,
         })
@@ -234,9 +250,11 @@ struct TopicWorker {
     projector: Projector,
     projection: Arc<dyn Projection>,
     topic: Topic,
+    /// Which of the projector's members of the topic's group it is.
+    member: usize,
     partitions: u32,
-    /// Lag of each topic of this projection; the gauge shows their sum.
-    lags: Arc<Mutex<HashMap<Topic, u64>>>,
+    /// Lag of each member of each topic of this projection; the gauge shows their sum.
+    lags: Arc<Mutex<HashMap<(Topic, usize), u64>>>,
 }
 
 /// Where a worker stands in each partition it holds: the next offset, and which
@@ -602,7 +620,7 @@ impl TopicWorker {
             DEAD_LETTERS,
             name,
             &dead_letter_key(&record.topic, record.partition, record.offset),
-            &letter,
+            letter,
             1,
         );
         self.projector
@@ -616,7 +634,7 @@ impl TopicWorker {
         let Ok(mut lags) = self.lags.lock() else {
             return;
         };
-        lags.insert(self.topic, lag);
+        lags.insert((self.topic, self.member), lag);
         let total: u64 = lags.values().sum();
         self.projector
             .metrics

@@ -24,6 +24,11 @@ use storage::{EventLog, Offset, ReadStore, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Members of each group a rebuilding generation runs: one per core.
+fn rebuild_members() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How often a rebuild looks at how far the new generation got.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
 
@@ -31,6 +36,8 @@ const WATCH_EVERY: Duration = Duration::from_millis(50);
 struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Started as the generation being rebuilt (a member per core).
+    rebuilding: bool,
 }
 
 impl Running {
@@ -42,17 +49,30 @@ impl Running {
     }
 }
 
+/// Starts `projection` in `generation`; a generation being rebuilt runs a member per
+/// core (it has the whole log to read, and the one it replaces serves meanwhile).
 async fn start(
     projector: &Projector,
     projection: &Arc<dyn Projection>,
     generation: u32,
+    rebuilding: bool,
 ) -> Result<(Running, CaughtUp), StorageError> {
     let (stop, stopped) = watch::channel(false);
+    let mut projector = projector.for_generation(projection.model(), generation);
+    if rebuilding {
+        projector = projector.members(rebuild_members());
+    }
     let (tasks, caught_up) = projector
-        .for_generation(projection.model(), generation)
         .spawn(std::slice::from_ref(projection), stopped)
         .await?;
-    Ok((Running { stop, tasks }, caught_up))
+    Ok((
+        Running {
+            stop,
+            tasks,
+            rebuilding,
+        },
+        caught_up,
+    ))
 }
 
 /// Runs a process's projectors, each model in the generations its row names.
@@ -91,7 +111,7 @@ impl Host {
             let model = projection.model();
             let (rows, _) = generations::read(store.as_ref(), model).await?;
             self.current.set(&model, rows.current);
-            let (run, caught_up) = start(&self.projector, projection, rows.current).await?;
+            let (run, caught_up) = start(&self.projector, projection, rows.current, false).await?;
             running.insert((model.name, rows.current), run);
             first.push(caught_up);
         }
@@ -114,7 +134,9 @@ impl Host {
         Ok((task, CaughtUp::of(first)))
     }
 
-    /// Starts the generations the rows name and stops the others.
+    /// Starts the generations the rows name and stops the others. A rebuilt generation
+    /// that now serves is restarted with one member, as the serving ones run, so that it
+    /// takes no more of the cores than they did.
     async fn follow(
         &self,
         store: &dyn ReadStore,
@@ -128,9 +150,13 @@ impl Host {
             }
             let wanted: Vec<u32> = std::iter::once(rows.current).chain(rows.building).collect();
             let stale: Vec<(&'static str, u32)> = running
-                .keys()
-                .filter(|(name, generation)| *name == model.name && !wanted.contains(generation))
-                .copied()
+                .iter()
+                .filter(|((name, generation), run)| {
+                    *name == model.name
+                        && (!wanted.contains(generation)
+                            || run.rebuilding != (rows.building == Some(*generation)))
+                })
+                .map(|(key, _)| *key)
                 .collect();
             for key in stale {
                 if let Some(run) = running.remove(&key) {
@@ -142,7 +168,9 @@ impl Host {
                 if let std::collections::btree_map::Entry::Vacant(slot) =
                     running.entry((model.name, generation))
                 {
-                    let (run, _) = start(&self.projector, projection, generation).await?;
+                    let rebuilding = rows.building == Some(generation);
+                    let (run, _) =
+                        start(&self.projector, projection, generation, rebuilding).await?;
                     tracing::info!(model = model.name, generation, "projector started");
                     slot.insert(run);
                 }
@@ -228,7 +256,7 @@ pub async fn rebuild(
                 .into_iter()
                 .find(|p| p.name() == model.name)
                 .ok_or_else(|| StorageError::Invalid(format!("no projection {}", model.name)))?;
-            Some(start(projector, &projection, generation).await?.0)
+            Some(start(projector, &projection, generation, true).await?.0)
         }
         None => None,
     };

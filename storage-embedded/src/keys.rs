@@ -171,6 +171,20 @@ pub(crate) fn row_prefix(table: &str, partition: &str) -> Result<Vec<u8>, Storag
     Ok(key)
 }
 
+/// A row's key in one allocation: `row_key(&row_prefix(table, partition)?, clustering)`.
+pub(crate) fn row_key_of(
+    table: &str,
+    partition: &str,
+    clustering: &str,
+) -> Result<Vec<u8>, StorageError> {
+    let mut key = Vec::with_capacity(4 + table.len() + partition.len() + clustering.len());
+    push_str(&mut key, table)?;
+    push_str(&mut key, partition)?;
+    key.extend_from_slice(clustering.as_bytes());
+    check_key_len(&key)?;
+    Ok(key)
+}
+
 pub(crate) fn row_key(prefix: &[u8], clustering: &str) -> Result<Vec<u8>, StorageError> {
     let mut key = Vec::with_capacity(prefix.len() + clustering.len());
     key.extend_from_slice(prefix);

@@ -36,12 +36,40 @@ struct Inner {
     /// Serializes `apply` so its read-compare-write of versions is not interleaved, and
     /// holds the versions of rows written lately: busy rows (a drone's position) are
     /// compared without a read. Exact, since every write goes through `apply`.
-    apply_lock: Mutex<HashMap<Vec<u8>, RowMeta>>,
+    apply_lock: Mutex<Versions>,
     disk: DiskGuard,
 }
 
-/// Row versions kept in memory at most; past it the cache starts over.
-const VERSION_CACHE_ROWS: usize = 1 << 18;
+/// Row versions kept in memory at most (about 100 bytes each).
+const VERSION_CACHE_ROWS: usize = 1 << 19;
+
+/// The versions of the rows written lately, in two halves: when the newer one is full
+/// the older is forgotten and the newer takes its place, so the rows written last (the
+/// ones the next events change) stay known and a row's newest version is always the one
+/// found first.
+#[derive(Default)]
+struct Versions {
+    newer: foldhash::HashMap<Vec<u8>, RowMeta>,
+    older: foldhash::HashMap<Vec<u8>, RowMeta>,
+}
+
+impl Versions {
+    fn get(&self, key: &[u8]) -> Option<&RowMeta> {
+        self.newer.get(key).or_else(|| self.older.get(key))
+    }
+
+    fn extend(&mut self, written: Vec<(Vec<u8>, RowMeta)>) {
+        if self.newer.len() + written.len() > VERSION_CACHE_ROWS / 2 {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.extend(written);
+    }
+
+    fn clear(&mut self) {
+        self.newer.clear();
+        self.older.clear();
+    }
+}
 
 impl EmbeddedReadStore {
     /// Opens the store in `dir` (created if missing), keeping
@@ -60,9 +88,7 @@ impl EmbeddedReadStore {
     ) -> Result<EmbeddedReadStore, StorageError> {
         let db = open_database(dir)?;
         let disk = DiskGuard::new(dir, reserve, free, "the read store");
-        let rows = db
-            .keyspace(ROWS, KeyspaceCreateOptions::default)
-            .map_err(engine)?;
+        let rows = db.keyspace(ROWS, rows_options).map_err(engine)?;
         let checkpoints = db
             .keyspace(CHECKPOINTS, KeyspaceCreateOptions::default)
             .map_err(engine)?;
@@ -71,11 +97,23 @@ impl EmbeddedReadStore {
                 db,
                 rows,
                 checkpoints,
-                apply_lock: Mutex::new(HashMap::new()),
+                apply_lock: Mutex::new(Versions::default()),
                 disk,
             }),
         })
     }
+}
+
+/// The rows' engine settings: the defaults but for compaction, which waits for 16 tables
+/// in the first level instead of 4. Rows are written far more than read (every event
+/// rewrites several, a query reads one partition), and with 4 a rebuild spent about a
+/// third of its time compacting and stalled behind it: 1.8× the rebuild throughput at
+/// 200K events (BENCHMARKS.md), for a point read that checks a few more bloom filters.
+/// fjall stalls writes from 20 first-level tables on, so 16 stays clear of that.
+fn rows_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().compaction_strategy(Arc::new(
+        fjall::compaction::Leveled::default().with_l0_threshold(16),
+    ))
 }
 
 /// Whether a change with `new` replaces a row holding `current`: the higher version
@@ -107,7 +145,8 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner);
         // The winning change per row. Several writes to one row in one call are merged
         // here because a fjall batch must not hold one key twice (same sequence number).
-        let mut winners: HashMap<Vec<u8>, (RowMeta, Bytes)> = HashMap::with_capacity(writes.len());
+        let mut winners: foldhash::HashMap<Vec<u8>, (RowMeta, Bytes)> =
+            foldhash::HashMap::with_capacity_and_hasher(writes.len(), Default::default());
         for write in writes {
             let (table, partition, clustering, meta, value) = match write {
                 Write::Put {
@@ -142,7 +181,7 @@ impl Inner {
                     Bytes::new(),
                 ),
             };
-            let key = keys::row_key(&keys::row_prefix(&table, &partition)?, &clustering)?;
+            let key = keys::row_key_of(&table, &partition, &clustering)?;
             let current = match winners
                 .get(&key)
                 .map(|(meta, _)| meta)
@@ -178,9 +217,6 @@ impl Inner {
             batch.insert(&self.checkpoints, key, next);
         }
         batch.commit().map_err(engine)?;
-        if versions.len() + written.len() > VERSION_CACHE_ROWS {
-            versions.clear();
-        }
         versions.extend(written);
         Ok(())
     }
