@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +52,41 @@ const VERSION_CACHE_ROWS: usize = 1 << 19;
 struct Versions {
     newer: foldhash::HashMap<Vec<u8>, RowMeta>,
     older: foldhash::HashMap<Vec<u8>, RowMeta>,
+    fresh: Fresh,
+}
+
+/// Hashes of fresh tables' keys kept at most (8–16 bytes each).
+const FRESH_KEYS: usize = 1 << 22;
+
+/// The tables that were empty when created (a rebuild's new generation), each with the
+/// hash of every key written to it since: a key whose hash is not there was never
+/// written, so its write needs no version read (a rebuild's new rows are most of its
+/// writes, and the read of a missing row was a fifth of its time). A hash that is there
+/// only means "maybe": the row is read as any other. Past [`FRESH_KEYS`] hashes the
+/// tables are forgotten and every row is read again.
+#[derive(Default)]
+struct Fresh {
+    tables: foldhash::HashMap<String, foldhash::HashSet<u64>>,
+    keys: usize,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Fresh {
+    /// Notes a write of `key` to `table`; true when the row cannot exist yet.
+    fn first_write(&mut self, table: &str, key: &[u8]) -> bool {
+        let Some(hashes) = self.tables.get_mut(table) else {
+            return false;
+        };
+        if !hashes.insert(self.hasher.hash_one(key)) {
+            return false;
+        }
+        self.keys += 1;
+        if self.keys > FRESH_KEYS {
+            self.tables.clear();
+            self.keys = 0;
+        }
+        true
+    }
 }
 
 impl Versions {
@@ -182,12 +218,16 @@ impl Inner {
                 ),
             };
             let key = keys::row_key_of(&table, &partition, &clustering)?;
+            // Noted before the write lands: a write that then fails leaves a hash of a
+            // row that is not there, which only costs a read.
+            let new_row = versions.fresh.first_write(&table, &key);
             let current = match winners
                 .get(&key)
                 .map(|(meta, _)| meta)
                 .or(versions.get(&key))
             {
                 Some(meta) => Some(*meta),
+                None if new_row => None,
                 None => self
                     .rows
                     .get(&key)
@@ -218,6 +258,23 @@ impl Inner {
         }
         batch.commit().map_err(engine)?;
         versions.extend(written);
+        Ok(())
+    }
+
+    /// Notes the tables with no row (tombstones count) as fresh.
+    fn created(&self, tables: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
+        let mut versions = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (table, prefix) in tables {
+            if versions.fresh.tables.contains_key(&table) {
+                continue;
+            }
+            if self.rows.prefix(&prefix).next().is_none() {
+                versions.fresh.tables.insert(table, Default::default());
+            }
+        }
         Ok(())
     }
 
@@ -374,6 +431,17 @@ impl ReadStore for EmbeddedReadStore {
         let inner = Arc::clone(&self.inner);
         let items = u64::try_from(scan.limit).unwrap_or(u64::MAX);
         blocking(items, move || inner.scan(&prefix, &scan)).await
+    }
+
+    /// Nothing to create (a table is a key prefix); a table with no row yet is noted as
+    /// fresh, so its new rows are written without a version read (see `Fresh`).
+    async fn create_tables(&self, tables: &[String]) -> Result<(), StorageError> {
+        let tables = tables
+            .iter()
+            .map(|table| Ok((table.clone(), keys::name_prefix(table)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let inner = Arc::clone(&self.inner);
+        blocking(u64::MAX, move || inner.created(tables)).await
     }
 
     async fn drop_tables(
