@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
-use storage::{ReadStore, Row, Write};
+use storage::{ReadStore, Row, Stamp, Write};
 
 /// Where an event was read from; telemetry rows are versioned by offset.
 #[derive(Clone, Copy, Debug)]
@@ -114,12 +114,17 @@ struct Change {
 }
 
 impl Change {
-    /// The higher version wins; on a tie a delete wins and a put replaces a put: the
-    /// store's own rule, so merging changes here lands what the store would keep.
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            version: self.version,
+            deleted: self.value.is_none(),
+        }
+    }
+
+    /// The store's own rule ([`Stamp::replaces`]), so merging changes here lands what
+    /// the store would keep.
     fn replaces(&self, current: &Change) -> bool {
-        self.version > current.version
-            || (self.version == current.version
-                && (self.value.is_none() || current.value.is_some()))
+        self.stamp().replaces(current.stamp())
     }
 
     fn row(&self, clustering: &str) -> Option<Row> {
@@ -193,13 +198,18 @@ impl<'a> Staged<'a> {
         partition: &str,
         clustering: &str,
     ) -> Result<Option<Row>, ProjectionError> {
-        let key = (table, partition.to_owned(), clustering.to_owned());
+        self.row((table, partition.to_owned(), clustering.to_owned()))
+            .await
+    }
+
+    /// The row at `key`: as the batch has it, else read once from the store.
+    async fn row(&mut self, key: RowKey) -> Result<Option<Row>, ProjectionError> {
         match self.rows.get(&key) {
             Some(Known::Stored(row)) => return Ok(row.clone()),
-            Some(Known::Staged(change)) => return Ok(change.row(clustering)),
+            Some(Known::Staged(change)) => return Ok(change.row(&key.2)),
             None => {}
         }
-        let row = self.store.get(table, partition, clustering).await?;
+        let row = self.store.get(key.0, &key.1, &key.2).await?;
         self.rows.insert(key, Known::Stored(row.clone()));
         Ok(row)
     }
@@ -221,7 +231,7 @@ impl<'a> Staged<'a> {
                 return Ok(Some((view.clone(), change.version)));
             }
         }
-        let Some(row) = self.get(table, partition, clustering).await? else {
+        let Some(row) = self.row(key).await? else {
             return Ok(None);
         };
         let view = serde_json::from_slice(&row.value).map_err(|e| ProjectionError::BadRow {

@@ -171,8 +171,8 @@ pub(crate) fn row_prefix(table: &str, partition: &str) -> Result<Vec<u8>, Storag
     Ok(key)
 }
 
-/// A row's key in one allocation: `row_key(&row_prefix(table, partition)?, clustering)`.
-pub(crate) fn row_key_of(
+/// A row's key: its partition's [`row_prefix`], then the clustering key's bytes.
+pub(crate) fn row_key(
     table: &str,
     partition: &str,
     clustering: &str,
@@ -180,14 +180,6 @@ pub(crate) fn row_key_of(
     let mut key = Vec::with_capacity(4 + table.len() + partition.len() + clustering.len());
     push_str(&mut key, table)?;
     push_str(&mut key, partition)?;
-    key.extend_from_slice(clustering.as_bytes());
-    check_key_len(&key)?;
-    Ok(key)
-}
-
-pub(crate) fn row_key(prefix: &[u8], clustering: &str) -> Result<Vec<u8>, StorageError> {
-    let mut key = Vec::with_capacity(prefix.len() + clustering.len());
-    key.extend_from_slice(prefix);
     key.extend_from_slice(clustering.as_bytes());
     check_key_len(&key)?;
     Ok(key)
@@ -206,11 +198,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A row's stored state: its version and whether it is a tombstone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RowMeta {
-    pub version: u64,
-    pub deleted: bool,
-}
+pub(crate) type RowMeta = storage::Stamp;
 
 const LIVE: u8 = 0;
 const TOMBSTONE: u8 = 1;
@@ -288,10 +276,10 @@ mod tests {
 
     #[test]
     fn row_keys_cannot_collide_across_tables_and_partitions() -> Result<(), StorageError> {
-        let a = row_key(&row_prefix("ab", "c")?, "d")?;
-        let b = row_key(&row_prefix("a", "bc")?, "d")?;
+        let a = row_key("ab", "c", "d")?;
+        let b = row_key("a", "bc", "d")?;
         assert_ne!(a, b);
-        assert!(!row_key(&row_prefix("t", "p2")?, "")?.starts_with(&row_prefix("t", "p")?));
+        assert!(!row_key("t", "p2", "")?.starts_with(&row_prefix("t", "p")?));
         Ok(())
     }
 

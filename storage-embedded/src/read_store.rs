@@ -152,13 +152,6 @@ fn rows_options() -> KeyspaceCreateOptions {
     ))
 }
 
-/// Whether a change with `new` replaces a row holding `current`: the higher version
-/// wins; on a tie a delete wins, and a put replaces a put.
-fn wins(new: RowMeta, current: RowMeta) -> bool {
-    new.version > current.version
-        || (new.version == current.version && (new.deleted || !current.deleted))
-}
-
 impl Inner {
     fn apply(&self, writes: Vec<Write>, checkpoints: Vec<Checkpoint>) -> Result<(), StorageError> {
         self.disk.check().map_err(StorageError::Unavailable)?;
@@ -217,7 +210,7 @@ impl Inner {
                     Bytes::new(),
                 ),
             };
-            let key = keys::row_key_of(&table, &partition, &clustering)?;
+            let key = keys::row_key(&table, &partition, &clustering)?;
             // Noted before the write lands: a write that then fails leaves a hash of a
             // row that is not there, which only costs a read.
             let new_row = versions.fresh.first_write(&table, &key);
@@ -235,7 +228,7 @@ impl Inner {
                     .map(|raw| keys::decode_row_value(&raw).map(|(meta, _)| meta))
                     .transpose()?,
             };
-            if current.is_none_or(|current| wins(meta, current)) {
+            if current.is_none_or(|current| meta.replaces(current)) {
                 winners.insert(key, (meta, value));
             }
         }
@@ -402,9 +395,7 @@ impl ReadStore for EmbeddedReadStore {
         partition: &str,
         clustering: &str,
     ) -> Result<Option<Row>, StorageError> {
-        let Ok(key) =
-            keys::row_prefix(table, partition).and_then(|p| keys::row_key(&p, clustering))
-        else {
+        let Ok(key) = keys::row_key(table, partition, clustering) else {
             // Too long to have been stored.
             return Ok(None);
         };

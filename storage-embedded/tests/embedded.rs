@@ -419,6 +419,20 @@ fn put(table: &str, clustering: &str, value: &'static str, version: u64) -> Writ
     }
 }
 
+async fn apply(store: &EmbeddedReadStore, writes: Vec<Write>) {
+    store.apply(writes, Vec::new()).await.expect("apply");
+}
+
+/// The value and version of row `clustering` of partition `p` in `table`.
+async fn stored(store: &EmbeddedReadStore, table: &str, clustering: &str) -> (Bytes, u64) {
+    let row = store
+        .get(table, "p", clustering)
+        .await
+        .expect("get")
+        .expect("row");
+    (row.value, row.version)
+}
+
 /// A table created empty skips the version read of rows it never had; one created
 /// with rows in it (after a reopen: nothing cached) still compares with what it holds.
 #[tokio::test]
@@ -426,10 +440,7 @@ async fn tables_created_empty_still_keep_the_higher_version_and_ones_with_rows_a
     let dir = temp_dir();
     {
         let store = EmbeddedReadStore::open(dir.path()).expect("open");
-        store
-            .apply(vec![put("old", "a", "v5", 5)], Vec::new())
-            .await
-            .expect("apply");
+        apply(&store, vec![put("old", "a", "v5", 5)]).await;
     }
     let store = EmbeddedReadStore::open(dir.path()).expect("reopen");
     store
@@ -437,41 +448,36 @@ async fn tables_created_empty_still_keep_the_higher_version_and_ones_with_rows_a
         .await
         .expect("create");
     // Not fresh: the stored row wins over an older write.
-    store
-        .apply(vec![put("old", "a", "v3", 3)], Vec::new())
-        .await
-        .expect("apply");
-    let row = store.get("old", "p", "a").await.expect("get").expect("row");
-    assert_eq!((row.value, row.version), (Bytes::from_static(b"v5"), 5));
+    apply(&store, vec![put("old", "a", "v3", 3)]).await;
+    assert_eq!(
+        stored(&store, "old", "a").await,
+        (Bytes::from_static(b"v5"), 5)
+    );
 
     // Fresh: new rows land; later writes to them compare as ever, in a batch and across.
-    store
-        .apply(
-            vec![put("new", "a", "v2", 2), put("new", "a", "v1", 1)],
-            Vec::new(),
-        )
-        .await
-        .expect("apply");
-    store
-        .apply(
-            vec![put("new", "a", "v0", 0), put("new", "b", "b7", 7)],
-            Vec::new(),
-        )
-        .await
-        .expect("apply");
-    let row = store.get("new", "p", "a").await.expect("get").expect("row");
-    assert_eq!((row.value, row.version), (Bytes::from_static(b"v2"), 2));
-    let row = store.get("new", "p", "b").await.expect("get").expect("row");
-    assert_eq!((row.value, row.version), (Bytes::from_static(b"b7"), 7));
+    apply(
+        &store,
+        vec![put("new", "a", "v2", 2), put("new", "a", "v1", 1)],
+    )
+    .await;
+    apply(
+        &store,
+        vec![put("new", "a", "v0", 0), put("new", "b", "b7", 7)],
+    )
+    .await;
+    assert_eq!(
+        stored(&store, "new", "a").await,
+        (Bytes::from_static(b"v2"), 2)
+    );
+    assert_eq!(
+        stored(&store, "new", "b").await,
+        (Bytes::from_static(b"b7"), 7)
+    );
     // Created again (a rebuild's "idempotent" call) once it has rows: stays as it was.
     store
         .create_tables(&["new".to_owned()])
         .await
         .expect("create");
-    store
-        .apply(vec![put("new", "b", "b6", 6)], Vec::new())
-        .await
-        .expect("apply");
-    let row = store.get("new", "p", "b").await.expect("get").expect("row");
-    assert_eq!(row.version, 7);
+    apply(&store, vec![put("new", "b", "b6", 6)]).await;
+    assert_eq!(stored(&store, "new", "b").await.1, 7);
 }

@@ -221,6 +221,24 @@ pub struct Row {
     pub version: u64,
 }
 
+/// A row's version and whether it was deleted: what decides which of two changes to a
+/// row stays (see [`Stamp::replaces`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub version: u64,
+    pub deleted: bool,
+}
+
+impl Stamp {
+    /// Whether a change stamped `self` replaces a row stamped `current`: the higher
+    /// version wins; on a tie a delete wins, and a put replaces a put. Every adapter keeps
+    /// this rule (ScyllaDB natively); a projector merging a batch's changes keeps it too.
+    pub fn replaces(self, current: Stamp) -> bool {
+        self.version > current.version
+            || (self.version == current.version && (self.deleted || !current.deleted))
+    }
+}
+
 /// A version-guarded change: it takes effect unless the row holds a higher version
 /// already (a delete wins over a put of the same version, as in ScyllaDB). Applying the
 /// same change twice is therefore harmless, which is what makes projections idempotent.
