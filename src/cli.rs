@@ -244,6 +244,10 @@ pub struct ServeArgs {
     /// Where the workflow sends its commands when this process runs no command API.
     #[arg(long, env = "DRONE_DELIVERY_COMMAND_URL")]
     pub command_url: Option<String>,
+    /// Where the other `command-api` processes reach this one (on Kafka; its markers
+    /// name it): by default `http://` and the address it listens on.
+    #[arg(long, env = "DRONE_DELIVERY_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// A busy topic's projector applies a batch at most this often (ms): more events per
     /// read-store write, at the price of up to this much more read-model lag.
     #[arg(long, env = "DRONE_DELIVERY_PROJECTOR_PACE_MS", default_value_t = 1)]
@@ -438,6 +442,7 @@ impl ServeArgs {
         }
         settings.only = self.only;
         settings.command_url = self.command_url;
+        settings.advertise_url = self.advertise_url;
         settings.projector_pace = std::time::Duration::from_millis(self.projector_pace_ms);
         settings.header_timeout = std::time::Duration::from_secs(self.header_timeout_secs.max(1));
         settings.max_connections = self.max_connections.max(1);

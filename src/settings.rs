@@ -372,6 +372,8 @@ pub struct Settings {
     pub roles: Vec<Role>,
     /// Where the workflow sends its commands when this process runs no command API.
     pub command_url: Option<String>,
+    /// Where other `command-api` processes reach this one (default: its listen address).
+    pub advertise_url: Option<String>,
     /// The event log; `None`: embedded in `data_dir/log`.
     pub log: Option<LogLocation>,
     /// The read store; `None`: embedded in `data_dir/views`.
@@ -507,6 +509,7 @@ impl Settings {
             policy: DispatchPolicy::default(),
             roles: Role::ALL.to_vec(),
             command_url: None,
+            advertise_url: None,
             log: None,
             store: None,
             kafka: KafkaOptions::default(),

@@ -9,9 +9,8 @@ use crate::server;
 use crate::settings::{LogLocation, Role, ScyllaOptions, StoreLocation};
 use anyhow::Context;
 use api::Authenticator;
-use command_side::{
-    ACTIVE_WORKFLOW, COMMAND_WRITER, CommandMetrics, CommandService, KeySettings, Lease,
-};
+use command_side::ownership::{OWNERS_TOPIC, Ownership};
+use command_side::{ACTIVE_WORKFLOW, CommandMetrics, CommandService, KeySettings, Lease, Writers};
 use domain::Dispatcher;
 use projections::{Host, Projector, ProjectorMetrics};
 use prometheus::Registry;
@@ -198,8 +197,6 @@ pub struct App {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Released once the tasks have stopped, so a successor need not wait a session.
-    leases: Vec<Lease>,
     // Held for as long as the app runs: a second process on the directory fails fast.
     _lock: Option<DataDirLock>,
 }
@@ -240,7 +237,6 @@ impl App {
         let operator_key = keys::operator_key(&settings)?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
-        let mut leases = Vec::new();
         // Where account keys are looked up: the command side's own fold when it runs
         // here (current to the last command), else the read model.
         let mut account_keys: Option<Arc<dyn api::AccountKeys>> = None;
@@ -287,28 +283,31 @@ impl App {
             }));
         }
 
+        // Several command-api processes share the command topics on Kafka, each the
+        // owner of the partition numbers its group assigns it; the embedded log's
+        // directory lock makes this process the only one.
+        let mut several_writers = None;
         if settings.runs(Role::CommandApi) {
-            let lease = match settings.log_location() {
-                // The data directory's lock makes this process the only writer.
-                LogLocation::Embedded(_) => Lease::exclusive(),
-                LogLocation::Kafka { .. } => Lease::acquire(
-                    COMMAND_WRITER,
-                    log.clone(),
-                    codec.clone(),
-                    settings.listen.to_string(),
-                    settings.writer_session,
-                    stop.clone(),
-                )
-                .await
-                .context("cannot become the writer of the command topics")?,
+            let writers = match settings.log_location() {
+                LogLocation::Embedded(_) => Writers::Only,
+                LogLocation::Kafka { .. } => Writers::Several,
             };
-            leases.push(lease.clone());
-            let held = lease.clone();
+            let partitions = log.partitions(Topic::Deliveries.name()).await?;
+            if writers == Writers::Several {
+                log.create_topics(&[TopicSpec {
+                    name: OWNERS_TOPIC.into(),
+                    partitions,
+                }])
+                .await
+                .context("cannot create the owners topic")?;
+            }
+            let ownership = Arc::new(Ownership::new(partitions));
+            let joined = ownership.clone();
             checks.push(Arc::new(move || {
-                if held.holds() {
+                if joined.joined() {
                     Ok(())
                 } else {
-                    Err("another command-api took over the command topics".into())
+                    Err("the command-api has not taken its partitions yet".into())
                 }
             }));
             let commands = CommandService::open(
@@ -316,7 +315,8 @@ impl App {
                 codec.clone(),
                 CommandMetrics::new(&registry)?,
                 settings.max_clock_skew,
-                lease,
+                ownership,
+                writers,
                 KeySettings {
                     operator_key: operator_key.clone(),
                     retention: settings.idempotency_retention,
@@ -333,6 +333,9 @@ impl App {
                     .reconcile_every(Duration::from_secs(1), stopped)
                     .await;
             }));
+            if writers == Writers::Several {
+                several_writers = Some(commands.clone());
+            }
             add(command_side::http::routes(commands));
         }
         // The embedded store is held by one process: when every projection runs here
@@ -471,6 +474,31 @@ impl App {
         )?;
         tasks.push(server);
         tracing::info!(%addr, roles = ?settings.roles, "serving");
+        if let Some(commands) = several_writers {
+            // Peers reach this process where it listens: its markers say so from now.
+            let ownership = commands.ownership().clone();
+            ownership.set_address(
+                settings
+                    .advertise_url
+                    .clone()
+                    .unwrap_or_else(|| local_url(addr)),
+            );
+            let logged = |what: &'static str| {
+                move |done: Result<(), storage::StorageError>| {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "{what} stopped");
+                    }
+                }
+            };
+            let (l, s) = (log.clone(), stop.clone());
+            let owners = command_side::group::follow_owners(ownership, l, s);
+            tasks.push(tokio::spawn(async move { logged("the owners follower")(owners.await) }));
+            let (c, l, s) = (commands.clone(), log.clone(), stop.clone());
+            let keys = command_side::group::follow_account_keys(c, l, s);
+            tasks.push(tokio::spawn(async move { logged("the account keys follower")(keys.await) }));
+            let group = command_side::group::follow_the_group(commands, log.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move { logged("the owners group")(group.await) }));
+        }
 
         if let Some(notifier) = notifier {
             tasks.push(tokio::spawn(notifier.run(stop.clone())));
@@ -505,7 +533,6 @@ impl App {
             addr,
             shutdown,
             tasks,
-            leases,
             _lock: None,
         })
     }
@@ -525,9 +552,6 @@ impl App {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
-        }
-        for lease in self.leases {
-            lease.release().await;
         }
     }
 }

@@ -66,6 +66,22 @@ impl Principal {
 }
 
 /// The text form events record: `operator`, `workflow`, `analyst`, `account:<id>`, `system`.
+impl Principal {
+    /// The principal a name of [`fmt::Display`] stands for, as a peer `command-api`
+    /// passes it on with a step it asks for (a viewer sends no commands: `System`).
+    pub fn named(name: &str) -> Principal {
+        match name {
+            "operator" => Principal::Operator,
+            "workflow" => Principal::Workflow,
+            "analyst" => Principal::Analyst,
+            _ => match name.strip_prefix("account:") {
+                Some(id) => Principal::Account(id.to_owned()),
+                None => Principal::System,
+            },
+        }
+    }
+}
+
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -4,7 +4,7 @@ use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
 
 /// An `application/problem+json` error body. Every 4xx/5xx of the API is one of these.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

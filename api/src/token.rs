@@ -6,7 +6,9 @@ use std::str::FromStr;
 pub const TOKEN_HEADER: &str = "x-consistency-token";
 
 /// Where a command's events landed in the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Position {
     pub topic: Topic,
     pub partition: u32,

@@ -37,6 +37,16 @@ pub enum CommandError {
         topic: schemas::events::Topic,
         partition: u32,
     },
+    /// Another process owns the partition number: the request goes to it (or, when it
+    /// cannot, 503 with `Retry-After`).
+    #[error("partition {partition} of the command topics is owned by another command-api; retry")]
+    Elsewhere { partition: u32 },
+    /// The partition number is being taken over (marked and folded) here.
+    #[error("partition {partition} of the command topics is changing hands; retry")]
+    Moving { partition: u32 },
+    /// A peer `command-api` refused a step on an aggregate it owns.
+    #[error("{detail}")]
+    Peer { status: StatusCode, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,9 +77,11 @@ impl CommandError {
                 ErrorKind::Conflict => StatusCode::CONFLICT,
                 ErrorKind::Rule => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            CommandError::Unavailable(_) | CommandError::InDoubt { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            CommandError::Unavailable(_)
+            | CommandError::InDoubt { .. }
+            | CommandError::Elsewhere { .. }
+            | CommandError::Moving { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Peer { status, .. } => *status,
             CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,5 +106,25 @@ impl CommandError {
 
     pub fn problem(&self) -> Problem {
         Problem::new(self.status(), self.to_string())
+    }
+
+    /// A mid-command step on a partition that changed hands: the command is not
+    /// forwarded as a whole (part of it is written), the client retries.
+    pub fn after_first_step(self) -> CommandError {
+        match self {
+            CommandError::Elsewhere { partition } => CommandError::Moving { partition },
+            other => other,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for an answer that asks it to.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(
+            self,
+            CommandError::Elsewhere { .. }
+                | CommandError::Moving { .. }
+                | CommandError::InDoubt { .. }
+        )
+        .then_some(1)
     }
 }

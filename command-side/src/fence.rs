@@ -19,7 +19,7 @@
 //! decision rests on a record in flight, and a batch that fails leaves nothing folded.
 
 use crate::error::CommandError;
-use crate::lease::Lease;
+use crate::ownership::{ADDRESS_HEADER, Ownership};
 use chrono::Utc;
 use prometheus::Histogram;
 use schemas::events::Topic;
@@ -64,7 +64,7 @@ pub struct PartitionWriter {
     topic: Topic,
     partition: u32,
     log: Arc<dyn EventLog>,
-    lease: Lease,
+    ownership: Arc<Ownership>,
     append_latency: Histogram,
     state: Mutex<Flushes>,
 }
@@ -82,14 +82,14 @@ impl PartitionWriter {
         topic: Topic,
         partition: u32,
         log: Arc<dyn EventLog>,
-        lease: Lease,
+        ownership: Arc<Ownership>,
         append_latency: Histogram,
     ) -> PartitionWriter {
         PartitionWriter {
             topic,
             partition,
             log,
-            lease,
+            ownership,
             append_latency,
             state: Mutex::new(Flushes::default()),
         }
@@ -124,10 +124,15 @@ impl PartitionWriter {
         }
     }
 
+    /// Whether this process decides on the partition (`Elsewhere` or `Moving` if not).
+    pub fn owned(&self) -> Result<(), CommandError> {
+        self.ownership.check(self.partition)
+    }
+
     /// Hands a record to the next flush, stamped with this writer's id; refused while
-    /// the partition is in doubt or this process is no longer the writer.
+    /// the partition is in doubt or owned by another process.
     pub fn submit(self: &Arc<Self>, mut record: NewRecord) -> Result<Landing, CommandError> {
-        self.lease.still_held()?;
+        self.owned()?;
         let mut state = self.state();
         if state.fence.in_doubt {
             return Err(self.doubt());
@@ -239,8 +244,8 @@ impl PartitionWriter {
                 if let Admitted::Marker { writer } = Validity::default().admit(record)
                     && writer != fence.writer
                 {
-                    self.lease.give_up();
-                    tracing::error!(topic, partition, %writer, "another writer marked the partition; this command-api stops taking commands");
+                    self.ownership.lose(partition);
+                    tracing::warn!(topic, partition, %writer, "another writer marked the partition; this command-api stops deciding on its number");
                     return Err(CommandError::Unavailable(format!(
                         "another writer ({writer}) took {topic}/{partition}"
                     )));
@@ -257,25 +262,29 @@ pub fn fresh_writer(instance: &str) -> String {
     format!("{instance}/{}", Uuid::new_v4().simple())
 }
 
-/// The marker record of `writer` for `partition` of `topic` (of `partitions`).
+/// The marker record of `writer` for `partition` of `topic` (of `partitions`), naming
+/// where `instance` takes commands.
 pub fn marker(
     codec: &Codec,
-    topic: Topic,
+    topic: &str,
     partition: u32,
     partitions: u32,
     writer: &str,
     instance: &str,
+    address: &str,
 ) -> Result<NewRecord, schemas::CodecError> {
     let frame = WriterMarker {
         writer: writer.to_owned(),
         instance: instance.to_owned(),
         at: Utc::now(),
     };
+    let mut headers = marker_of(writer);
+    headers.push((ADDRESS_HEADER.to_owned(), address.to_owned().into()));
     Ok(NewRecord {
-        topic: topic.name().to_owned(),
+        topic: topic.to_owned(),
         key: key_in(partition, partitions),
         value: codec.encode_frame(WRITERMARKER_SCHEMA_ID, &frame)?.into(),
-        headers: marker_of(writer),
+        headers,
     })
 }
 
@@ -296,7 +305,7 @@ mod tests {
         let codec = Codec::new().expect("codec");
         for partitions in [1, 3, 8, 12] {
             for partition in 0..partitions {
-                let record = marker(&codec, Topic::Deliveries, partition, partitions, "w", "i")
+                let record = marker(&codec, "deliveries", partition, partitions, "w", "i", "a")
                     .expect("encodes");
                 assert_eq!(storage::partition_for(&record.key, partitions), partition);
             }

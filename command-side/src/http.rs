@@ -5,6 +5,7 @@
 use crate::bodies::{self, parse_id};
 use crate::completion::ToCompletion;
 use crate::error::CommandError;
+use crate::peers::{Forward, OwnedElsewhere, STEPS_PATH, StepCall};
 use crate::service::{Accepted, CommandContext, CommandService};
 use api::{BODY_LIMIT_BYTES, Principal, TOKEN_HEADER, limited_body};
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use serde_json::json;
 use std::sync::Arc;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::http::header::{CACHE_CONTROL, ETAG, HeaderMap, HeaderValue, LOCATION};
+use warp::http::Method;
+use warp::http::header::{CACHE_CONTROL, ETAG, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -54,12 +56,24 @@ fn may_change(who: &Principal) -> Result<(), CommandError> {
 struct Input {
     svc: Svc,
     who: Principal,
+    method: Method,
     path: String,
     headers: HeaderMap,
     body: Bytes,
 }
 
 impl Input {
+    /// The request as it came, in case another process owns what it addresses.
+    fn forward(&self) -> (Svc, Forward) {
+        let request = Forward {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        };
+        (self.svc.clone(), request)
+    }
+
     /// `Idempotency-Key` (scoped to the principal and `command`), `If-Match` (`"3"`,
     /// `W/"3"` or `3`) and `X-Correlation-Id`.
     fn context(&self, command: &str) -> Result<CommandContext, CommandError> {
@@ -167,13 +181,26 @@ fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(error = %e, "command failed");
-            }
-            e.problem().into_response()
-        }
+        Err(e) => refused(&e),
     }
+}
+
+/// The problem a refused command is answered with; one refused because another process
+/// owns what it addresses says which partition, for [`to_completion`] to forward it.
+fn refused(e: &CommandError) -> Response {
+    if e.status().is_server_error() && !matches!(e, CommandError::Elsewhere { .. }) {
+        tracing::warn!(error = %e, "command failed");
+    }
+    let mut response = e.problem().into_response();
+    if let Some(seconds) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let CommandError::Elsewhere { partition } = e {
+        response.extensions_mut().insert(OwnedElsewhere(*partition));
+    }
+    response
 }
 
 fn answer(status: StatusCode, id_field: &'static str) -> Shape {
@@ -196,9 +223,18 @@ fn created(id_field: &'static str, location: Option<String>) -> Shape {
 
 type Svc = Arc<CommandService>;
 
-/// Runs a handler to its end even if the client goes away (see [`ToCompletion`]).
-async fn to_completion(handler: impl Future<Output = Response> + Send + 'static) -> Response {
-    ToCompletion::new(handler).await
+/// Runs a handler to its end even if the client goes away (see [`ToCompletion`]); a
+/// request it refused before deciding anything, because another process owns what it
+/// addresses, goes to that process.
+async fn to_completion(
+    (svc, request): (Svc, Forward),
+    handler: impl Future<Output = Response> + Send + 'static,
+) -> Response {
+    let response = ToCompletion::new(handler).await;
+    match response.extensions().get::<OwnedElsewhere>() {
+        Some(&OwnedElsewhere(partition)) => svc.peers.forward(partition, &request).await,
+        None => response,
+    }
 }
 
 /// The service, the principal the edge authenticated, the path, the headers and the
@@ -207,12 +243,14 @@ fn input(service: Svc) -> impl Filter<Extract = (Input,), Error = warp::Rejectio
     warp::any()
         .map(move || service.clone())
         .and(warp::ext::get::<Principal>())
+        .and(warp::method())
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(limited_body(BODY_LIMIT_BYTES))
         .and_then(
             |svc: Svc,
              who: Principal,
+             method: Method,
              path: warp::path::FullPath,
              headers: HeaderMap,
              body: Bytes| async move {
@@ -220,6 +258,7 @@ fn input(service: Svc) -> impl Filter<Extract = (Input,), Error = warp::Rejectio
                 Ok::<_, warp::Rejection>(Input {
                     svc,
                     who,
+                    method,
                     path: path.as_str().to_string(),
                     headers,
                     body,
@@ -391,7 +430,7 @@ async fn report_telemetry_batch(r: Input) -> Response {
             }
             response
         }
-        Err(e) => e.problem().into_response(),
+        Err(e) => refused(&e),
     }
 }
 
@@ -525,6 +564,7 @@ async fn cancel_delivery(id: String, r: Input) -> Response {
 /// authenticated the caller; each handler checks what that caller may do. A path or
 /// method no route takes is left to the 404/405 after them.
 pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
+    let steps = service.clone();
     let input = move || input(service.clone());
     let api = || warp::path("api").and(warp::path("v1"));
     let routes: Vec<BoxedFilter<(Response,)>> = vec![
@@ -532,116 +572,139 @@ pub fn routes(service: Svc) -> BoxedFilter<(Response,)> {
             .and(warp::path!("accounts"))
             .and(warp::post())
             .and(input())
-            .then(|r| to_completion(register_account(r)))
+            .then(|r: Input| to_completion(r.forward(), register_account(r)))
             .boxed(),
         api()
             .and(warp::path!("accounts" / String / "suspend"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(suspend_account(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), suspend_account(id, r)))
             .boxed(),
         api()
             .and(warp::path!("accounts" / String / "reactivate"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(reactivate_account(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), reactivate_account(id, r)))
             .boxed(),
         api()
             .and(warp::path!("accounts" / String / "keys"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(rotate_account_key(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), rotate_account_key(id, r)))
             .boxed(),
         api()
             .and(warp::path!("drones" / String))
             .and(warp::put())
             .and(input())
-            .then(|id, r| to_completion(register_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), register_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("drones" / String / "telemetry"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(report_telemetry(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), report_telemetry(id, r)))
             .boxed(),
         api()
             .and(warp::path!("drones" / String / "ground"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(ground_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), ground_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("drones" / String / "dock"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(dock_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), dock_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("drones" / String / "return"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(return_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), return_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("telemetry"))
             .and(warp::post())
             .and(input())
-            .then(|r| to_completion(report_telemetry_batch(r)))
+            .then(|r: Input| to_completion(r.forward(), report_telemetry_batch(r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries"))
             .and(warp::post())
             .and(input())
-            .then(|r| to_completion(schedule_delivery(r)))
+            .then(|r: Input| to_completion(r.forward(), schedule_delivery(r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "assign-drone"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(assign_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), assign_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "unassign-drone"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(unassign_drone(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), unassign_drone(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "fail"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(fail_delivery(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), fail_delivery(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "pickup"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(pick_up(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), pick_up(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "confirmations"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(complete_delivery(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), complete_delivery(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String / "notify-me"))
             .and(warp::post())
             .and(input())
-            .then(|id, r| to_completion(notify_me(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), notify_me(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String))
             .and(warp::patch())
             .and(input())
-            .then(|id, r| to_completion(reschedule_delivery(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), reschedule_delivery(id, r)))
             .boxed(),
         api()
             .and(warp::path!("deliveries" / String))
             .and(warp::delete())
             .and(input())
-            .then(|id, r| to_completion(cancel_delivery(id, r)))
+            .then(|id, r: Input| to_completion(r.forward(), cancel_delivery(id, r)))
+            .boxed(),
+        warp::path!("internal" / "v1" / "steps")
+            .and(warp::post())
+            .and(warp::any().map(move || steps.clone()))
+            .and(warp::ext::get::<Principal>())
+            .and(limited_body(BODY_LIMIT_BYTES))
+            .then(|svc: Svc, who: Principal, body: Bytes| {
+                ToCompletion::new(async move { peer_step(svc, who, body).await })
+            })
             .boxed(),
     ];
     api::one_of(routes)
+}
+
+/// `POST /internal/v1/steps`: a step or a read another `command-api` asks of this one.
+async fn peer_step(svc: Svc, who: Principal, body: Bytes) -> Response {
+    let run = async {
+        operator_only(&who)?;
+        let call: StepCall = serde_json::from_slice(&body)
+            .map_err(|e| CommandError::Invalid(format!("{STEPS_PATH}: not a step: {e}")))?;
+        svc.step(call).await
+    };
+    match run.await {
+        Ok(reply) => warp::reply::json(&reply).into_response(),
+        Err(e) => refused(&e),
+    }
 }

@@ -1,17 +1,16 @@
 //! One holder of a role at a time, across processes: each instance heartbeats on the
 //! role's topic, and one takes the role only once no other instance's heartbeats are
-//! younger than their session. Two roles use it ([`LeaseOf`]): the writer of the command
-//! topics (`command-api`: a live second instance is refused at start-up with a clear
-//! message) and the active workflow (a second instance stands by and takes over). One
-//! restarted after a crash, or a standby, takes over once the dead one's session has
-//! passed. Of two instances that both heartbeat (one was paused past its session while
+//! younger than their session. The active workflow uses it ([`LeaseOf`]): a second
+//! instance stands by and takes over. One restarted after a crash, or a standby, takes
+//! over once the dead one's session has passed. Of two instances that both heartbeat (one was paused past its session while
 //! the other took over), the one whose first heartbeat is later in the log holds the
 //! role: the other gives it up when it reads it.
 //!
-//! This rests on the log's order and on clocks agreeing within a session, which is what
-//! a single writer needs until partition ownership (several writers, fenced by markers in
-//! the log) replaces it; the workflow needs no more, since each of its commands carries
-//! an idempotency key and `If-Match` (two active for a moment decide nothing twice).
+//! This rests on the log's order and on clocks agreeing within a session; the workflow
+//! needs no more, since each of its commands carries an idempotency key and `If-Match`
+//! (two active for a moment decide nothing twice). The command topics' writers need
+//! more, and have it: ownership per partition, fenced by markers in the log
+//! (`ownership.rs`).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use schemas::{Codec, WRITERHEARTBEAT_SCHEMA_ID, WriterHeartbeat};
@@ -22,9 +21,6 @@ use std::time::Duration;
 use storage::{EventLog, NewRecord, StorageError, TopicSpec};
 use tokio::sync::watch;
 
-/// The topic of the command writers' heartbeats.
-pub const WRITERS_TOPIC: &str = "command-writers";
-
 /// What a lease is for: the topic its heartbeats go on, and names for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseOf {
@@ -34,13 +30,6 @@ pub struct LeaseOf {
     /// What holding it makes a process.
     pub holder: &'static str,
 }
-
-/// One `command-api` writes the command topics.
-pub const COMMAND_WRITER: LeaseOf = LeaseOf {
-    topic: WRITERS_TOPIC,
-    role: "command-api",
-    holder: "the writer of the command topics",
-};
 
 /// One workflow decides (dispatch chooses over the whole fleet); others stand by.
 pub const ACTIVE_WORKFLOW: LeaseOf = LeaseOf {
@@ -99,16 +88,6 @@ impl Lease {
 
     pub fn holds(&self) -> bool {
         self.held.load(Ordering::Acquire)
-    }
-
-    /// Refuses a write once another instance took over.
-    pub fn still_held(&self) -> Result<(), crate::error::CommandError> {
-        if self.holds() {
-            return Ok(());
-        }
-        Err(crate::error::CommandError::Unavailable(
-            "this command-api is no longer the writer of the command topics (another instance took over)".into(),
-        ))
     }
 
     /// Gives the role up for good (another writer marked a partition; the workflow

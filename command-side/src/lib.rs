@@ -6,17 +6,20 @@ pub mod bodies;
 mod completion;
 mod error;
 mod fence;
+pub mod group;
 pub mod http;
 mod lease;
 mod metrics;
+pub mod ownership;
+pub mod peers;
 mod service;
 mod state;
 mod steps;
 
 pub use error::CommandError;
-pub use lease::{ACTIVE_WORKFLOW, COMMAND_WRITER, Lease, LeaseError, LeaseOf, WRITERS_TOPIC};
+pub use lease::{ACTIVE_WORKFLOW, Lease, LeaseError, LeaseOf};
 pub use metrics::CommandMetrics;
 pub use service::{
-    Accepted, CommandContext, CommandService, KeySettings, Reading, ScheduleDelivery,
+    Accepted, CommandContext, CommandService, KeySettings, Reading, ScheduleDelivery, Writers,
     idempotency_key_of,
 };

@@ -7,8 +7,9 @@
 use crate::bodies::Contacts;
 use crate::error::CommandError;
 use crate::fence::{self, Fence, PartitionWriter};
-use crate::lease::Lease;
 use crate::metrics::CommandMetrics;
+use crate::ownership::{OWNERS_TOPIC, Ownership, Place};
+use crate::peers::{Peers, StepCall, StepReply};
 use crate::state::{Guard, Kept, KeyIndex, KeyedCommands, Mark, Outcome, Shard, Shards, Stream};
 use api::{ConsistencyToken, Position, Principal};
 use bytes::Bytes;
@@ -130,10 +131,13 @@ pub struct CommandService {
     /// How far ahead of this server's clock a telemetry report may be stamped.
     max_clock_skew: TimeDelta,
     telemetry_partitions: u32,
-    /// Whether this process is still the writer of the command topics.
-    lease: Lease,
-    /// One partition settles at a time (rare: only after an append whose outcome is
-    /// unknown).
+    /// The partition numbers this process decides on, and the owners of the others.
+    pub(crate) ownership: Arc<Ownership>,
+    pub(crate) peers: Peers,
+    /// Whether the owners topic exists (several writers) for markers to name owners on.
+    owners_topic: bool,
+    /// One partition is marked and folded at a time: settled after an append whose
+    /// outcome is unknown, or taken.
     settling: tokio::sync::Mutex<()>,
     /// Drones whose stream may not yet say what their delivery's says: a follow-up or a
     /// compensation that failed, or a reservation whose commit was in doubt.
@@ -149,6 +153,10 @@ pub struct CommandService {
     tracking: api::TrackingTokens,
     key_retention: TimeDelta,
     account_keys: std::sync::RwLock<KeyIndex>,
+    /// Several writers: the accounts of every partition, for the key index, and how far
+    /// the key follower has read each partition.
+    followed_accounts: std::sync::Mutex<HashMap<String, Stream<Account>>>,
+    keys_read: std::sync::Mutex<Vec<u64>>,
     /// Telemetry changes no aggregate, so its keys are kept here, not on a stream (and,
     /// since telemetry is never folded, not across a restart).
     telemetry_keys: std::sync::Mutex<RecentKeys>,
@@ -185,11 +193,22 @@ impl RecentKeys {
 #[async_trait::async_trait]
 impl api::AccountKeys for CommandService {
     async fn account_of(&self, key_hash: &str) -> Option<String> {
-        self.account_keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .account_of(key_hash)
-            .cloned()
+        let look = || {
+            self.account_keys
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .account_of(key_hash)
+                .cloned()
+        };
+        if let Some(account) = look() {
+            return Some(account);
+        }
+        if !self.owners_topic {
+            return None; // the only writer: its fold is current
+        }
+        // Perhaps registered at another process a moment ago.
+        self.keys_caught_up().await;
+        look()
     }
 }
 
@@ -268,6 +287,7 @@ impl Draft {
 
 /// A decision on a partition in doubt waits until it is settled.
 pub(crate) fn ready<A: Kept>(shard: &Shard<A>) -> Result<(), CommandError> {
+    shard.writer.owned()?;
     if shard.writer.in_doubt() {
         return Err(shard.writer.doubt());
     }
@@ -394,18 +414,24 @@ impl CommandService {
         api::TrackingTokens::page(delivery_id, &token)
     }
 
-    /// Marks every partition of the command topics as this process's and folds each up
-    /// to its marker (the topics must exist); then brings every drone's stream in line
-    /// with its delivery's (a follow-up or compensation a crash cut short).
+    /// The command side over `log` (its topics must exist). As the only writer it takes
+    /// every partition number at once: marks each partition of the command topics as
+    /// its own, folds each up to its marker, then brings every drone's stream in line
+    /// with its delivery's (a follow-up or compensation a crash cut short). One of
+    /// several takes the numbers its group assigns it ([`CommandService::take`]).
     pub async fn open(
         log: Arc<dyn EventLog>,
         codec: Codec,
         metrics: CommandMetrics,
         max_clock_skew: TimeDelta,
-        lease: Lease,
+        ownership: Arc<Ownership>,
+        writers: Writers,
         keys: KeySettings,
     ) -> Result<CommandService, CommandError> {
-        let writers = |topic| writers(&log, topic, &lease, &metrics);
+        let taken_at_once = writers == Writers::Only;
+        let partitions = ownership.partitions();
+        let owners_topic = writers == Writers::Several;
+        let writers = |topic| partition_writers(&log, topic, &ownership, &metrics);
         let service = CommandService {
             accounts: Shards::new(writers(Topic::Accounts).await?),
             drones: Shards::new(writers(Topic::Drones).await?),
@@ -416,7 +442,9 @@ impl CommandService {
             codec,
             metrics,
             max_clock_skew,
-            lease,
+            peers: Peers::new(ownership.clone(), &keys.operator_key),
+            ownership,
+            owners_topic,
             settling: tokio::sync::Mutex::new(()),
             pending: std::sync::Mutex::new(HashSet::new()),
             in_flight: std::sync::Mutex::new(HashSet::new()),
@@ -428,59 +456,146 @@ impl CommandService {
             key_secret: keys.operator_key,
             key_retention: keys.retention,
             account_keys: std::sync::RwLock::new(KeyIndex::default()),
+            followed_accounts: std::sync::Mutex::new(HashMap::new()),
+            keys_read: std::sync::Mutex::new(vec![0; partitions as usize]),
             telemetry_keys: std::sync::Mutex::new(RecentKeys::default()),
         };
-        service.rebuild().await?;
-        service.note_every_carrying_drone().await;
-        service.reconcile_pending().await;
+        // Ownership is by partition number across the command topics: they must be
+        // co-partitioned.
+        for topic in COMMAND_TOPICS {
+            let partitions = service.partitions(topic);
+            if partitions != service.ownership.partitions() {
+                return Err(CommandError::Internal(format!(
+                    "the command topics must have one partition count: {} has {partitions}, not {}",
+                    topic.name(),
+                    service.ownership.partitions()
+                )));
+            }
+        }
+        if taken_at_once {
+            let all: Vec<u32> = (0..service.ownership.partitions()).collect();
+            service.take(&all).await?;
+            service.ownership.set_joined();
+        }
         Ok(service)
     }
 
-    /// Appends a marker to every command partition, then folds each from its start to
-    /// its marker. The telemetry topic is never read: no command decides on it.
-    async fn rebuild(&self) -> Result<(), CommandError> {
+    /// Takes partition numbers: a marker (a fresh writer id, and this process's address)
+    /// on each of their partitions of every command topic and of the owners topic, in
+    /// one append; then the fold of each from where this process last stood in it (the
+    /// start, for one it never owned) up to its marker. Only then does it decide there;
+    /// until then requests for them are answered 503 with `Retry-After`. The telemetry
+    /// topic is never read: no command decides on it.
+    pub async fn take(&self, numbers: &[u32]) -> Result<(), CommandError> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        {
+            let _one_at_a_time = self.settling.lock().await;
+            for &number in numbers {
+                self.ownership.set(number, Place::Taking);
+            }
+            let taken = self.mark_and_fold(numbers).await;
+            for &number in numbers {
+                let place = if taken.is_ok() {
+                    Place::Owned
+                } else {
+                    Place::Elsewhere
+                };
+                self.ownership.set(number, place);
+            }
+            taken?;
+        }
+        self.note_carrying_drones(numbers).await;
+        self.reconcile_pending().await;
+        tracing::info!(partitions = ?numbers, "took partitions of the command topics");
+        Ok(())
+    }
+
+    async fn mark_and_fold(&self, numbers: &[u32]) -> Result<(), CommandError> {
         let mut partitions = Vec::new();
         let mut markers = Vec::new();
         for topic in COMMAND_TOPICS {
-            let count = self.partitions(topic);
-            for partition in 0..count {
-                let writer = fence::fresh_writer(self.lease.instance());
-                markers.push(self.marker(topic, partition, &writer)?);
-                partitions.push((topic, partition, writer));
+            for &partition in numbers {
+                let Some(partition_writer) = self.writer(topic, partition).cloned() else {
+                    continue;
+                };
+                partition_writer.quiesce().await;
+                let writer = fence::fresh_writer(self.ownership.instance());
+                markers.push(self.marker(topic.name(), partition, &writer)?);
+                partitions.push((topic, partition_writer, writer));
+            }
+        }
+        if self.owners_topic {
+            for &partition in numbers {
+                let writer = fence::fresh_writer(self.ownership.instance());
+                markers.push(self.marker(OWNERS_TOPIC, partition, &writer)?);
             }
         }
         let appended = self.log.append(markers).await?;
         let mut keyed = KeyedCommands::default();
-        let mut validity = Validity::default();
-        for ((topic, partition, writer), at) in partitions.into_iter().zip(appended) {
-            self.fold(topic, partition, 0, at.offset, &mut validity, &mut keyed)
-                .await?;
-            if let Some(partition_writer) = self.writer(topic, partition) {
-                partition_writer.set_fence(Fence {
-                    writer,
-                    next: at.offset + 1,
-                    in_doubt: false,
-                });
+        for ((topic, partition_writer, writer), at) in partitions.into_iter().zip(appended) {
+            let partition = partition_writer.partition();
+            let fence = partition_writer.fence();
+            // Where this process stood: what came after it is classified from the
+            // writer it last knew (none, for a partition it never read).
+            let mut validity = Validity::default();
+            if fence.next > 0 {
+                validity.resume(topic.name(), partition, Some(fence.writer.clone()));
             }
+            self.fold(
+                topic,
+                partition,
+                fence.next,
+                at.offset,
+                &mut validity,
+                &mut keyed,
+            )
+            .await?;
+            partition_writer.set_fence(Fence {
+                writer,
+                next: at.offset + 1,
+                in_doubt: false,
+            });
         }
         self.remember_all(keyed).await;
         Ok(())
     }
 
-    /// The marker record of `writer` for a command partition.
-    fn marker(
-        &self,
-        topic: Topic,
-        partition: u32,
-        writer: &str,
-    ) -> Result<NewRecord, CommandError> {
+    /// Lets partition numbers go (the group moved them away): nothing more is decided
+    /// on them here, and what is on its way lands first. Drones of theirs are left to
+    /// the reconciler of their next owner.
+    pub async fn let_go(&self, numbers: &[u32]) {
+        let _one_at_a_time = self.settling.lock().await;
+        for &number in numbers {
+            self.ownership.set(number, Place::Elsewhere);
+        }
+        for topic in COMMAND_TOPICS {
+            for &number in numbers {
+                if let Some(writer) = self.writer(topic, number) {
+                    writer.quiesce().await;
+                }
+            }
+        }
+        let drones = &self.drones;
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| !numbers.contains(&drones.partition_of(id)));
+        tracing::info!(partitions = ?numbers, "released partitions of the command topics");
+    }
+
+    /// The marker record of `writer` for a partition of a command topic (or of the
+    /// owners topic), naming where this process takes commands.
+    fn marker(&self, topic: &str, partition: u32, writer: &str) -> Result<NewRecord, CommandError> {
         fence::marker(
             &self.codec,
             topic,
             partition,
-            self.partitions(topic),
+            self.ownership.partitions(),
             writer,
-            self.lease.instance(),
+            self.ownership.instance(),
+            &self.ownership.address(),
         )
         .map_err(|e| CommandError::Internal(e.to_string()))
     }
@@ -533,6 +648,20 @@ impl CommandService {
         Uuid::new_v5(&self.id_namespace, format!("{kind}/{key}").as_bytes()).to_string()
     }
 
+    /// A new aggregate's id when no key derives one: random, in a partition this process
+    /// owns when it owns any (a request forwarded with no key would get another id at
+    /// its owner, perhaps owned elsewhere again).
+    fn fresh_id<A: Kept>(&self, shards: &Shards<A>) -> String {
+        let mut id = Uuid::new_v4().to_string();
+        for _ in 0..256 {
+            if self.ownership.place(shards.partition_of(&id)) == Place::Owned {
+                break;
+            }
+            id = Uuid::new_v4().to_string();
+        }
+        id
+    }
+
     /// Idempotency keys used before this are forgotten.
     pub(crate) fn key_cutoff(&self) -> DateTime<Utc> {
         Utc::now() - self.key_retention
@@ -558,11 +687,64 @@ impl CommandService {
         format!("dd_acct_{}", api::hex(&Sha256::digest(secret.as_bytes())))
     }
 
-    fn index_key(&self, account_id: &str, account: &Account) {
+    fn index_key(&self, account_id: &str, stream: &Stream<Account>) {
         self.account_keys
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .set(account_id, &account.key_hash);
+            .set(account_id, &stream.state.key_hash, stream.version);
+    }
+
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
+    }
+
+    /// Folds a valid record of the accounts topic into the key index (several writers:
+    /// `group::follow_account_keys` reads every partition, owned here or not).
+    pub(crate) fn follow_account(&self, record: &storage::Record) {
+        let Ok(envelopes) = self.codec.decode_all(&record.value) else {
+            tracing::warn!(partition = record.partition, offset = record.offset, "an accounts record does not decode; its key is not indexed");
+            return;
+        };
+        let mut followed = self.followed_accounts.lock().unwrap_or_else(|e| e.into_inner());
+        for envelope in &envelopes {
+            let id = &envelope.metadata.aggregate_id;
+            let stream = followed.entry(id.clone()).or_default();
+            stream.record(std::iter::once(envelope));
+            self.index_key(id, stream);
+        }
+    }
+
+    /// The key follower has read the accounts topic's `partition` up to `next`.
+    pub(crate) fn keys_read_to(&self, partition: u32, next: u64) {
+        let mut read = self.keys_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = read.get_mut(partition as usize) {
+            *at = (*at).max(next);
+        }
+    }
+
+    /// Waits (up to a second) until the key follower has read every accounts partition
+    /// as far as it reaches now: a key registered or rotated at another process is then
+    /// indexed here.
+    async fn keys_caught_up(&self) {
+        let partitions = self.ownership.partitions();
+        let mut ends = Vec::with_capacity(partitions as usize);
+        for partition in 0..partitions {
+            match self.log.end_offset(Topic::Accounts.name(), partition).await {
+                Ok(end) => ends.push(end),
+                Err(_) => return,
+            }
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let behind = {
+                let read = self.keys_read.lock().unwrap_or_else(|e| e.into_inner());
+                ends.iter().zip(read.iter()).any(|(end, at)| at < end)
+            };
+            if !behind {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     async fn remember_all(&self, keyed: KeyedCommands) {
@@ -605,7 +787,7 @@ impl CommandService {
                 let mut shard = self.accounts.lock(id).await;
                 let stream = shard.entry(id);
                 stream.record(one);
-                self.index_key(id, &stream.state);
+                self.index_key(id, stream);
             }
             Topic::Drones => self.drones.lock(id).await.entry(id).record(one),
             Topic::Packages => self.packages.lock(id).await.entry(id).record(one),
@@ -639,8 +821,9 @@ impl CommandService {
         if !fence.in_doubt {
             return Ok(()); // settled while this one waited
         }
-        let writer = fence::fresh_writer(self.lease.instance());
-        let marker = self.marker(topic, partition, &writer)?;
+        partition_writer.owned()?;
+        let writer = fence::fresh_writer(self.ownership.instance());
+        let marker = self.marker(topic.name(), partition, &writer)?;
         let at = self
             .log
             .append(vec![marker])
@@ -769,7 +952,6 @@ impl CommandService {
     /// fall in. Telemetry is no part of the write model (nothing decides on it), so it
     /// needs no fence.
     async fn append_telemetry(&self, draft: &Draft) -> Result<ConsistencyToken, CommandError> {
-        self.lease.still_held()?;
         let mut groups: Vec<(u32, Vec<&Envelope>)> = Vec::new();
         for (_, envelope) in &draft.items {
             let partition =
@@ -875,7 +1057,7 @@ impl CommandService {
         must_exist: bool,
         decide: &impl Fn(&A) -> Result<Vec<Event>, CommandError>,
     ) -> Result<Accepted, CommandError> {
-        let shard = shards.lock(id).await;
+        let shard = shards.lock_owned(id).await?;
         let stream = shard.get(id);
         if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             return Ok(done);
@@ -892,6 +1074,13 @@ impl CommandService {
         Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
 
+    /// An account's state, once no record of it is on its way (refused unless this
+    /// process owns it).
+    pub(crate) async fn account_state(&self, id: &str) -> Result<Option<Account>, CommandError> {
+        let shard = self.accounts.lock_owned(id).await?;
+        Ok(shard.get(id).map(|s| s.state.clone()))
+    }
+
     /// Registers an account; answers with its API key (the same for a retry).
     pub async fn register_account(
         &self,
@@ -900,7 +1089,7 @@ impl CommandService {
     ) -> Result<(Accepted, String), CommandError> {
         let id = match &ctx.idempotency_key {
             Some(key) => self.derived_id("account", key),
-            None => Uuid::new_v4().to_string(),
+            None => self.fresh_id(&self.accounts),
         };
         let key_hash = api::key_hash(&self.account_key(&id, 1));
         let accepted = self
@@ -908,7 +1097,7 @@ impl CommandService {
                 Ok(a.register(cmd, &key_hash)?)
             })
             .await?;
-        self.index_key(&id, &self.accounts.lock(&id).await.entry(&id).state);
+        self.index_key(&id, self.accounts.lock(&id).await.entry(&id));
         let key = self.account_key(&id, accepted.version);
         Ok((accepted, key))
     }
@@ -920,7 +1109,7 @@ impl CommandService {
         id: &str,
     ) -> Result<(Accepted, String), CommandError> {
         let run = async {
-            let shard = self.accounts.lock(id).await;
+            let shard = self.accounts.lock_owned(id).await?;
             let stream = shard.get(id);
             if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
                 return Ok(done);
@@ -935,7 +1124,7 @@ impl CommandService {
                 .await?;
             let token = ConsistencyToken::from_positions([at]);
             let stream = shard.entry(id);
-            self.index_key(id, &stream.state);
+            self.index_key(id, stream);
             Ok(accepted(stream, ctx, id, version, token))
         };
         let accepted = self.counted("rotate-account-key", run).await?;
@@ -975,7 +1164,7 @@ impl CommandService {
     ) -> Result<Accepted, CommandError> {
         let run = async {
             {
-                let shard = self.drones.lock(id).await;
+                let shard = self.drones.lock_owned(id).await?;
                 if let Some(stream) = shard.get(id).filter(|s| s.exists())
                     && ctx.idempotency_key.is_none()
                     && same_spec(&stream.state, cmd)
@@ -1087,23 +1276,48 @@ impl CommandService {
             partitions.sort_unstable();
             partitions.dedup();
             let mut version = 0;
+            let unknown = |r: &Reading| {
+                if readings.len() == 1 {
+                    CommandError::NotFound {
+                        kind: "drone",
+                        id: r.drone_id.clone(),
+                    }
+                } else {
+                    CommandError::Domain(domain::DomainError::UnknownDrone {
+                        drone_id: r.drone_id.clone(),
+                    })
+                }
+            };
             for p in partitions {
+                let of_p = || {
+                    readings
+                        .iter()
+                        .filter(move |r| self.drones.partition_of(&r.drone_id) == p)
+                };
+                if self.ownership.place(p) == Place::Elsewhere {
+                    // Checked against the drones' states at their owner.
+                    let ids = of_p().map(|r| r.drone_id.clone()).collect();
+                    let states = match self.peers.call(p, &StepCall::Drones { ids }).await? {
+                        StepReply::Drones { states } => states,
+                        _ => return Err(CommandError::Internal("a peer answered another step".into())),
+                    };
+                    for r in of_p() {
+                        let Some((_, at, drone)) = states.iter().find(|(id, _, _)| *id == r.drone_id)
+                        else {
+                            return Err(unknown(r));
+                        };
+                        let events =
+                            drone.report_position(&r.telemetry, draft.now, self.max_clock_skew)?;
+                        version = *at;
+                        draft.add(Topic::DroneTelemetry, &r.drone_id, *at, events);
+                    }
+                    continue;
+                }
                 let shard = self.drones.lock_partition(p).await;
-                for r in readings
-                    .iter()
-                    .filter(|r| self.drones.partition_of(&r.drone_id) == p)
-                {
+                shard.writer.owned()?;
+                for r in of_p() {
                     let Some(stream) = shard.get(&r.drone_id).filter(|s| s.exists()) else {
-                        return Err(if readings.len() == 1 {
-                            CommandError::NotFound {
-                                kind: "drone",
-                                id: r.drone_id.clone(),
-                            }
-                        } else {
-                            CommandError::Domain(domain::DomainError::UnknownDrone {
-                                drone_id: r.drone_id.clone(),
-                            })
-                        });
+                        return Err(unknown(r));
                     };
                     let events = stream.state.report_position(
                         &r.telemetry,
@@ -1156,7 +1370,7 @@ impl CommandService {
                 (id, package)
             }
             None => (
-                Uuid::new_v4().to_string(),
+                self.fresh_id(&self.deliveries),
                 cmd.package_id
                     .clone()
                     .unwrap_or_else(|| Uuid::new_v4().to_string()),
@@ -1176,9 +1390,32 @@ impl CommandService {
         id: &str,
         package_id: &str,
     ) -> Result<Accepted, CommandError> {
+        self.ownership
+            .check(self.deliveries.partition_of(id))?;
+        // The owner's account lives with another process when its number is owned there:
+        // read from it (its owner answers once no record of the account is on its way).
+        let account_partition = self.accounts.partition_of(&cmd.owner_id);
+        let remote_owner = if self.ownership.place(account_partition) == Place::Elsewhere {
+            let read = StepCall::Account {
+                id: cmd.owner_id.clone(),
+            };
+            match self.peers.call(account_partition, &read).await? {
+                StepReply::Account { state } => Some(state),
+                _ => return Err(CommandError::Internal("a peer answered another step".into())),
+            }
+        } else {
+            None
+        };
         // Scheduling marks two shards, so it waits for a mark holding no lock at all.
         let (packages, deliveries, draft, version) = loop {
-            let accounts = self.accounts.lock(&cmd.owner_id).await;
+            let accounts = match remote_owner {
+                Some(_) => None,
+                None => {
+                    let shard = self.accounts.lock(&cmd.owner_id).await;
+                    shard.writer.owned()?;
+                    Some(shard)
+                }
+            };
             let packages = self
                 .packages
                 .lock_partition(self.packages.partition_of(package_id))
@@ -1196,7 +1433,11 @@ impl CommandService {
                 return Ok(done);
             }
             ready(&deliveries)?;
-            let owner = accounts.get(&cmd.owner_id).map(|s| &s.state);
+            let owner = match (&accounts, &remote_owner) {
+                (Some(shard), _) => shard.get(&cmd.owner_id).map(|s| &s.state),
+                (None, Some(remote)) => remote.as_ref(),
+                (None, None) => None,
+            };
             let package = packages.get(package_id);
             let package_events = package
                 .map_or(&Package::default(), |s| &s.state)
@@ -1340,11 +1581,21 @@ fn same_spec(drone: &Drone, cmd: &RegisterDrone) -> bool {
         && drone.home == cmd.home()
 }
 
+/// Whether this process is the only writer of the command topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writers {
+    /// The only one (the embedded log, whose directory one process holds): it takes
+    /// every partition number when it opens.
+    Only,
+    /// One of several on Kafka: it takes the numbers its group assigns it.
+    Several,
+}
+
 /// This process's writers of the partitions of a command topic.
-async fn writers(
+async fn partition_writers(
     log: &Arc<dyn EventLog>,
     topic: Topic,
-    lease: &Lease,
+    ownership: &Arc<Ownership>,
     metrics: &CommandMetrics,
 ) -> Result<Vec<Arc<PartitionWriter>>, CommandError> {
     let partitions = log.partitions(topic.name()).await?.max(1);
@@ -1354,7 +1605,7 @@ async fn writers(
                 topic,
                 partition,
                 log.clone(),
-                lease.clone(),
+                ownership.clone(),
                 metrics.append_latency.clone(),
             ))
         })

@@ -215,6 +215,14 @@ impl<A: Kept> Shards<A> {
         }
     }
 
+    /// [`Shards::lock`] for a decision: refused (`Elsewhere`, `Moving`) when another
+    /// process owns the partition, since this one's state of it is not current.
+    pub async fn lock_owned(&self, id: &str) -> Result<Guard<A>, crate::CommandError> {
+        let shard = self.lock(id).await;
+        shard.writer.owned()?;
+        Ok(shard)
+    }
+
     /// The shard of a partition, whatever is marked in it.
     pub async fn lock_partition(&self, partition: u32) -> Guard<A> {
         let shard = &self.shards[partition as usize % self.shards.len()];
@@ -274,17 +282,25 @@ impl<A: Kept> Drop for Mark<A> {
 #[derive(Default)]
 pub struct KeyIndex {
     by_hash: HashMap<String, String>,
-    by_account: HashMap<String, String>,
+    /// Each account's current key hash and the version of the account that set it.
+    by_account: HashMap<String, (String, u64)>,
 }
 
 impl KeyIndex {
-    pub fn set(&mut self, account_id: &str, key_hash: &str) {
-        if key_hash.is_empty() {
+    /// Notes the key of an account at `version`; an older version (a follower behind the
+    /// process's own fold) changes nothing.
+    pub fn set(&mut self, account_id: &str, key_hash: &str, version: u64) {
+        if key_hash.is_empty()
+            || self
+                .by_account
+                .get(account_id)
+                .is_some_and(|(_, at)| *at > version)
+        {
             return;
         }
-        if let Some(old) = self
+        if let Some((old, _)) = self
             .by_account
-            .insert(account_id.to_string(), key_hash.to_string())
+            .insert(account_id.to_string(), (key_hash.to_string(), version))
         {
             self.by_hash.remove(&old);
         }
@@ -424,11 +440,15 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_key_replaces_the_old_one_in_the_index() {
+    fn a_rotated_key_replaces_the_old_one_in_the_index_and_an_older_version_does_not() {
         let mut index = KeyIndex::default();
-        index.set("acct-1", "h1");
-        index.set("acct-1", "h2");
-        index.set("acct-2", "");
+        index.set("acct-1", "h1", 1);
+        index.set("acct-1", "h2", 2);
+        index.set("acct-2", "", 1);
+        assert_eq!(index.account_of("h1"), None);
+        assert_eq!(index.account_of("h2").map(String::as_str), Some("acct-1"));
+        // A follower behind the fold brings the old key back for no moment.
+        index.set("acct-1", "h1", 1);
         assert_eq!(index.account_of("h1"), None);
         assert_eq!(index.account_of("h2").map(String::as_str), Some("acct-1"));
     }

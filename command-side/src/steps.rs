@@ -18,6 +18,8 @@
 //! attempt), so a retried command finds its own reservation.
 
 use crate::error::CommandError;
+use crate::ownership::Place;
+use crate::peers::{StepCall, StepContext, StepReply};
 use crate::service::{
     Accepted, CommandContext, CommandService, accepted, check_expected, existing, ready, replayed,
     visible,
@@ -31,6 +33,11 @@ use std::time::{Duration, Instant};
 const KEY_SWEEP: Duration = Duration::from_secs(60);
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// A peer's answer to another step than the one asked (a peer of another build).
+fn unexpected(reply: &StepReply) -> CommandError {
+    CommandError::Internal(format!("a peer answered another step: {reply:?}"))
+}
 
 /// What following a drone's delivery came to.
 enum Followed {
@@ -127,7 +134,7 @@ impl CommandService {
 
     /// Step 1: the delivery can take a drone (and the caller's `If-Match` holds).
     async fn ask(&self, ctx: &CommandContext, id: &str) -> Result<Asked, CommandError> {
-        let shard = self.deliveries.lock(id).await;
+        let shard = self.deliveries.lock_owned(id).await?;
         let stream = shard.get(id);
         if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             return Ok(Asked::Replayed(done));
@@ -141,7 +148,8 @@ impl CommandService {
         })
     }
 
-    /// Step 2: the drone is reserved for the delivery (already, for a retried attempt).
+    /// Step 2: the drone is reserved for the delivery (already, for a retried attempt),
+    /// by this process or the drone's owner.
     async fn reserve(
         &self,
         ctx: &CommandContext,
@@ -150,7 +158,34 @@ impl CommandService {
         job: &Job,
         attempt: &str,
     ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
-        let shard = self.drones.lock(drone_id).await;
+        let partition = self.drones.partition_of(drone_id);
+        if self.ownership.place(partition) != Place::Elsewhere {
+            return self
+                .reserve_here(ctx, drone_id, delivery_id, job, attempt)
+                .await;
+        }
+        let call = StepCall::Reserve {
+            ctx: StepContext::of(ctx),
+            drone_id: drone_id.to_owned(),
+            delivery_id: delivery_id.to_owned(),
+            job: *job,
+            attempt: attempt.to_owned(),
+        };
+        match self.peers.call(partition, &call).await? {
+            StepReply::Reserved { reservation, at } => Ok((reservation, at)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn reserve_here(
+        &self,
+        ctx: &CommandContext,
+        drone_id: &str,
+        delivery_id: &str,
+        job: &Job,
+        attempt: &str,
+    ) -> Result<(DroneAssigned, Option<Position>), CommandError> {
+        let shard = self.drones.lock_owned(drone_id).await?;
         ready(&shard)?;
         let unknown = Drone::default();
         let stream = shard.get(drone_id);
@@ -178,7 +213,11 @@ impl CommandService {
         id: &str,
         reservation: &DroneAssigned,
     ) -> Result<Accepted, CommandError> {
-        let shard = self.deliveries.lock(id).await;
+        let shard = self
+            .deliveries
+            .lock_owned(id)
+            .await
+            .map_err(CommandError::after_first_step)?;
         if let Some(done) = replayed(shard.get(id), ctx, id, self.key_cutoff())? {
             return Ok(done);
         }
@@ -202,7 +241,8 @@ impl CommandService {
         Ok(accepted(shard.entry(id), ctx, id, version, token))
     }
 
-    /// The compensation: the drone is released of the reservation `attempt`.
+    /// The compensation: the drone is released of the reservation `attempt`, by this
+    /// process or the drone's owner.
     async fn release(
         &self,
         ctx: &CommandContext,
@@ -211,7 +251,34 @@ impl CommandService {
         attempt: &str,
         reason: &str,
     ) -> Result<Option<Position>, CommandError> {
-        let shard = self.drones.lock(drone_id).await;
+        let partition = self.drones.partition_of(drone_id);
+        if self.ownership.place(partition) != Place::Elsewhere {
+            return self
+                .release_here(ctx, drone_id, delivery_id, attempt, reason)
+                .await;
+        }
+        let call = StepCall::Release {
+            ctx: StepContext::of(ctx),
+            drone_id: drone_id.to_owned(),
+            delivery_id: delivery_id.to_owned(),
+            attempt: attempt.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match self.peers.call(partition, &call).await? {
+            StepReply::Written { at } => Ok(at),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn release_here(
+        &self,
+        ctx: &CommandContext,
+        drone_id: &str,
+        delivery_id: &str,
+        attempt: &str,
+        reason: &str,
+    ) -> Result<Option<Position>, CommandError> {
+        let shard = self.drones.lock_owned(drone_id).await?;
         ready(&shard)?;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(None);
@@ -268,7 +335,7 @@ impl CommandService {
         command: &'static str,
         decide: &impl Fn(&Delivery) -> Result<Vec<Event>, DomainError>,
     ) -> Result<(Accepted, Option<String>), CommandError> {
-        let shard = self.deliveries.lock(id).await;
+        let shard = self.deliveries.lock_owned(id).await?;
         let stream = shard.get(id);
         if let Some(done) = replayed(stream, ctx, id, self.key_cutoff())? {
             let drone = stream.and_then(|s| s.state.drone_id.clone());
@@ -287,23 +354,47 @@ impl CommandService {
         Ok((accepted(stream, ctx, id, version, token), drone))
     }
 
-    /// Brings the drone's stream in line with the delivery it carries.
+    /// Brings the drone's stream in line with the delivery it carries, here or at the
+    /// drone's owner.
     async fn follow(&self, ctx: &CommandContext, drone_id: &str) -> Result<Followed, CommandError> {
+        let partition = self.drones.partition_of(drone_id);
+        if self.ownership.place(partition) != Place::Elsewhere {
+            return self.follow_here(ctx, drone_id).await;
+        }
+        let call = StepCall::Follow {
+            ctx: StepContext::of(ctx),
+            drone_id: drone_id.to_owned(),
+        };
+        match self.peers.call(partition, &call).await? {
+            StepReply::Followed {
+                at,
+                undecided: None,
+            } => Ok(Followed::Done { at }),
+            StepReply::Followed {
+                undecided: Some((delivery_id, attempt)),
+                ..
+            } => Ok(Followed::Undecided {
+                delivery_id,
+                attempt,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn follow_here(
+        &self,
+        ctx: &CommandContext,
+        drone_id: &str,
+    ) -> Result<Followed, CommandError> {
         // Drones come before deliveries in the lock order.
-        let shard = self.drones.lock(drone_id).await;
+        let shard = self.drones.lock_owned(drone_id).await?;
         let Some(stream) = shard.get(drone_id) else {
             return Ok(Followed::Done { at: None });
         };
         let Some(delivery_id) = stream.state.delivery_id.clone() else {
             return Ok(Followed::Done { at: None });
         };
-        let delivery = self
-            .deliveries
-            .lock(&delivery_id)
-            .await
-            .get(&delivery_id)
-            .map(|s| s.state.clone())
-            .unwrap_or_default();
+        let delivery = self.delivery_state(&delivery_id).await?.unwrap_or_default();
         let events = match stream.state.follow(drone_id, &delivery_id, &delivery) {
             FollowUp::InLine => return Ok(Followed::Done { at: None }),
             FollowUp::Undecided { attempt } => {
@@ -324,26 +415,51 @@ impl CommandService {
         Ok(Followed::Done { at: Some(at) })
     }
 
-    /// Gives up a reservation whose commit stalled, at the delivery.
+    /// Gives up a reservation whose commit stalled, at the delivery (here or at its
+    /// owner); false when its command is still deciding there.
     async fn abandon(
         &self,
         delivery_id: &str,
         drone_id: &str,
         attempt: &str,
-    ) -> Result<(), CommandError> {
-        let shard = self.deliveries.lock(delivery_id).await;
+    ) -> Result<bool, CommandError> {
+        let partition = self.deliveries.partition_of(delivery_id);
+        if self.ownership.place(partition) != Place::Elsewhere {
+            return self.abandon_here(delivery_id, drone_id, attempt).await;
+        }
+        let call = StepCall::Abandon {
+            delivery_id: delivery_id.to_owned(),
+            drone_id: drone_id.to_owned(),
+            attempt: attempt.to_owned(),
+        };
+        match self.peers.call(partition, &call).await? {
+            StepReply::Abandoned { abandoned } => Ok(abandoned),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn abandon_here(
+        &self,
+        delivery_id: &str,
+        drone_id: &str,
+        attempt: &str,
+    ) -> Result<bool, CommandError> {
+        if self.in_flight_set().contains(attempt) {
+            return Ok(false); // its command is still deciding
+        }
+        let shard = self.deliveries.lock_owned(delivery_id).await?;
         ready(&shard)?;
         let Some(stream) = shard.get(delivery_id) else {
-            return Ok(());
+            return Ok(true);
         };
         let events = stream.state.abandon(delivery_id, drone_id, attempt);
         if events.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let ctx = CommandContext::default();
         self.write("abandon-assignment", shard, delivery_id, &ctx, events)
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Brings one drone's stream in line with its delivery's; true when it is.
@@ -356,11 +472,12 @@ impl CommandService {
                     delivery_id,
                     attempt,
                 } => {
-                    if self.in_flight_set().contains(&attempt) {
+                    let abandoned = self
+                        .settled(|| self.abandon(&delivery_id, drone_id, &attempt))
+                        .await?;
+                    if !abandoned {
                         return Ok(false); // its command is still deciding
                     }
-                    self.settled(|| self.abandon(&delivery_id, drone_id, &attempt))
-                        .await?;
                 }
             }
         }
@@ -386,9 +503,10 @@ impl CommandService {
             .set(self.pending_set().len() as i64);
     }
 
-    /// After start-up: every drone that carries a delivery may be behind it.
-    pub(crate) async fn note_every_carrying_drone(&self) {
-        for partition in 0..self.drones.partitions() {
+    /// After taking partitions: every drone of theirs that carries a delivery may be
+    /// behind it.
+    pub(crate) async fn note_carrying_drones(&self, numbers: &[u32]) {
+        for &partition in numbers {
             let shard = self.drones.lock_partition(partition).await;
             let carrying: Vec<String> = shard
                 .streams()
@@ -414,6 +532,99 @@ impl CommandService {
             if Instant::now() >= next_sweep {
                 self.forget_old_keys().await;
                 next_sweep = Instant::now() + KEY_SWEEP;
+            }
+        }
+    }
+
+    /// A delivery's state, here or at its owner, once no record of it is on its way.
+    async fn delivery_state(&self, id: &str) -> Result<Option<Delivery>, CommandError> {
+        let partition = self.deliveries.partition_of(id);
+        if self.ownership.place(partition) != Place::Elsewhere {
+            let shard = self.deliveries.lock_owned(id).await?;
+            return Ok(shard.get(id).map(|s| s.state.clone()));
+        }
+        let call = StepCall::Delivery { id: id.to_owned() };
+        match self.peers.call(partition, &call).await? {
+            StepReply::Delivery { state } => Ok(state),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a step a peer asks for, on an aggregate this process owns (refused with
+    /// `Elsewhere` if it does not: the peer's map of owners is behind).
+    pub async fn step(&self, call: StepCall) -> Result<StepReply, CommandError> {
+        match call {
+            StepCall::Reserve {
+                ctx,
+                drone_id,
+                delivery_id,
+                job,
+                attempt,
+            } => {
+                let ctx = ctx.context();
+                let (reservation, at) = self
+                    .settled(|| self.reserve_here(&ctx, &drone_id, &delivery_id, &job, &attempt))
+                    .await?;
+                Ok(StepReply::Reserved { reservation, at })
+            }
+            StepCall::Release {
+                ctx,
+                drone_id,
+                delivery_id,
+                attempt,
+                reason,
+            } => {
+                let ctx = ctx.context();
+                let at = self
+                    .settled(|| {
+                        self.release_here(&ctx, &drone_id, &delivery_id, &attempt, &reason)
+                    })
+                    .await?;
+                Ok(StepReply::Written { at })
+            }
+            StepCall::Follow { ctx, drone_id } => {
+                let ctx = ctx.context();
+                Ok(match self.settled(|| self.follow_here(&ctx, &drone_id)).await? {
+                    Followed::Done { at } => StepReply::Followed {
+                        at,
+                        undecided: None,
+                    },
+                    Followed::Undecided {
+                        delivery_id,
+                        attempt,
+                    } => StepReply::Followed {
+                        at: None,
+                        undecided: Some((delivery_id, attempt)),
+                    },
+                })
+            }
+            StepCall::Abandon {
+                delivery_id,
+                drone_id,
+                attempt,
+            } => {
+                let abandoned = self
+                    .settled(|| self.abandon_here(&delivery_id, &drone_id, &attempt))
+                    .await?;
+                Ok(StepReply::Abandoned { abandoned })
+            }
+            StepCall::Delivery { id } => {
+                let shard = self.deliveries.lock_owned(&id).await?;
+                let state = shard.get(&id).map(|s| s.state.clone());
+                Ok(StepReply::Delivery { state })
+            }
+            StepCall::Account { id } => Ok(StepReply::Account {
+                state: self.account_state(&id).await?,
+            }),
+            StepCall::Drones { ids } => {
+                let mut states = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let shard = self.drones.lock_owned(&id).await?;
+                    if let Some(stream) = shard.get(&id).filter(|s| s.exists()) {
+                        states.push((id.clone(), stream.version, stream.state.clone()));
+                    }
+                }
+                Ok(StepReply::Drones { states })
             }
         }
     }

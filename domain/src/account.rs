@@ -24,7 +24,7 @@ impl AccountStatus {
 }
 
 /// A business that schedules deliveries. `Default` is an account not registered yet.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     /// `None` until registered.
     pub status: Option<AccountStatus>,

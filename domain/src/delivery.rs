@@ -15,7 +15,7 @@ use crate::values::{Confirmation, DeliveryPlan, Reschedule};
 
 /// A delivery as a drone is asked to take it: what its reservation checks (payload and
 /// range) and the route it is billed for.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub pickup: Location,
     pub dropoff: Location,
