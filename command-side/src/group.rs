@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use schemas::events::Topic;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use storage::{Admitted, EventLog, Offset, StartAt, StorageError, Validity};
 use tokio::sync::watch;
 
@@ -29,6 +29,11 @@ pub const RETAKE_AFTER: Duration = Duration::from_secs(30);
 
 /// How often the group's assignment is looked at (each look polls the membership).
 const POLL: Duration = Duration::from_millis(200);
+
+/// Under an eager protocol a rebalance takes every number away before it hands them
+/// out again: an empty assignment is let go only once it has lasted this long (what
+/// this process decides meanwhile is fenced by the markers like any other decision).
+const REBALANCE_GRACE: Duration = Duration::from_secs(10);
 
 /// The group's members start at the end of the owners topic: they read nothing from it
 /// (the owners follower does).
@@ -60,6 +65,7 @@ pub async fn follow_the_group(
     let start = Arc::new(AtTheEnd { log: log.clone() });
     let mut member = log.subscribe(OWNERS_TOPIC, OWNERS_TOPIC, start).await?;
     let ownership = service.ownership().clone();
+    let mut empty_since: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -79,6 +85,14 @@ pub async fn follow_the_group(
         }
         let assigned: BTreeSet<u32> = member.assignment().into_iter().collect();
         let owned: BTreeSet<u32> = ownership.owned().into_iter().collect();
+        if assigned.is_empty() && !owned.is_empty() {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < REBALANCE_GRACE {
+                continue;
+            }
+        } else {
+            empty_since = None;
+        }
         let gone: Vec<u32> = owned.difference(&assigned).copied().collect();
         if !gone.is_empty() {
             service.let_go(&gone).await;

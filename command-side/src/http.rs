@@ -188,7 +188,7 @@ fn render(result: Result<Accepted, CommandError>, shape: Shape) -> Response {
 /// The problem a refused command is answered with; one refused because another process
 /// owns what it addresses says which partition, for [`to_completion`] to forward it.
 fn refused(e: &CommandError) -> Response {
-    if e.status().is_server_error() && !matches!(e, CommandError::Elsewhere { .. }) {
+    if e.status().is_server_error() && e.retry_after().is_none() {
         tracing::warn!(error = %e, "command failed");
     }
     let mut response = e.problem().into_response();

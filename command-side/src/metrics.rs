@@ -1,4 +1,6 @@
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The command side's metrics, registered on the process's registry.
 #[derive(Clone)]
@@ -15,6 +17,8 @@ pub struct CommandMetrics {
     pub settled: IntCounter,
     /// Drones whose stream waits for a follow-up or a compensation to be written.
     pub unreconciled: IntGauge,
+    /// 1 for each partition number this process decides on.
+    pub owned: IntGaugeVec,
 }
 
 impl CommandMetrics {
@@ -55,6 +59,14 @@ impl CommandMetrics {
             "command_drones_unreconciled",
             "Drones whose stream waits for a follow-up or compensation of their delivery's",
         )?;
+        let owned = IntGaugeVec::new(
+            Opts::new(
+                "command_partition_owned",
+                "1 for a partition number of the command topics this command-api decides on",
+            ),
+            &["partition"],
+        )?;
+        registry.register(Box::new(owned.clone()))?;
         registry.register(Box::new(settled.clone()))?;
         registry.register(Box::new(unreconciled.clone()))?;
         registry.register(Box::new(commands.clone()))?;
@@ -68,6 +80,7 @@ impl CommandMetrics {
             events,
             settled,
             unreconciled,
+            owned,
         })
     }
 }

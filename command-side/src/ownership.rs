@@ -69,6 +69,8 @@ pub struct Ownership {
     address: RwLock<String>,
     places: Vec<AtomicU8>,
     owners: RwLock<HashMap<u32, Owner>>,
+    /// Says which numbers are owned, on `/metrics`.
+    gauge: RwLock<Option<prometheus::IntGaugeVec>>,
     /// The first assignment is taken (or, for the only writer, every number).
     joined: AtomicBool,
     /// When another writer's marker was found in a partition this process wrote.
@@ -85,6 +87,7 @@ impl Ownership {
             owners: RwLock::new(HashMap::new()),
             lost: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
+            gauge: RwLock::new(None),
         }
     }
 
@@ -114,6 +117,21 @@ impl Ownership {
 
     pub fn set(&self, partition: u32, place: Place) {
         self.slot(partition).store(place.byte(), Ordering::Release);
+        if let Some(gauge) = &*self.gauge.read().unwrap_or_else(PoisonError::into_inner) {
+            gauge
+                .with_label_values(&[&partition.to_string()])
+                .set(i64::from(place == Place::Owned));
+        }
+    }
+
+    /// Shows each number's ownership on `gauge` from now on.
+    pub fn show_on(&self, gauge: prometheus::IntGaugeVec) {
+        for partition in 0..self.partitions() {
+            gauge
+                .with_label_values(&[&partition.to_string()])
+                .set(i64::from(self.place(partition) == Place::Owned));
+        }
+        *self.gauge.write().unwrap_or_else(PoisonError::into_inner) = Some(gauge);
     }
 
     fn slot(&self, partition: u32) -> &AtomicU8 {

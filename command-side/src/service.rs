@@ -430,6 +430,7 @@ impl CommandService {
     ) -> Result<CommandService, CommandError> {
         let taken_at_once = writers == Writers::Only;
         let partitions = ownership.partitions();
+        ownership.show_on(metrics.owned.clone());
         let owners_topic = writers == Writers::Several;
         let writers = |topic| partition_writers(&log, topic, &ownership, &metrics);
         let service = CommandService {

@@ -685,8 +685,13 @@ impl EventLog for KafkaLog {
         if config.get("session.timeout.ms").is_none() {
             config.set("session.timeout.ms", "10000");
         }
+        // Members hand partitions over one at a time; an operator may choose an eager
+        // protocol (the test broker, tansu 0.6, does not reassign a dead member's
+        // partitions under the cooperative one).
+        if config.get("partition.assignment.strategy").is_none() {
+            config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         let consumer: BaseConsumer<GroupContext> = config
-            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "1000")
             .create_with_context(GroupContext {

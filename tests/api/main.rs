@@ -23,3 +23,4 @@ mod replay;
 mod simulate;
 mod streams;
 mod workflow;
+mod writers;
