@@ -385,7 +385,7 @@ pub struct Settings {
     pub telemetry_partitions: u32,
     /// The read models the projector builds (all when empty).
     pub only: Vec<String>,
-    /// How long a command-api's heartbeats may stop before another may take over.
+    /// How long the active workflow's heartbeats may stop before a standby takes over.
     pub writer_session: Duration,
     pub scylla: ScyllaOptions,
     /// The schema registry whose ids frame the records; `None`: the manifest's ids.
@@ -791,9 +791,8 @@ pub struct StorageArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub telemetry_retention_hours: u64,
-    /// Seconds a command-api's heartbeats may stop before another command-api may take
-    /// over as the writer of the command topics, and the active workflow's before a
-    /// standby takes over (on Kafka).
+    /// Seconds the active workflow's heartbeats may stop before a standby takes over (on
+    /// Kafka). The command API's partitions move with its consumer group's session.
     #[arg(
         long,
         env = "DRONE_DELIVERY_WRITER_SESSION_SECS",

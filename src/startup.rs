@@ -492,12 +492,18 @@ impl App {
             };
             let (l, s) = (log.clone(), stop.clone());
             let owners = command_side::group::follow_owners(ownership, l, s);
-            tasks.push(tokio::spawn(async move { logged("the owners follower")(owners.await) }));
+            tasks.push(tokio::spawn(async move {
+                logged("the owners follower")(owners.await)
+            }));
             let (c, l, s) = (commands.clone(), log.clone(), stop.clone());
             let keys = command_side::group::follow_account_keys(c, l, s);
-            tasks.push(tokio::spawn(async move { logged("the account keys follower")(keys.await) }));
+            tasks.push(tokio::spawn(async move {
+                logged("the account keys follower")(keys.await)
+            }));
             let group = command_side::group::follow_the_group(commands, log.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move { logged("the owners group")(group.await) }));
+            tasks.push(tokio::spawn(async move {
+                logged("the owners group")(group.await)
+            }));
         }
 
         if let Some(notifier) = notifier {

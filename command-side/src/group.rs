@@ -105,7 +105,11 @@ pub async fn follow_the_group(
         let new: Vec<u32> = assigned
             .difference(&owned)
             .copied()
-            .filter(|&n| ownership.lost_at(n).is_none_or(|at| at.elapsed() >= RETAKE_AFTER))
+            .filter(|&n| {
+                ownership
+                    .lost_at(n)
+                    .is_none_or(|at| at.elapsed() >= RETAKE_AFTER)
+            })
             .collect();
         if new.is_empty() {
             ownership.set_joined();

@@ -235,11 +235,18 @@ mod tests {
             address: "http://other".into(),
         };
         ownership.note_owner(1, other.clone());
-        ownership.note_owner(2, Owner {
-            instance: me,
-            address: "http://me".into(),
-        });
+        ownership.note_owner(
+            2,
+            Owner {
+                instance: me,
+                address: "http://me".into(),
+            },
+        );
         assert_eq!(ownership.owner_of(1), Some(other));
-        assert_eq!(ownership.owner_of(2), None, "this process is no peer of its own");
+        assert_eq!(
+            ownership.owner_of(2),
+            None,
+            "this process is no peer of its own"
+        );
     }
 }

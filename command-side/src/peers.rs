@@ -117,7 +117,7 @@ pub enum StepReply {
         undecided: Option<(String, String)>,
     },
     Delivery {
-        state: Option<Delivery>,
+        state: Option<Box<Delivery>>,
     },
     Account {
         state: Option<Account>,
@@ -197,10 +197,8 @@ impl Peers {
     /// changing hands) or the request was forwarded here already.
     pub async fn forward(&self, partition: u32, request: &Forward) -> Response {
         let refuse = |why: String| {
-            let mut response = warp::Reply::into_response(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                why,
-            ));
+            let mut response =
+                warp::Reply::into_response(Problem::new(StatusCode::SERVICE_UNAVAILABLE, why));
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -703,10 +703,17 @@ impl CommandService {
     /// `group::follow_account_keys` reads every partition, owned here or not).
     pub(crate) fn follow_account(&self, record: &storage::Record) {
         let Ok(envelopes) = self.codec.decode_all(&record.value) else {
-            tracing::warn!(partition = record.partition, offset = record.offset, "an accounts record does not decode; its key is not indexed");
+            tracing::warn!(
+                partition = record.partition,
+                offset = record.offset,
+                "an accounts record does not decode; its key is not indexed"
+            );
             return;
         };
-        let mut followed = self.followed_accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut followed = self
+            .followed_accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for envelope in &envelopes {
             let id = &envelope.metadata.aggregate_id;
             let stream = followed.entry(id.clone()).or_default();
@@ -1300,10 +1307,15 @@ impl CommandService {
                     let ids = of_p().map(|r| r.drone_id.clone()).collect();
                     let states = match self.peers.call(p, &StepCall::Drones { ids }).await? {
                         StepReply::Drones { states } => states,
-                        _ => return Err(CommandError::Internal("a peer answered another step".into())),
+                        _ => {
+                            return Err(CommandError::Internal(
+                                "a peer answered another step".into(),
+                            ));
+                        }
                     };
                     for r in of_p() {
-                        let Some((_, at, drone)) = states.iter().find(|(id, _, _)| *id == r.drone_id)
+                        let Some((_, at, drone)) =
+                            states.iter().find(|(id, _, _)| *id == r.drone_id)
                         else {
                             return Err(unknown(r));
                         };
@@ -1391,8 +1403,7 @@ impl CommandService {
         id: &str,
         package_id: &str,
     ) -> Result<Accepted, CommandError> {
-        self.ownership
-            .check(self.deliveries.partition_of(id))?;
+        self.ownership.check(self.deliveries.partition_of(id))?;
         // The owner's account lives with another process when its number is owned there:
         // read from it (its owner answers once no record of the account is on its way).
         let account_partition = self.accounts.partition_of(&cmd.owner_id);
@@ -1402,7 +1413,11 @@ impl CommandService {
             };
             match self.peers.call(account_partition, &read).await? {
                 StepReply::Account { state } => Some(state),
-                _ => return Err(CommandError::Internal("a peer answered another step".into())),
+                _ => {
+                    return Err(CommandError::Internal(
+                        "a peer answered another step".into(),
+                    ));
+                }
             }
         } else {
             None

@@ -545,7 +545,7 @@ impl CommandService {
         }
         let call = StepCall::Delivery { id: id.to_owned() };
         match self.peers.call(partition, &call).await? {
-            StepReply::Delivery { state } => Ok(state),
+            StepReply::Delivery { state } => Ok(state.map(|d| *d)),
             other => Err(unexpected(&other)),
         }
     }
@@ -576,27 +576,27 @@ impl CommandService {
             } => {
                 let ctx = ctx.context();
                 let at = self
-                    .settled(|| {
-                        self.release_here(&ctx, &drone_id, &delivery_id, &attempt, &reason)
-                    })
+                    .settled(|| self.release_here(&ctx, &drone_id, &delivery_id, &attempt, &reason))
                     .await?;
                 Ok(StepReply::Written { at })
             }
             StepCall::Follow { ctx, drone_id } => {
                 let ctx = ctx.context();
-                Ok(match self.settled(|| self.follow_here(&ctx, &drone_id)).await? {
-                    Followed::Done { at } => StepReply::Followed {
-                        at,
-                        undecided: None,
+                Ok(
+                    match self.settled(|| self.follow_here(&ctx, &drone_id)).await? {
+                        Followed::Done { at } => StepReply::Followed {
+                            at,
+                            undecided: None,
+                        },
+                        Followed::Undecided {
+                            delivery_id,
+                            attempt,
+                        } => StepReply::Followed {
+                            at: None,
+                            undecided: Some((delivery_id, attempt)),
+                        },
                     },
-                    Followed::Undecided {
-                        delivery_id,
-                        attempt,
-                    } => StepReply::Followed {
-                        at: None,
-                        undecided: Some((delivery_id, attempt)),
-                    },
-                })
+                )
             }
             StepCall::Abandon {
                 delivery_id,
@@ -610,7 +610,7 @@ impl CommandService {
             }
             StepCall::Delivery { id } => {
                 let shard = self.deliveries.lock_owned(&id).await?;
-                let state = shard.get(&id).map(|s| s.state.clone());
+                let state = shard.get(&id).map(|s| Box::new(s.state.clone()));
                 Ok(StepReply::Delivery { state })
             }
             StepCall::Account { id } => Ok(StepReply::Account {

@@ -312,7 +312,10 @@ async fn kill_9_of_the_command_api_mid_load_loses_no_acknowledged_command() {
             break;
         }
         assert!(suspended.headers().contains_key("retry-after"));
-        assert!(started.elapsed() < Duration::from_secs(20), "never taken over");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never taken over"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -44,7 +44,13 @@ impl Pair {
         let read_dir = temp_dir();
         let dir = read_dir.path().to_string_lossy().to_string();
         let read = run(
-            &["serve", "--roles", "projector,query-api", "--data-dir", &dir],
+            &[
+                "serve",
+                "--roles",
+                "projector,query-api",
+                "--data-dir",
+                &dir,
+            ],
             &shared,
         );
         let pair = Pair {
@@ -203,9 +209,10 @@ async fn two_command_apis_take_conflicting_assignments_and_no_drone_or_delivery_
 
     // Every delivery asked for twice, each drone by eight, spread over both processes,
     // all at once.
-    let attempts = deliveries.iter().enumerate().flat_map(|(i, delivery)| {
-        (0..2).map(move |k| (i, k, delivery.clone()))
-    });
+    let attempts = deliveries
+        .iter()
+        .enumerate()
+        .flat_map(|(i, delivery)| (0..2).map(move |k| (i, k, delivery.clone())));
     let answers = join_all(attempts.map(|(i, k, delivery)| {
         let api = operators[(i + k) % 2].clone();
         let drone = drones[(i + 3 * k) % drones.len()].clone();
@@ -223,7 +230,10 @@ async fn two_command_apis_take_conflicting_assignments_and_no_drone_or_delivery_
             "{delivery} <- {drone}: {status} {body}"
         );
         if status.is_success() {
-            let token = body["consistencyToken"].as_str().expect("token").to_string();
+            let token = body["consistencyToken"]
+                .as_str()
+                .expect("token")
+                .to_string();
             won.push((delivery, drone, token));
         }
     }
@@ -231,7 +241,11 @@ async fn two_command_apis_take_conflicting_assignments_and_no_drone_or_delivery_
     let drones_won: HashSet<&String> = won.iter().map(|(_, d, _)| d).collect();
     let deliveries_won: HashSet<&String> = won.iter().map(|(d, _, _)| d).collect();
     assert_eq!(drones_won.len(), won.len(), "a drone carries two: {won:?}");
-    assert_eq!(deliveries_won.len(), won.len(), "a delivery got two: {won:?}");
+    assert_eq!(
+        deliveries_won.len(),
+        won.len(),
+        "a delivery got two: {won:?}"
+    );
 
     // Across processes too: a delivery owned by one, a drone by the other, asked at
     // the one that owns neither... or either: all four ways go through.
@@ -248,9 +262,13 @@ async fn two_command_apis_take_conflicting_assignments_and_no_drone_or_delivery_
     for (api, delivery, drone) in crossings {
         let (status, body) = assign(api, delivery, drone).await;
         assert_eq!(status, StatusCode::OK, "{delivery} <- {drone}: {body}");
-        let token = body["consistencyToken"].as_str().expect("token").to_string();
+        let token = body["consistencyToken"]
+            .as_str()
+            .expect("token")
+            .to_string();
         assert!(
-            partition_in(&token, "drones").is_some() && partition_in(&token, "deliveries").is_some(),
+            partition_in(&token, "drones").is_some()
+                && partition_in(&token, "deliveries").is_some(),
             "the answer covers both records: {token}"
         );
         won.push((delivery.clone(), drone.clone(), token));
@@ -294,7 +312,9 @@ async fn kill_9_of_one_command_api_mid_load_loses_no_acknowledged_command_and_th
                     .client
                     .post(api.url("/api/v1/accounts"))
                     .header("Idempotency-Key", format!("load-{worker}-{i}"))
-                    .json(&json!({"name": format!("A{worker}-{i}"), "email": "ops@contoso.example"}))
+                    .json(
+                        &json!({"name": format!("A{worker}-{i}"), "email": "ops@contoso.example"}),
+                    )
                     .timeout(Duration::from_secs(5))
                     .send()
                     .await;
@@ -344,7 +364,10 @@ async fn kill_9_of_one_command_api_mid_load_loses_no_acknowledged_command_and_th
             if let Some(p) = partition_in(token, "accounts")
                 && answered.insert(p)
             {
-                eprintln!("partition {p} answered {:?} after the kill", killed.elapsed());
+                eprintln!(
+                    "partition {p} answered {:?} after the kill",
+                    killed.elapsed()
+                );
             }
         } else {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -375,7 +398,11 @@ async fn kill_9_of_one_command_api_mid_load_loses_no_acknowledged_command_and_th
             .await;
         *suspended.entry(response.status()).or_default() += 1;
     }
-    assert_eq!(suspended.keys().collect::<Vec<_>>(), [&StatusCode::OK], "{suspended:?}");
+    assert_eq!(
+        suspended.keys().collect::<Vec<_>>(),
+        [&StatusCode::OK],
+        "{suspended:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -390,8 +417,10 @@ async fn a_paused_command_api_taken_over_answers_no_2xx_for_a_conflicting_write_
     // A drone and two deliveries that the process about to be paused owns.
     let drone = drones_in(std::slice::from_ref(&a), "p", 1, |p| owned_a.contains(&p)).await;
     let drone = &drone[0];
-    let deliveries =
-        deliveries_in(std::slice::from_ref(&tenant), &owner, 2, |p| owned_a.contains(&p)).await;
+    let deliveries = deliveries_in(std::slice::from_ref(&tenant), &owner, 2, |p| {
+        owned_a.contains(&p)
+    })
+    .await;
     let pid = pair.a.pid().expect("running").to_string();
     let signal = |s: &str| {
         let sent = Command::new("kill").args([s, &pid]).status().expect("kill");
@@ -399,10 +428,14 @@ async fn a_paused_command_api_taken_over_answers_no_2xx_for_a_conflicting_write_
     };
     signal("-STOP");
     // Past its session, the other takes every number over and writes.
-    pair.until_split(|_, b| b.len() == PARTITIONS as usize).await;
+    pair.until_split(|_, b| b.len() == PARTITIONS as usize)
+        .await;
     let (status, body) = assign(&b, &deliveries[0], drone).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let token = body["consistencyToken"].as_str().expect("token").to_string();
+    let token = body["consistencyToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
     signal("-CONT");
     // The paused one still believes it owns the drone and the delivery: it decides on
     // what it knew, appends after the other's marker, finds it, and answers no 2xx.
@@ -420,7 +453,13 @@ async fn a_paused_command_api_taken_over_answers_no_2xx_for_a_conflicting_write_
     let fresh_dir = temp_dir();
     let dir = fresh_dir.path().to_string_lossy().to_string();
     let fresh = run(
-        &["serve", "--roles", "projector,query-api", "--data-dir", &dir],
+        &[
+            "serve",
+            "--roles",
+            "projector,query-api",
+            "--data-dir",
+            &dir,
+        ],
         &pair.shared,
     );
     for reader in [Api::of(&pair.read), Api::of(&fresh)] {
