@@ -538,21 +538,8 @@ impl CommandService {
         for ((topic, partition_writer, writer), at) in partitions.into_iter().zip(appended) {
             let partition = partition_writer.partition();
             let fence = partition_writer.fence();
-            // Where this process stood: what came after it is classified from the
-            // writer it last knew (none, for a partition it never read).
-            let mut validity = Validity::default();
-            if fence.next > 0 {
-                validity.resume(topic.name(), partition, Some(fence.writer.clone()));
-            }
-            self.fold(
-                topic,
-                partition,
-                fence.next,
-                at.offset,
-                &mut validity,
-                &mut keyed,
-            )
-            .await?;
+            self.fold_since(topic, partition, &fence, at.offset, &mut keyed)
+                .await?;
             partition_writer.set_fence(Fence {
                 writer,
                 next: at.offset + 1,
@@ -599,6 +586,25 @@ impl CommandService {
             &self.ownership.address(),
         )
         .map_err(|e| CommandError::Internal(e.to_string()))
+    }
+
+    /// Folds a partition from where this process stood in it (`fence`) up to `until`:
+    /// what came after is classified from the writer it last knew (none, for a
+    /// partition it never read).
+    async fn fold_since(
+        &self,
+        topic: Topic,
+        partition: u32,
+        fence: &Fence,
+        until: u64,
+        keyed: &mut KeyedCommands,
+    ) -> Result<(), CommandError> {
+        let mut validity = Validity::default();
+        if fence.next > 0 {
+            validity.resume(topic.name(), partition, Some(fence.writer.clone()));
+        }
+        self.fold(topic, partition, fence.next, until, &mut validity, keyed)
+            .await
     }
 
     /// Folds the records of one partition in `[from, until)` that count, noting their
@@ -840,18 +846,9 @@ impl CommandService {
         let at = at
             .first()
             .ok_or_else(|| CommandError::Internal("no marker appended".into()))?;
-        let mut validity = Validity::default();
-        validity.resume(topic.name(), partition, Some(fence.writer.clone()));
         let mut keyed = KeyedCommands::default();
-        self.fold(
-            topic,
-            partition,
-            fence.next,
-            at.offset,
-            &mut validity,
-            &mut keyed,
-        )
-        .await?;
+        self.fold_since(topic, partition, &fence, at.offset, &mut keyed)
+            .await?;
         self.remember_all(keyed).await;
         tracing::info!(
             topic = topic.name(),
