@@ -35,6 +35,9 @@ const COMMAND_TOPICS: [Topic; 4] = [
     Topic::Deliveries,
 ];
 
+/// A look at whether the key follower has caught up serves the unknown keys of this long.
+const KEYS_CHECK_REUSED: std::time::Duration = std::time::Duration::from_millis(20);
+
 const KEYED_PREFIX: &str = "key:";
 const UNKEYED_PREFIX: &str = "cmd:";
 /// Namespace of ids derived from idempotency keys (so a retry addresses the same aggregate);
@@ -157,6 +160,8 @@ pub struct CommandService {
     /// the key follower has read each partition.
     followed_accounts: std::sync::Mutex<HashMap<String, Stream<Account>>>,
     keys_read: std::sync::Mutex<Vec<u64>>,
+    /// When the key follower was last seen caught up with the log's ends.
+    keys_checked: tokio::sync::Mutex<Option<Instant>>,
     /// Telemetry changes no aggregate, so its keys are kept here, not on a stream (and,
     /// since telemetry is never folded, not across a restart).
     telemetry_keys: std::sync::Mutex<RecentKeys>,
@@ -459,6 +464,7 @@ impl CommandService {
             account_keys: std::sync::RwLock::new(KeyIndex::default()),
             followed_accounts: std::sync::Mutex::new(HashMap::new()),
             keys_read: std::sync::Mutex::new(vec![0; partitions as usize]),
+            keys_checked: tokio::sync::Mutex::new(None),
             telemetry_keys: std::sync::Mutex::new(RecentKeys::default()),
         };
         // Ownership is by partition number across the command topics: they must be
@@ -740,6 +746,12 @@ impl CommandService {
     /// as far as it reaches now: a key registered or rotated at another process is then
     /// indexed here.
     async fn keys_caught_up(&self) {
+        // Unknown keys (a wrong one sent again and again) share one look at the log's
+        // ends per moment, not one each.
+        let mut last = self.keys_checked.lock().await;
+        if last.is_some_and(|at| at.elapsed() < KEYS_CHECK_REUSED) {
+            return;
+        }
         let partitions = self.ownership.partitions();
         let mut ends = Vec::with_capacity(partitions as usize);
         for partition in 0..partitions {
@@ -755,10 +767,11 @@ impl CommandService {
                 ends.iter().zip(read.iter()).any(|(end, at)| at < end)
             };
             if !behind {
-                return;
+                break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+        *last = Some(Instant::now());
     }
 
     async fn remember_all(&self, keyed: KeyedCommands) {
