@@ -540,15 +540,29 @@ impl CommandService {
             }
         }
         let appended = self.log.append(markers).await?;
-        let mut keyed = KeyedCommands::default();
-        for ((topic, partition_writer, writer), at) in partitions.into_iter().zip(appended) {
-            let partition = partition_writer.partition();
-            let fence = partition_writer.fence();
-            self.fold_since(topic, partition, &fence, at.offset, &mut keyed)
+        // The partitions fold side by side: a takeover waits for the longest, not the sum.
+        let folds = partitions.into_iter().zip(appended).map(
+            |((topic, partition_writer, writer), at)| async move {
+                let mut keyed = KeyedCommands::default();
+                let fence = partition_writer.fence();
+                self.fold_since(
+                    topic,
+                    partition_writer.partition(),
+                    &fence,
+                    at.offset,
+                    &mut keyed,
+                )
                 .await?;
+                Ok::<_, CommandError>((partition_writer, writer, at.offset, keyed))
+            },
+        );
+        let folded = futures_util::future::try_join_all(folds).await?;
+        let mut keyed = KeyedCommands::default();
+        for (partition_writer, writer, marker, more) in folded {
+            keyed.merge(more);
             partition_writer.set_fence(Fence {
                 writer,
-                next: at.offset + 1,
+                next: marker + 1,
                 in_doubt: false,
             });
         }

@@ -350,6 +350,15 @@ impl KeyedCommands {
         outcome.version = outcome.version.max(meta.aggregate_version);
     }
 
+    /// Adds what another partition's fold noted (a key's records in several partitions
+    /// give one outcome whose token covers them all).
+    pub fn merge(&mut self, other: KeyedCommands) {
+        for (key, positions) in other.positions {
+            self.positions.entry(key).or_default().extend(positions);
+        }
+        self.outcomes.extend(other.outcomes);
+    }
+
     /// Outcomes per (topic, aggregate id, key); keys used before `since` are left out.
     pub fn into_outcomes(self, since: DateTime<Utc>) -> Vec<(Topic, String, String, Outcome)> {
         let positions = self.positions;

@@ -37,6 +37,9 @@ impl Pair {
             }
         }
         shared.extend(["--kafka-option".into(), "heartbeat.interval.ms=1000".into()]);
+        // The test broker holds every fetch for its whole wait even when records are
+        // there: a takeover's fold reads each partition it takes.
+        shared.extend(["--kafka-option".into(), "fetch.wait.max.ms=10".into()]);
         let a = run(&["command-api"], &shared);
         Api::of(&a).ready().await;
         let b = run(&["command-api"], &shared);
