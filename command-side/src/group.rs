@@ -5,8 +5,8 @@
 //!   the numbers the group assigns it ([`CommandService::take`]) and lets go of those it
 //!   moves away ([`CommandService::let_go`]). A number lost to another writer's marker
 //!   (this process was paused past its session and the group moved it) is not taken
-//!   back at once while the group still lists it here: the group's next assignment says
-//!   who owns it, and only a loss the group never corrects is taken back, after
+//!   back while the assignment it was lost under stands: the group's next assignment
+//!   says who owns it, and only a loss the group never corrects is taken back, after
 //!   [`RETAKE_AFTER`].
 //! - Every instance reads the owners topic whole: the latest marker of each partition
 //!   names its owner and the address requests for it are forwarded to.
@@ -24,8 +24,10 @@ use storage::{Admitted, EventLog, Offset, StartAt, StorageError, Validity};
 use tokio::sync::watch;
 
 /// A number lost to another writer's marker but still assigned here is taken back
-/// after this long (the group did not move it: the other writer was the stale one).
-pub const RETAKE_AFTER: Duration = Duration::from_secs(30);
+/// after this long: a member whose assignment was stale learns it within a heartbeat
+/// or two, so a number still assigned after this is the group's word (the other writer
+/// was the stale one, or a write of the old assignment met the interim owner's marker).
+pub const RETAKE_AFTER: Duration = Duration::from_secs(5);
 
 /// How often the group's assignment is looked at (each look polls the membership).
 const POLL: Duration = Duration::from_millis(200);
@@ -66,6 +68,8 @@ pub async fn follow_the_group(
     let mut member = log.subscribe(OWNERS_TOPIC, OWNERS_TOPIC, start).await?;
     let ownership = service.ownership().clone();
     let mut empty_since: Option<Instant> = None;
+    // The assignment last looked at (losses are forgotten when it changes).
+    let mut seen: Option<BTreeSet<u32>> = None;
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -84,6 +88,12 @@ pub async fn follow_the_group(
             continue;
         }
         let assigned: BTreeSet<u32> = member.assignment().into_iter().collect();
+        // A new assignment is the group's fresh word: what was lost before it is the
+        // group's to give again.
+        if seen.as_ref() != Some(&assigned) {
+            (0..ownership.partitions()).for_each(|n| ownership.forget_loss(n));
+            seen = Some(assigned.clone());
+        }
         let owned: BTreeSet<u32> = ownership.owned().into_iter().collect();
         if assigned.is_empty() && !owned.is_empty() {
             let since = *empty_since.get_or_insert_with(Instant::now);
@@ -96,11 +106,6 @@ pub async fn follow_the_group(
         let gone: Vec<u32> = owned.difference(&assigned).copied().collect();
         if !gone.is_empty() {
             service.let_go(&gone).await;
-        }
-        for number in 0..ownership.partitions() {
-            if !assigned.contains(&number) {
-                ownership.forget_loss(number);
-            }
         }
         let new: Vec<u32> = assigned
             .difference(&owned)
