@@ -68,8 +68,8 @@ pub async fn follow_the_group(
     let mut member = log.subscribe(OWNERS_TOPIC, OWNERS_TOPIC, start).await?;
     let ownership = service.ownership().clone();
     let mut empty_since: Option<Instant> = None;
-    // The assignment last looked at (losses are forgotten when it changes).
-    let mut seen: Option<BTreeSet<u32>> = None;
+    // The handover last looked at (losses are forgotten when it changes).
+    let mut seen: Option<u64> = None;
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -89,10 +89,23 @@ pub async fn follow_the_group(
         }
         let assigned: BTreeSet<u32> = member.assignment().into_iter().collect();
         // A new assignment is the group's fresh word: what was lost before it is the
-        // group's to give again.
-        if seen.as_ref() != Some(&assigned) {
+        // group's to give again, and a number kept across it that another process
+        // marked meanwhile (this one was paused, the group moved it away and back) is
+        // marked again, or its requests would be sent back here by the other.
+        if seen != Some(member.handovers()) {
+            seen = Some(member.handovers());
             (0..ownership.partitions()).for_each(|n| ownership.forget_loss(n));
-            seen = Some(assigned.clone());
+            let marked_elsewhere: Vec<u32> = ownership
+                .owned()
+                .into_iter()
+                .filter(|&n| assigned.contains(&n) && ownership.owner_of(n).is_some())
+                .collect();
+            if !marked_elsewhere.is_empty()
+                && let Err(e) = service.take(&marked_elsewhere).await
+            {
+                tracing::warn!(partitions = ?marked_elsewhere, error = %e, "cannot mark kept partitions again yet");
+                seen = None;
+            }
         }
         let owned: BTreeSet<u32> = ownership.owned().into_iter().collect();
         if assigned.is_empty() && !owned.is_empty() {
@@ -126,7 +139,7 @@ pub async fn follow_the_group(
                 ownership.set_joined();
             }
             Err(e) => {
-                tracing::warn!(partitions = ?new, error = %e, "cannot take partitions yet; trying again")
+                tracing::warn!(instance = ownership.instance(), partitions = ?new, error = %e, "cannot take partitions yet; trying again")
             }
         }
     }

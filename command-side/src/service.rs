@@ -515,7 +515,7 @@ impl CommandService {
         }
         self.note_carrying_drones(numbers).await;
         self.reconcile_pending().await;
-        tracing::info!(partitions = ?numbers, "took partitions of the command topics");
+        tracing::info!(instance = self.ownership.instance(), partitions = ?numbers, "took partitions of the command topics");
         Ok(())
     }
 
@@ -590,7 +590,7 @@ impl CommandService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|id| !numbers.contains(&drones.partition_of(id)));
-        tracing::info!(partitions = ?numbers, "released partitions of the command topics");
+        tracing::info!(instance = self.ownership.instance(), partitions = ?numbers, "released partitions of the command topics");
     }
 
     /// The marker record of `writer` for a partition of a command topic (or of the

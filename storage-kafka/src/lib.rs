@@ -703,6 +703,7 @@ impl EventLog for KafkaLog {
                 meta: self.meta.clone(),
                 timeout: self.settings.request_timeout,
                 assigned: AtomicBool::new(false),
+                handovers: std::sync::atomic::AtomicU64::new(0),
                 failure: Mutex::new(None),
             })
             .map_err(|e| StorageError::Invalid(format!("kafka consumer configuration: {e}")))?;
@@ -868,6 +869,7 @@ struct GroupContext {
     meta: Arc<BaseConsumer>,
     timeout: Duration,
     assigned: AtomicBool,
+    handovers: std::sync::atomic::AtomicU64,
     failure: Mutex<Option<StorageError>>,
 }
 
@@ -949,6 +951,7 @@ impl ConsumerContext for GroupContext {
                     Err(error) => self.fail(error),
                 }
                 self.assigned.store(true, Ordering::Release);
+                self.handovers.fetch_add(1, Ordering::AcqRel);
                 // Assigned even after a failure: the protocol wants an answer, and the
                 // poll that reports the failure makes the member leave.
                 if cooperative {
@@ -1027,6 +1030,12 @@ impl GroupConsumer for KafkaGroupConsumer {
         self.consumer
             .as_ref()
             .is_some_and(|c| c.context().assigned.load(Ordering::Acquire))
+    }
+
+    fn handovers(&self) -> u64 {
+        self.consumer
+            .as_ref()
+            .map_or(0, |c| c.context().handovers.load(Ordering::Acquire))
     }
 
     fn commit(&mut self, positions: &[(u32, Offset)]) {

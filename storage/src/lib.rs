@@ -208,6 +208,12 @@ pub trait GroupConsumer: Consumer {
     /// nothing): until then it cannot know whether it is caught up.
     fn assigned(&self) -> bool;
 
+    /// How many times the group has handed this member a share: it changes with every
+    /// rebalance this member took part in, even one that gave it what it had.
+    fn handovers(&self) -> u64 {
+        0
+    }
+
     /// Commits the group's offsets (the next offset of each partition), for lag and
     /// tooling; fire and forget, since the caller's checkpoints are the authority.
     fn commit(&mut self, positions: &[(u32, Offset)]);
